@@ -1,0 +1,32 @@
+"""symscore: a symbolic-to-numeric score compiler for diffusion models with nonlinear forward SDEs.
+
+Write the drift b(t, x) and diffusion sigma(t) of dX = b dt + sigma dB in SymPy; symscore derives
+the variation processes and the closed-form Malliavin-Bismut score target, and generates kernels
+that return, per path and record time, a target whose conditional mean is grad log p_t.
+
+    >>> import sympy as sp, symscore as ss
+    >>> x, t = sp.symbols("x t")
+    >>> sde = ss.SDE(drift=[-x**3], diffusion=1, state=[x], time=t, name="cubic1d")
+    >>> kern = ss.compile(sde)                                       # doctest: +SKIP
+    >>> paths = kern.simulate(x0, times=[0.5, 1.0], n_steps=200)     # doctest: +SKIP
+"""
+from . import library
+from ._cache import cache_dir
+from ._derivation import Derivation
+from ._errors import (
+    NonFiniteSimulationError,
+    SDESpecError,
+    SimulationInputError,
+    SingularMalliavinMatrixError,
+    SymscoreError,
+)
+from ._kernel import Kernel, Paths, compile
+from ._printing import UnsupportedExpressionError
+from ._sde import SDE
+from ._version import __version__
+
+__all__ = [
+    "SDE", "Derivation", "compile", "Kernel", "Paths", "library", "cache_dir",
+    "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
+    "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
+]

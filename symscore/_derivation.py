@@ -1,0 +1,153 @@
+"""Symbolic derivation: the objects of MATH.md for one concrete SDE.
+
+For dX = b(t, X) dt + sigma(t) dB the score target needs
+
+    J = db/dx            (m x m)       first variation   dY/dt = J Y,       Y_0 = I
+    H = d^2 b/dx^2       (m x m x m)   second variation  dZ/dt = H[Y, Y] + J Z,  Z_0 = 0
+
+and the structure of the drift decides how cheap the kernel can be:
+
+* ``linear``: H is identically zero, so Z = 0 and the target is the denoising (Gaussian) one;
+* ``separable``: b_i depends on x_i and t only and sigma is diagonal: m independent 1-D problems;
+* ``coupled``: everything else.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import sympy as sp
+
+__all__ = ["Derivation"]
+
+
+class Derivation:
+    """The derivation of the Malliavin score target for one :class:`~symscore.SDE`.
+
+    Attributes:
+        jacobian: ``sp.Matrix`` (m x m), J[i, j] = d b_i / d x_j.
+        hessian: ``sp.Array`` (m x m x m), H[p, q, w] = d^2 b_p / (d x_q d x_w).
+        structure: ``"linear"``, ``"separable"`` or ``"coupled"``.
+        jacobian_sparsity, hessian_sparsity: boolean numpy arrays of structurally non-zero entries.
+        first_variation, second_variation: the variation equations as SymPy ``Eq`` objects.
+        steps: list of (title, LaTeX) describing the derivation for this SDE.
+    """
+
+    def __init__(self, sde):
+        self.sde = sde
+        x, m = sde.state, sde.m
+        self.jacobian = sde.drift.jacobian(list(x))
+        self.hessian = sp.Array([[[sp.diff(self.jacobian[p, q], x[w]) for w in range(m)]
+                                  for q in range(m)] for p in range(m)])
+        self.jacobian_sparsity = np.array([[self.jacobian[i, j] != 0 for j in range(m)] for i in range(m)])
+        self.hessian_sparsity = np.array(
+            [[[self.hessian[p, q, w] != 0 for w in range(m)] for q in range(m)] for p in range(m)]
+        )
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def is_linear(self) -> bool:
+        """True when the Hessian of the drift is identically zero."""
+        return not self.hessian_sparsity.any()
+
+    @property
+    def is_separable(self) -> bool:
+        """True when b_i depends on (t, x_i) only and sigma is square and diagonal."""
+        sigma = self.sde.diffusion
+        diagonal = sigma.rows == sigma.cols and all(sigma[i, j] == 0 for i, j in np.argwhere(~np.eye(sigma.rows, dtype=bool)))
+        return diagonal and not (self.jacobian_sparsity & ~np.eye(self.sde.m, dtype=bool)).any()
+
+    @property
+    def structure(self) -> str:
+        """``"linear"`` (H = 0), ``"separable"`` (m independent 1-D problems) or ``"coupled"``."""
+        if self.is_linear:
+            return "linear"
+        return "separable" if self.is_separable else "coupled"
+
+    # -- equations ---------------------------------------------------------------------------
+    def _matrix_function(self, name: str, rows: int, cols: int) -> sp.Matrix:
+        t = self.sde.time
+        return sp.Matrix(rows, cols, lambda i, j: sp.Function(f"{name}_{{{i + 1}{j + 1}}}")(t))
+
+    @cached_property
+    def first_variation(self) -> sp.Eq:
+        """dY/dt = J(t, X_t) Y, Y_0 = I (Y_t = dX_t / dx_0)."""
+        m, t = self.sde.m, self.sde.time
+        Y = self._matrix_function("Y", m, m)
+        return sp.Eq(sp.Derivative(Y, t), self.jacobian * Y, evaluate=False)
+
+    @cached_property
+    def second_variation(self) -> list[sp.Eq]:
+        """dZ[i; a, b]/dt = sum_{q,w} H[i; q, w] Y[q, a] Y[w, b] + sum_p J[i, p] Z[p; a, b], a <= b."""
+        m, t = self.sde.m, self.sde.time
+        Y = self._matrix_function("Y", m, m)
+        Z = [[[sp.Function(f"Z_{{{i + 1};{a + 1}{b + 1}}}")(t) for b in range(m)] for a in range(m)] for i in range(m)]
+        H, J = self.hessian, self.jacobian
+        eqs = []
+        for i in range(m):
+            for a in range(m):
+                for b in range(a, m):
+                    rhs = sum((H[i, q, w] * Y[q, a] * Y[w, b] for q in range(m) for w in range(m)), sp.S.Zero)
+                    rhs += sum((J[i, p] * Z[p][a][b] for p in range(m)), sp.S.Zero)
+                    eqs.append(sp.Eq(sp.Derivative(Z[i][a][b], t), rhs, evaluate=False))
+        return eqs
+
+    def nonzero_hessian(self) -> list[tuple[tuple[int, int, int], sp.Expr]]:
+        """The structurally non-zero entries H[p, q, w] with q <= w (H is symmetric in q, w)."""
+        m = self.sde.m
+        return [((p, q, w), self.hessian[p, q, w]) for p in range(m) for q in range(m) for w in range(q, m)
+                if self.hessian_sparsity[p, q, w]]
+
+    # -- teaching output ---------------------------------------------------------------------
+    @cached_property
+    def steps(self) -> list[tuple[str, str]]:
+        """The derivation for this SDE, as a list of (title, LaTeX) pairs."""
+        sde, L = self.sde, sp.latex
+        x = sp.Matrix(sde.state)
+        hess = self.nonzero_hessian()
+        hess_tex = r",\quad ".join(
+            rf"H_{{{p + 1};{q + 1}{w + 1}}} = {L(e)}" for (p, q, w), e in hess
+        ) or r"H \equiv 0"
+        steps = [
+            ("The SDE", rf"d{L(x)} = {L(sde.drift)}\,dt + {L(sde.diffusion)}\,dB_t"),
+            ("Jacobian of the drift", rf"J = \frac{{\partial b}}{{\partial x}} = {L(self.jacobian)}"),
+            ("Non-zero Hessian entries", hess_tex),
+            ("Structure", rf"\text{{{self.structure}}}"),
+            ("First variation", r"\dot Y_t = J(t, X_t)\, Y_t,\quad Y_0 = I"),
+            (r"Second variation (carried as $\hat Z = Y^{-1} Z$)",
+             r"\dot{\hat Z}_t[i; a, b] = \sum_{p,q,w} Y^{-1}_t[i,p]\, H_t[p; q, w]\, Y_t[q,a]\, Y_t[w,b]"),
+            ("Malliavin derivative and matrix",
+             r"D_r X_t = Y_t Y_r^{-1} \sigma(r),\quad \gamma_t = Y_t C_t Y_t^\top,\quad "
+             r"C_t = \int_0^t Y_r^{-1}\sigma\sigma^\top Y_r^{-\top} dr"),
+            ("Score target",
+             r"\delta_t = Y_t^{-\top}\left(C_t^{-1} M_t + v - C_t^{-1}\rho\right),\quad "
+             r"\text{target}_t = -\delta_t,\quad \mathbb E[\text{target}_t \mid X_t] = \nabla \log p_t(X_t)"),
+        ]
+        if self.is_linear:
+            steps.append(("Linear drift",
+                          r"H = 0 \Rightarrow \hat Z = Q = R = 0,\ \delta_t = \gamma_t^{-1}(X_t - \mathbb E[X_t\mid X_0])"
+                          r"\ \text{(the denoising score matching target)}"))
+        return steps
+
+    def to_markdown(self) -> str:
+        """The derivation as Markdown with ``$$`` display math."""
+        lines = [f"# Derivation of the score target for `{self.sde.name}`", ""]
+        for title, tex in self.steps:
+            lines += [f"## {title}", "", f"$$ {tex} $$", ""]
+        return "\n".join(lines)
+
+    def to_latex(self) -> str:
+        """A standalone LaTeX document of the derivation."""
+        body = "\n".join(rf"\section*{{{title}}}" + "\n" + rf"\[ {tex} \]" for title, tex in self.steps)
+        name = self.sde.name.replace("_", r"\_")
+        return (
+            "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\usepackage[margin=2cm]{geometry}\n"
+            f"\\title{{Score target for {name}}}\n\\date{{}}\n\\begin{{document}}\n\\maketitle\n"
+            f"{body}\n\\end{{document}}\n"
+        )
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __repr__(self) -> str:
+        return f"Derivation(sde={self.sde.name!r}, structure={self.structure!r})"

@@ -1,0 +1,68 @@
+"""Shared fixtures: kernels are compiled once per session (numba also caches them on disk)."""
+import functools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symscore as ss
+
+t = sp.Symbol("t")
+
+
+def coupled_2d() -> ss.SDE:
+    """A coupled nonlinear 2-D drift with a non-diagonal, time-dependent diffusion."""
+    x1, x2 = sp.symbols("x1 x2")
+    drift = [-x1 - x1 * x2**2 / 2 + sp.sin(x2) / 2, -x2 + sp.tanh(x1)]
+    sigma = sp.Matrix([[1, sp.Rational(3, 10)], [0, sp.Rational(4, 5) * sp.sqrt(1 + t)]])
+    return ss.SDE(drift, sigma, [x1, x2], t, name="coupled2d")
+
+
+def coupled_3d() -> ss.SDE:
+    """A 3-D coupled cubic drift (MATH.md's discretisation example), sigma = I."""
+    x1, x2, x3 = sp.symbols("x1 x2 x3")
+    c = sp.Symbol("c")
+    drift = [-x1**3 + c * x2 * x3, -x2**3 + c * sp.sin(x1), -x3**3 - c * x1 * x2]
+    return ss.SDE(drift, 1, [x1, x2, x3], t, params={"c": 0.5}, name="coupled3d")
+
+
+def linear_coupled() -> ss.SDE:
+    """A linear drift with a non-normal coupling matrix and a full 2 x 3 ... (m = 2, d = 3) diffusion."""
+    x1, x2 = sp.symbols("x1 x2")
+    drift = [-x1 + sp.Rational(1, 2) * x2 + 1, -sp.Rational(1, 2) * x1 - 2 * x2 + t]
+    sigma = sp.Matrix([[1, 0, sp.Rational(1, 2)], [sp.Rational(1, 4), 1, 0]])
+    return ss.SDE(drift, sigma, [x1, x2], t, name="linear_coupled")
+
+
+FACTORIES = {
+    "coupled2d": coupled_2d,
+    "coupled3d": coupled_3d,
+    "linear_coupled": linear_coupled,
+    "benes1d": lambda: ss.library.benes(m=1, theta=1.5),
+    "benes2d": lambda: ss.library.benes(m=2, theta=1.5),
+    "vp2": lambda: ss.library.vp(m=2),
+    "ou2": lambda: ss.library.ou(m=2),
+    "cubic3": lambda: ss.library.cubic(m=3),
+}
+
+
+@functools.cache
+def get_kernel(name: str, **switches) -> ss.Kernel:
+    return ss.compile(FACTORIES[name](), **switches)
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """kernel(name, **switches) -> a compiled numba kernel, shared by the whole session."""
+    return get_kernel
+
+
+def brownian(n, n_steps, d, T, seed):
+    """Increments N(0, T / n_steps) of shape (n, n_steps, d)."""
+    return np.random.default_rng(seed).standard_normal((n, n_steps, d)) * np.sqrt(T / n_steps)
+
+
+def coarsen(dW, factor):
+    """Sum consecutive increments: the same Brownian path on a grid `factor` times coarser."""
+    n, N, d = dW.shape
+    return dW.reshape(n, N // factor, factor, d).sum(axis=2)
