@@ -20,13 +20,13 @@ from ._errors import (
     SingularMalliavinMatrixError,
     SymscoreError,
 )
-from ._kernel import Kernel, Paths, compile
+from ._kernel import Kernel, Paths, compile, emit
 from ._printing import UnsupportedExpressionError
 from ._sde import SDE
 from ._version import __version__
 
 __all__ = [
-    "SDE", "Derivation", "compile", "Kernel", "Paths", "library", "cache_dir",
+    "SDE", "Derivation", "compile", "emit", "Kernel", "Paths", "library", "cache_dir",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
     "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
 ]

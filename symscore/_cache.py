@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_dir", "load_or_write_module"]
+__all__ = ["atomic_write", "cache_dir", "load_or_write_module"]
 
 _CHECKSUM_PREFIX = "# symscore-checksum: sha256="
 
@@ -44,7 +44,8 @@ def _is_intact(path: Path) -> bool:
     return first == f"{_CHECKSUM_PREFIX}{hashlib.sha256(rest.encode()).hexdigest()}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -63,7 +64,7 @@ def load_or_write_module(key: str, make_source):
     path = cache_dir() / f"{key}.py"
     was_cached = path.exists() and _is_intact(path)
     if not was_cached:
-        _atomic_write(path, _with_checksum(make_source()))
+        atomic_write(path, _with_checksum(make_source()))
     module_name = f"symscore_kernel_{key}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path) and was_cached:
         return sys.modules[module_name], path, True

@@ -12,12 +12,12 @@ import jinja2
 import sympy as sp
 
 from ._ir import KernelIR
-from ._printing import NumbaPrinter, print_expr
+from ._printing import make_printer, print_expr
 from ._version import __version__
 
-__all__ = ["render_source", "header_lines"]
+__all__ = ["render_source", "header_lines", "template_text"]
 
-_PRINTERS = {"numba": NumbaPrinter}
+
 
 
 @cache
@@ -27,6 +27,11 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(folder)), keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined, autoescape=False,
     )
+
+
+def template_text(backend: str) -> str:
+    """The template of ``backend`` (its text is part of the cache key of generated modules)."""
+    return _environment().loader.get_source(_environment(), f"{backend}_kernel.py.j2")[0]
 
 
 def header_lines(sde, structure: str) -> list[str]:
@@ -56,6 +61,7 @@ def _printed_block(block, printer):
         "state": [(str(s), show(v)) for s, v in block.state],
         "step": [line(a) for a in block.step],
         "commit": [(str(s), show(v)) for s, v in block.commit],
+        "next_state": [show(dict(block.commit).get(s, s)) for s, _ in block.state],
         "weight": [line(a) for a in block.weight],
         "target": [show(e) for e in block.target],
         "pivots": [(show(p), show(dg)) for p, dg in block.pivots],
@@ -68,8 +74,8 @@ def _one_line(text: str, limit: int = 110) -> str:
 
 
 def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
-    """The module source of ``ir`` for ``backend`` (currently ``"numba"``)."""
-    printer = _PRINTERS[backend]()
+    """The module source of ``ir`` for ``backend`` (``"numba"`` or ``"torch"``)."""
+    printer = make_printer(backend)
     template = _environment().get_template(f"{backend}_kernel.py.j2")
     return template.render(
         name=sde.name, version=__version__, header=header_lines(sde, ir.structure), m=ir.m, d=ir.d,

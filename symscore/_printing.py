@@ -1,43 +1,58 @@
 """Printers: one SymPy code printer per backend, over the same IR expressions.
 
-The numba printer writes scalar ``math.*`` code (it runs inside a loop over paths). Anything it
-cannot print raises :class:`UnsupportedExpressionError` naming the expression and the backend;
-nothing falls back to ``str(expr)``.
+Both printers subclass SymPy's own (``PythonCodePrinter`` for numba's scalar ``math`` code,
+``TorchPrinter`` for vectorised ``torch`` code) and share, through :class:`_KernelPrinterMixin`,
+only what both need: small integer powers as products, reciprocal functions through the
+function the target has, and float literals. Anything a printer cannot print raises
+:class:`UnsupportedExpressionError` naming the expression and the backend; nothing falls back
+to ``str(expr)``.
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from ._errors import SymscoreError
 
-__all__ = ["NumbaPrinter", "UnsupportedExpressionError", "print_expr"]
+__all__ = ["NumbaPrinter", "UnsupportedExpressionError", "make_printer", "print_expr", "torch_kernel_printer"]
 
 
 class UnsupportedExpressionError(SymscoreError):
     """An expression uses a function the backend's printer does not know."""
 
 
-# Reciprocal functions that ``math`` lacks, printed through the function it has.
+# Reciprocal functions that math / torch lack, printed through the function they have.
 _RECIPROCALS = {"sech": "cosh", "csch": "sinh", "sec": "cos", "csc": "sin", "cot": "tan", "coth": "tanh"}
 
 
-class NumbaPrinter(PythonCodePrinter):
-    """Scalar Python for ``numba.njit``: ``math`` functions, small integer powers as products."""
+class _KernelPrinterMixin:
+    """What both kernel printers do alike. ``function_module`` is "math" or "torch"."""
 
-    backend = "numba"
-    _default_settings = {**PythonCodePrinter._default_settings, "strict": True, "fully_qualified_modules": True}
+    backend: str
+    function_module: str
 
-    def _print_Pow(self, expr, rational=False):
+    def _print(self, expr, **kwargs):
+        # Constant subexpressions (sqrt(2), pi/4, ...) become float literals: torch functions
+        # need tensors, and numba need not call math.sqrt(2.0) on every step.
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Number:
+            try:
+                return repr(float(expr))
+            except TypeError:
+                raise PrintMethodNotImplementedError(f"non-real constant {expr}") from None
+        return super()._print(expr, **kwargs)
+
+    def _print_Pow(self, expr, **kwargs):
         base, exp = expr.as_base_exp()
         if exp.is_Integer and 2 <= exp <= 4:
-            # x*x*x is exact and avoids a pow call in the hot loop.
-            factor = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"], strict=False)
-            return "*".join([factor] * int(exp))
-        if exp.is_Integer and -4 <= exp <= -2:
+            # x*x*x is exact and cheaper than a pow call in the hot loop.
+            return "*".join([self.parenthesize(base, PRECEDENCE["Mul"], strict=False)] * int(exp))
+        if exp.is_Integer and -4 <= exp <= -1:
             return f"1.0/({self._print(base ** (-exp))})"
-        return super()._print_Pow(expr, rational=rational)
+        return super()._print_Pow(expr)
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -46,20 +61,41 @@ class NumbaPrinter(PythonCodePrinter):
         return repr(float(expr))
 
     def _print_Integer(self, expr):
-        # Floats keep numba's type inference on float64 (no int/float unification in loops).
+        # Float literals keep numba's type inference on floats (no int/float unification).
         return f"{int(expr)}.0"
 
-
-def _print_reciprocal(name, inner):
-    def method(self, expr):
-        return f"(1.0/{self._module_format('math.' + inner)}({self._print(expr.args[0])}))"
-
-    method.__name__ = f"_print_{name}"
-    return method
+    def _print_reciprocal(self, expr, inner):
+        return f"(1.0/{self._module_format(f'{self.function_module}.{inner}')}({self._print(expr.args[0])}))"
 
 
 for _name, _inner in _RECIPROCALS.items():
-    setattr(NumbaPrinter, f"_print_{_name}", _print_reciprocal(_name, _inner))
+    setattr(_KernelPrinterMixin, f"_print_{_name}", lambda self, expr, _inner=_inner: self._print_reciprocal(expr, _inner))
+
+
+class NumbaPrinter(_KernelPrinterMixin, PythonCodePrinter):
+    """Scalar Python for ``numba.njit`` (runs inside a loop over paths)."""
+
+    backend, function_module = "numba", "math"
+    _default_settings = {**PythonCodePrinter._default_settings, "strict": True, "fully_qualified_modules": True}
+
+
+@functools.cache
+def torch_kernel_printer() -> type:
+    """The torch printer class, built on first use: SymPy's TorchPrinter module imports torch."""
+    from sympy.printing.pytorch import TorchPrinter
+
+    class TorchKernelPrinter(_KernelPrinterMixin, TorchPrinter):
+        """Vectorised torch: every symbol is a tensor over paths (and lanes); Piecewise -> torch.where."""
+
+        backend, function_module = "torch", "torch"
+        _default_settings = {**TorchPrinter._default_settings, "strict": True}
+
+    return TorchKernelPrinter
+
+
+def make_printer(backend: str):
+    """A fresh printer for ``backend`` ("numba" or "torch")."""
+    return NumbaPrinter() if backend == "numba" else torch_kernel_printer()()
 
 
 def print_expr(printer, expr: sp.Expr) -> str:

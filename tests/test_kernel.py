@@ -105,7 +105,7 @@ def test_bad_simulate_input(kernel, kwargs, match):
 
 def test_bad_compile_arguments(kernel):
     sde = kernel("coupled2d").sde
-    with pytest.raises(ss.SymscoreError, match="backend: expected one of 'numba'"):
+    with pytest.raises(ss.SymscoreError, match="backend: expected one of .numba., .torch."):
         ss.compile(sde, backend="jax")
     with pytest.raises(ss.SymscoreError, match="dtype"):
         ss.compile(sde, dtype="float16")
