@@ -191,7 +191,9 @@ class NumbaKernel(Kernel):
             raise SymscoreError("compile: torch.compile applies to backend='torch' only")
         return {}
 
-    _check_x0 = staticmethod(lambda x0, m: _check_x0(x0, m))
+    @staticmethod
+    def _check_x0(x0, m):
+        return _check_x0(x0, m)
 
     @staticmethod
     def _check_dw(dW, shape):
