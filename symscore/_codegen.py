@@ -18,8 +18,6 @@ from ._version import __version__
 __all__ = ["render_source", "header_lines", "template_text"]
 
 
-
-
 @cache
 def _environment() -> jinja2.Environment:
     folder = importlib.resources.files("symscore.templates")
@@ -29,8 +27,9 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@cache
 def template_text(backend: str) -> str:
-    """The template of ``backend`` (its text is part of the cache key of generated modules)."""
+    """The template of ``backend`` (its text is part of the cache key of generated modules; read once)."""
     return _environment().loader.get_source(_environment(), f"{backend}_kernel.py.j2")[0]
 
 

@@ -25,6 +25,8 @@ __all__ = ["compile", "emit", "Kernel", "Paths"]
 
 #: Relative LDL^T pivot below which C_t counts as numerically singular (float64).
 PIVOT_RTOL = 1e-12
+#: The same for float32 kernels (about 100 float32 epsilons).
+PIVOT_RTOL_FLOAT32 = 1e-5
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
         sde: the :class:`~symscore.SDE`.
         backend: ``"numba"`` (CPU, parallel over paths) or ``"torch"`` (vectorised over paths, CPU or GPU).
         dtype: ``"float64"`` (default) or, for torch, ``"float32"`` (relative error of the target
-            about 1e-4 at 1000 steps, against float64; see the README).
+            against float64 measured at median 3e-7, 99th percentile 2e-5; see the README).
         device: numba: None or ``"cpu"``; torch: None (CPU), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         compile: torch only, wrap the generated step and weight functions in ``torch.compile``
             (needs a C++ compiler; tens of seconds the first time). Off by default.
@@ -59,15 +61,20 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
     the cache folder (:func:`symscore.cache_dir`) under a hash of the SDE; numba's compiled code is
     cached beside it, so a second process starts fast.
     """
-    if not isinstance(sde, SDE):
-        raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
-    if backend not in KERNEL_CLASSES:
-        raise SymscoreError(f"backend: expected one of {', '.join(map(repr, KERNEL_CLASSES))}, got {backend!r}")
-    kernel_class = KERNEL_CLASSES[backend]
+    kernel_class = _kernel_class(sde, backend)
     options = kernel_class.check_options(dtype, device, compile)
     module, path, cached = load_backend_module(sde, backend, force_coupled=_force_coupled,
                                                first_order_only=_first_order_only)
     return kernel_class(sde, module, Path(path), cached, **options)
+
+
+def _kernel_class(sde, backend: str) -> type:
+    """Validate the (sde, backend) pair shared by compile and emit; the backend's kernel class."""
+    if not isinstance(sde, SDE):
+        raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
+    if backend not in KERNEL_CLASSES:
+        raise SymscoreError(f"backend: expected one of {', '.join(map(repr, KERNEL_CLASSES))}, got {backend!r}")
+    return KERNEL_CLASSES[backend]
 
 
 def module_key(sde: SDE, backend: str, **switches) -> str:
@@ -93,10 +100,7 @@ def emit(sde: SDE, backend: str = "numba", path=None) -> str:
     hash; the same SDE gives byte-identical source. An existing file at ``path`` is replaced
     atomically (never left half-written).
     """
-    if not isinstance(sde, SDE):
-        raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
-    if backend not in KERNEL_CLASSES:
-        raise SymscoreError(f"backend: expected one of {', '.join(map(repr, KERNEL_CLASSES))}, got {backend!r}")
+    _kernel_class(sde, backend)
     source = generate_source(sde, backend)
     if path is not None:
         target = Path(path)
@@ -310,7 +314,7 @@ class TorchKernel(Kernel):
     """Kernel of the torch backend: vectorised over paths, a Python loop over steps; CPU or GPU."""
 
     backend = "torch"
-    DTYPES = {"float64": "float64", "float32": "float32"}
+    DTYPES = ("float64", "float32")
 
     def __init__(self, sde, module, path, was_cached, *, dtype, device, use_compile):
         super().__init__(sde, module, path, was_cached)
@@ -368,7 +372,7 @@ class TorchKernel(Kernel):
         out_x = torch.empty((n, K, m), dtype=self.dtype, device=self.device)
         out_target = torch.empty_like(out_x)
         singular = torch.zeros((n, K), dtype=torch.bool, device=self.device)
-        rtol = PIVOT_RTOL if self.dtype == torch.float64 else 1e-5
+        rtol = PIVOT_RTOL if self.dtype == torch.float64 else PIVOT_RTOL_FLOAT32
         with torch.no_grad():
             self.module.simulate_kernel(x0, dt, n_steps, record_steps.tolist(), dW, generator, ridge, rtol,
                                         out_x, out_target, singular, blocks=self.blocks)
