@@ -10,7 +10,7 @@ that return, per path and record time, a target whose conditional mean is grad l
     >>> kern = ss.compile(sde)                                       # doctest: +SKIP
     >>> paths = kern.simulate(x0, times=[0.5, 1.0], n_steps=200)     # doctest: +SKIP
 """
-from . import library
+from . import data, library, metrics, plots
 from ._cache import cache_dir
 from ._derivation import Derivation
 from ._errors import (
@@ -21,12 +21,18 @@ from ._errors import (
     SymscoreError,
 )
 from ._kernel import Kernel, Paths, compile, emit
+from ._model import ScoreModel
+from ._prior import EmpiricalPrior, GaussianPrior, Prior, ProductPrior, make_prior
+from ._sample import log_likelihood, sample
+from ._train import load_checkpoint, train
 from ._printing import UnsupportedExpressionError
 from ._sde import SDE
 from ._version import __version__
 
 __all__ = [
     "SDE", "Derivation", "compile", "emit", "Kernel", "Paths", "library", "cache_dir",
+    "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots",
+    "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
     "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
 ]

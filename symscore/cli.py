@@ -17,16 +17,20 @@ def _load_spec(spec: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="symscore", description="Symbolic-to-numeric score compiler.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="estimated versus exact score on the Benes SDE (example: symscore demo)")
+    demo = sub.add_parser("demo", help="train + sample: cubic/Malliavin vs VP/DSM on the checkerboard "
+                                       "(example: symscore demo --out demo)")
+    demo.add_argument("--out", default="demo", help="output folder for PNGs and metrics.json")
+    demo.add_argument("--steps", type=int, default=4000, help="training steps per model")
+    demo.add_argument("--benes", action="store_true", help="instead: the Benes kernel check (target vs exact score)")
     derive = sub.add_parser("derive", help="the derivation of a built-in SDE (example: symscore derive cubic)")
     derive.add_argument("spec", help=f"a built-in name: {', '.join(library.BUILTINS)}")
     derive.add_argument("--format", choices=("markdown", "latex"), default="markdown")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from .demo import run_demo
+            from .demo import run_benes_check, run_demo
 
-            run_demo()
+            run_benes_check() if args.benes else run_demo(out=args.out, steps=args.steps)
         elif args.command == "derive":
             der = _load_spec(args.spec).derive()
             print(der.to_markdown() if args.format == "markdown" else der.to_latex())

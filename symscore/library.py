@@ -10,7 +10,8 @@ import sympy as sp
 
 from ._sde import SDE
 
-__all__ = ["vp", "subvp", "ve", "ou", "cubic", "benes", "cauchy", "double_well", "benes_score", "BUILTINS"]
+__all__ = ["vp", "subvp", "ve", "ou", "cubic", "benes", "cauchy", "double_well", "benes_score",
+           "benes_mixture_sample", "benes_mixture_score", "BUILTINS"]
 
 t = sp.Symbol("t")
 
@@ -85,6 +86,31 @@ def benes_score(y, t_value: float, x0, theta: float = 1.5) -> np.ndarray:
     m = y.shape[1]
     a = np.full(m, theta / np.sqrt(m))
     return a * np.tanh(y @ a)[:, None] - (y - np.asarray(x0, dtype=np.float64)) / t_value
+
+
+def benes_mixture_sample(n: int, t_value: float, mean, std: float, theta: float = 1.5, seed: int = 0) -> np.ndarray:
+    """Samples of p_t for :func:`benes` started from p_0(x) proportional to cosh(a . x) N(x; mean, std^2 I).
+
+    The h-transform keeps this family closed: p_t(y) is proportional to cosh(a . y) N(y; mean, v I)
+    with v = std^2 + t, i.e. the two-component mixture of N(mean +- v a, v I) with weights
+    proportional to exp(+- a . mean). ``t_value = 0`` samples the data law p_0 itself.
+    """
+    mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+    m = mean.size
+    a = np.full(m, theta / np.sqrt(m))
+    v = std**2 + t_value
+    rng = np.random.default_rng(seed)
+    plus = rng.uniform(size=n) < 1 / (1 + np.exp(-2 * a @ mean))
+    centre = np.where(plus[:, None], mean + v * a, mean - v * a)
+    return centre + np.sqrt(v) * rng.standard_normal((n, m))
+
+
+def benes_mixture_score(y, t_value: float, mean, std: float, theta: float = 1.5) -> np.ndarray:
+    """Exact score of :func:`benes` from the p_0 of :func:`benes_mixture_sample`:
+    a tanh(a . y) - (y - mean) / (std^2 + t)."""
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    a = np.full(y.shape[1], theta / np.sqrt(y.shape[1]))
+    return a * np.tanh(y @ a)[:, None] - (y - np.asarray(mean, dtype=np.float64)) / (std**2 + t_value)
 
 
 def cauchy(m: int = 2, k: float = 1.0, s: float = 1.0, a: float = 0.0, beta_min: float = 1.0,

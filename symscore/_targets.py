@@ -1,0 +1,134 @@
+"""Regression targets for score matching, all drawn on the same time grid k dt (dt = T / n_steps).
+
+Each target source turns a batch of data points x0 and record steps into X_t samples and, for the
+regression targets, a per-sample vector whose conditional mean given X_t is the score:
+
+* ``malliavin``: the compiled kernel's Malliavin-Bismut target (any SDE; MATH.md). Unbiased up to
+  the Euler bias O(dt) of the weight.
+* ``dsm``: denoising score matching with the exact Gaussian transition of a linear SDE:
+  X_t = Phi_t x0 + o_t + L_t z (Sigma_t = L_t L_t^T), target = -Sigma_t^-1 (X_t - Phi_t x0 - o_t).
+* ``local``: the one-step Euler transition from X_{t-h} (any SDE, needs sigma sigma^T invertible):
+  target = -(sigma sigma^T h)^-1 (X_t - X_{t-h} - b(t-h, X_{t-h}) h) with h = dt. Its conditional
+  mean is the score up to O(h), but its variance grows like 1/h.
+* ``ssm``: sliced score matching on X_t samples (no target; the loss is
+  E[ v^T d(s.v)/dx + (s.v)^2 / 2 ] with Rademacher v), any SDE.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._errors import SymscoreError
+from ._numeric import LinearMoments, NumericSDE
+
+__all__ = ["TARGETS", "make_target_source"]
+
+TARGETS = ("malliavin", "dsm", "ssm", "local")
+
+
+class TargetSource:
+    """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m)."""
+
+    has_target = True
+
+    def __init__(self, sde, n_steps: int):
+        self.sde, self.n_steps, self.dt = sde, n_steps, sde.T / n_steps
+
+    def batch(self, x0: np.ndarray, record_steps: np.ndarray, seed: int):
+        raise NotImplementedError
+
+
+class MalliavinSource(TargetSource):
+    def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None):
+        super().__init__(sde, n_steps)
+        from ._kernel import compile
+
+        self.kernel = compile(sde, backend=backend, device=device)
+        self.ridge = ridge
+
+    def batch(self, x0, record_steps, seed):
+        paths = self.kernel.simulate(x0, record_steps * self.dt, int(record_steps[-1]), seed=seed,
+                                     ridge=self.ridge, as_numpy=True)
+        return np.swapaxes(paths.x, 0, 1), np.swapaxes(paths.target, 0, 1)
+
+
+class DenoisingSource(TargetSource):
+    def __init__(self, sde, n_steps):
+        super().__init__(sde, n_steps)
+        derivation = sde.derive()
+        if not derivation.is_linear:
+            raise SymscoreError(f"target: 'dsm' needs a linear SDE (a Gaussian transition); {sde.name!r} is "
+                                f"{derivation.structure}. Use target='malliavin', 'local' or 'ssm'.")
+        phi, offset, cov = LinearMoments(NumericSDE(sde))(np.arange(n_steps + 1) * self.dt)
+        with np.errstate(all="ignore"):
+            self.phi, self.offset = phi, offset
+            self.chol = np.full_like(cov, np.nan)
+            for k in range(1, n_steps + 1):
+                try:
+                    self.chol[k] = np.linalg.cholesky(cov[k])
+                except np.linalg.LinAlgError:
+                    pass
+
+    def batch(self, x0, record_steps, seed):
+        rng = np.random.default_rng(seed)
+        if np.isnan(self.chol[record_steps]).any():
+            raise SymscoreError("target: the transition covariance Sigma_t is singular at a record time; "
+                                "raise t_min")
+        z = rng.standard_normal((len(record_steps), x0.shape[0], self.sde.m))
+        mean = np.einsum("kij,nj->kni", self.phi[record_steps], x0) + self.offset[record_steps][:, None, :]
+        x = mean + np.einsum("kij,knj->kni", self.chol[record_steps], z)
+        # -Sigma^-1 (x - mean) = -L^-T z
+        target = -np.stack([np.linalg.solve(self.chol[k].T, zk.T).T for k, zk in zip(record_steps, z)])
+        return x, target
+
+
+class LocalSource(TargetSource):
+    def __init__(self, sde, n_steps):
+        super().__init__(sde, n_steps)
+        self.numeric = NumericSDE(sde)
+
+    def batch(self, x0, record_steps, seed):
+        rng = np.random.default_rng(seed)
+        steps = np.unique(np.concatenate([record_steps, record_steps - 1]))
+        steps_positive = steps[steps > 0]
+        x_at = dict(zip(steps_positive.tolist(), self.numeric.euler(x0, steps_positive, self.dt, rng)))
+        x_at[0] = np.asarray(x0, dtype=np.float64)
+        xs, targets = [], []
+        for k in record_steps:
+            before, after, t_before = x_at[int(k) - 1], x_at[int(k)], (int(k) - 1) * self.dt
+            covariance = self.numeric.diffusion_matrix(t_before) * self.dt
+            try:
+                precision = np.linalg.inv(covariance)
+            except np.linalg.LinAlgError:
+                precision = None
+            if precision is None or not np.isfinite(precision).all() or np.linalg.cond(covariance) > 1e12:
+                raise SymscoreError("target: 'local' needs sigma sigma^T invertible at every record time; "
+                                    f"it is singular at t = {t_before:g}")
+            residual = after - before - self.numeric.drift(t_before, before) * self.dt
+            xs.append(after)
+            targets.append(-residual @ precision.T)
+        return np.stack(xs), np.stack(targets)
+
+
+class SlicedSource(TargetSource):
+    has_target = False
+
+    def __init__(self, sde, n_steps):
+        super().__init__(sde, n_steps)
+        self.numeric = NumericSDE(sde)
+
+    def batch(self, x0, record_steps, seed):
+        return self.numeric.euler(x0, record_steps, self.dt, np.random.default_rng(seed)), None
+
+
+def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,
+                       device=None) -> TargetSource:
+    """The :class:`TargetSource` for ``target`` (one of :data:`TARGETS`)."""
+    if target == "malliavin":
+        return MalliavinSource(sde, n_steps, backend=backend, ridge=ridge, device=device)
+    if target == "dsm":
+        return DenoisingSource(sde, n_steps)
+    if target == "local":
+        return LocalSource(sde, n_steps)
+    if target == "ssm":
+        return SlicedSource(sde, n_steps)
+    raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")

@@ -1,0 +1,320 @@
+"""The training loop: regress a score target on X_t with a :class:`ScoreModel`.
+
+Every step draws ``batch_size`` data points x0, simulates fresh paths to ``n_times`` record times
+drawn uniformly from the grid points k dt in [t_min, T] (or the user's ``times``), and takes one
+AdamW step on the time-weighted MSE  mean_t c_out(t)^-2 |s_theta(X_t, t) - target_t|^2  (or the
+sliced score matching loss for ``target="ssm"``). The learning rate follows a linear warm-up and
+a cosine decay; an exponential moving average (EMA) of the weights is what :func:`train` returns.
+
+Randomness is keyed by (seed, step): the data draw, the record times and the Brownian increments
+of step k depend only on ``seed`` and k. With the optimiser, scheduler and EMA states in the
+checkpoint, ``resume=`` therefore continues bit-identically on the same machine and thread count.
+
+Bias knobs (both off or small by default):
+* ``t_min``: no record time below t_min. The model is not trained on (0, t_min), and samplers
+  stop at t_min, so samples follow p_{t_min}, not p_0 (for VP roughly data + N(0, beta_min t_min)).
+* ``ridge``: Tikhonov lambda in (C_t + lambda I)^-1, which bounds the target's variance at small t
+  at a bias O(lambda / lambda_min(C_t)) (malliavin target only).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._errors import NonFiniteSimulationError, SymscoreError
+from ._model import ScoreModel, atomic_torch_save, load_torch_file
+from ._sde import SDE
+from ._targets import TARGETS, make_target_source
+from .data import check_data, load
+
+__all__ = ["train", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "symscore.checkpoint/1"
+#: The settings that must match for a checkpoint to continue a run.
+RUN_KEYS = ("steps", "batch_size", "target", "backend", "t_min", "times", "n_times", "n_steps", "lr",
+            "weight_decay", "ema_decay", "clip_norm", "ridge", "seed", "model", "pilot_size", "sde")
+
+
+def _positive_int(value, name, low=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise SymscoreError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value, name, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or \
+            value < 0 or (value == 0 and not allow_zero):
+        raise SymscoreError(f"{name}: expected a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return float(value)
+
+
+def _grid_steps(sde, t_min, times, n_steps):
+    """Candidate record steps k (time k dt) of the grid with dt = T / n_steps."""
+    dt = sde.T / n_steps
+    if times is None:
+        first = max(1, math.ceil(t_min / dt - 1e-9))
+        return np.arange(first, n_steps + 1)
+    times = np.asarray(times, dtype=np.float64).ravel()
+    if times.size == 0 or not np.isfinite(times).all() or np.any(np.diff(times) <= 0) or times[0] <= 0 or \
+            times[-1] > sde.T * (1 + 1e-12):
+        raise SymscoreError(f"times: expected increasing record times in (0, T] = (0, {sde.T}], got {times}")
+    steps = np.rint(times / dt).astype(np.int64)
+    if np.any(np.abs(steps * dt - times) > 1e-9 * sde.T):
+        raise SymscoreError(f"times: every record time must be a multiple of T / n_steps = {dt:g}")
+    if times[0] < t_min:
+        raise SymscoreError(f"times: record time {times[0]} is below t_min = {t_min}")
+    return steps
+
+
+def _check_run(sde, data, steps, batch_size, target, t_min, n_times, n_steps):
+    if not isinstance(sde, SDE):
+        raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
+    if isinstance(data, str | Path):
+        data = load(data, n=None)
+    data = check_data(data, sde.m)
+    if target not in TARGETS:
+        raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+    t_min = _positive_float(t_min, "t_min", allow_zero=True)
+    if t_min >= sde.T:
+        raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {t_min}")
+    return (data, _positive_int(steps, "steps"), _positive_int(batch_size, "batch_size"), t_min,
+            _positive_int(n_times, "n_times"), _positive_int(n_steps, "n_steps"))
+
+
+def _step_seeds(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, step]))
+
+
+def _draw(rng, data, batch_size, candidates, n_times):
+    x0 = data[rng.integers(data.shape[0], size=batch_size)]
+    k = min(n_times, candidates.size)
+    record_steps = np.sort(rng.choice(candidates, size=k, replace=False))
+    return x0, record_steps, int(rng.integers(2**31 - 1))
+
+
+def _pilot(source, model, data, candidates, pilot_size, seed, target):
+    """Measure per-time mean/std of X_t and the target scale; store them and the prior data on the model."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
+    x0 = data[rng.choice(data.shape[0], size=min(pilot_size, data.shape[0]), replace=False)]
+    # geometric in t: the scales vary like powers of t (the model interpolates in log t)
+    record_steps = np.unique(np.append(np.geomspace(candidates[0], candidates[-1], 24).round().astype(int),
+                                       source.n_steps))
+    x, values = source.batch(x0, record_steps, int(rng.integers(2**31 - 1)))
+    x_std = np.maximum(x.std(axis=1), 1e-3 * max(1.0, float(np.abs(x).max())))
+    if values is None:  # ssm: scale of the score of a Gaussian with the same spread
+        out_scale = 1.0 / x_std
+    else:
+        out_scale = np.sqrt(np.mean(values**2, axis=1))
+        out_scale = np.maximum(out_scale, 1e-6 * out_scale.max())
+    times = record_steps * source.dt
+    model.set_preconditioning(times, x.mean(axis=1), x_std, out_scale)
+    model.set_prior_data(data.mean(axis=0), np.atleast_2d(np.cov(data.T)), x[-1])
+
+
+def _loss(model, x, t, target, generator):
+    """Time-weighted MSE, or the sliced score matching loss when target is None."""
+    if target is not None:
+        raw, scale = model.preconditioned(x, t)
+        return ((raw - target / scale) ** 2).sum(dim=1).mean()
+    x = x.requires_grad_(True)
+    raw, scale = model.preconditioned(x, t)
+    score = raw * scale
+    v = torch.randint(0, 2, x.shape, generator=generator, dtype=x.dtype) * 2 - 1
+    projected = (score * v).sum()
+    grad = torch.autograd.grad(projected, x, create_graph=True)[0]
+    weight = 1.0 / (scale**2).mean(dim=1)  # the same time weighting c_out(t)^-2
+    return (weight * ((grad * v).sum(dim=1) + 0.5 * ((score * v).sum(dim=1)) ** 2)).mean()
+
+
+def _schedule(steps: int):
+    warmup = max(1, min(100, steps // 20))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str = "malliavin",
+          backend: str = "numba", t_min: float = 1e-3, checkpoint_dir=None, resume=None, seed: int = 0, *,
+          times=None, n_times: int = 4, n_steps: int = 100, model: ScoreModel | None = None,
+          width: int = 128, depth: int = 3, activation: str = "silu", lr: float = 5e-3,
+          weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
+          checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
+          progress: bool = True, device=None) -> ScoreModel:
+    """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
+
+    Args:
+        sde: the forward SDE.
+        data: (n, m) array, a dataset name of :mod:`symscore.data` or a ``.npy`` path.
+        steps, batch_size: optimiser steps, and data points (paths) per step.
+        target: ``"malliavin"`` (default, any SDE), ``"dsm"`` (linear SDEs), ``"ssm"`` or ``"local"``
+            (see :mod:`symscore._targets`).
+        backend: kernel backend of the malliavin target (``"numba"`` or ``"torch"``).
+        t_min: smallest record time (a bias; see the module docstring).
+        checkpoint_dir: folder for ``checkpoint_<step>.pt`` files every ``checkpoint_every`` steps
+            and at the end, written atomically; the newest ``keep_checkpoints`` are kept.
+        resume: a checkpoint file, or a folder (its newest checkpoint), to continue from.
+        seed: seeds the network initialisation and every random draw.
+        times: fixed record times (on the grid of ``n_steps``) instead of uniform draws.
+        n_times: record times per step (each path contributes one sample per time).
+        n_steps: Euler steps over [0, T] (the grid of record times).
+        model: an existing ScoreModel to continue training (its preconditioning is re-measured);
+            otherwise one is built with ``width``, ``depth``, ``activation``.
+        lr, weight_decay: AdamW; the rate warms up linearly, then decays by a cosine to 5% of ``lr``.
+        ema_decay: EMA of the weights (the returned model); clip_norm: gradient-norm clipping.
+        ridge: Tikhonov lambda of the malliavin target (a bias; off by default).
+        progress: show a tqdm bar with the loss.
+        device: torch device of the network (default CPU).
+    """
+    data, steps, batch_size, t_min, n_times, n_steps = _check_run(sde, data, steps, batch_size, target, t_min,
+                                                                  n_times, n_steps)
+    seed = _positive_int(seed, "seed", low=0)
+    candidates = _grid_steps(sde, t_min, times, n_steps)
+    source = make_target_source(target, sde, n_steps, backend=backend, ridge=_positive_float(ridge, "ridge", True))
+    torch.manual_seed(seed)
+    if model is None:
+        model = ScoreModel(sde.m, width=width, depth=depth, activation=activation, T=sde.T,
+                           t_min=float(candidates[0] * sde.T / n_steps))
+    elif not isinstance(model, ScoreModel) or model.m != sde.m:
+        raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
+    _pilot(source, model, data, candidates, _positive_int(pilot_size, "pilot_size", 2), seed, target)
+    device = torch.device(device or "cpu")
+    model = model.to(device)
+    run = {"steps": steps, "batch_size": batch_size, "target": target, "backend": backend, "t_min": t_min,
+           "times": None if times is None else [float(v) for v in np.ravel(times)], "n_times": n_times,
+           "n_steps": n_steps, "lr": float(lr), "weight_decay": float(weight_decay), "ema_decay": float(ema_decay),
+           "clip_norm": float(clip_norm), "ridge": float(ridge), "seed": seed, "model": dict(model.config),
+           "pilot_size": pilot_size, "sde": sde.fingerprint()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=_positive_float(lr, "lr"), weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps))
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(_positive_float(ema_decay, "ema_decay", True)))
+    start = 0
+    if resume is not None:
+        start = _restore(resume, run, model, ema, optimizer, scheduler)
+    checkpoints = _Checkpoints(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
+    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    generator = torch.Generator()
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=f"train[{target}]")
+    for step in bar:
+        rng = _step_seeds(seed, step)
+        x0, record_steps, sim_seed = _draw(rng, data, batch_size, candidates, n_times)
+        x, values = source.batch(x0, record_steps, sim_seed)
+        t = np.repeat(record_steps * source.dt, batch_size)
+        as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a).reshape(-1, sde.m), dtype=torch.float32, device=device)  # noqa: E731
+        generator.manual_seed(sim_seed)
+        loss = _loss(model, as_tensor(x), torch.as_tensor(t, dtype=torch.float32, device=device),
+                     None if values is None else as_tensor(values), generator)
+        if not torch.isfinite(loss):
+            raise NonFiniteSimulationError(f"the loss became non-finite at step {step}: lower lr, raise t_min, "
+                                           "or pass ridge > 0 to bound the target's variance")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        scheduler.step()
+        ema.update_parameters(model)
+        model.loss_history.append(float(loss.detach()))
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{model.loss_history[-1]:.4f}")
+        if checkpoints is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            checkpoints.write(step + 1, run, model, ema, optimizer, scheduler)
+    return _ema_model(model, ema)
+
+
+def _ema_average(decay: float):
+    """EMA update with warm-up: the decay is min(decay, (1 + k) / (10 + k)) after k updates, so a
+    short run is not dominated by its random initial weights."""
+
+    def average(averaged, current, num_averaged):
+        rate = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        return rate * averaged + (1 - rate) * current
+
+    return average
+
+
+def _ema_model(model: ScoreModel, ema) -> ScoreModel:
+    """A copy of ``model`` carrying the EMA weights (and the same buffers)."""
+    result = ScoreModel(**model.config)
+    for name, buffer in model.named_buffers():
+        if "." not in name:
+            result.register_buffer(name, buffer.detach().clone())
+    result.load_state_dict(ema.module.state_dict())
+    result.loss_history = list(model.loss_history)
+    return result.to(next(model.parameters()).device).eval()
+
+
+class _Checkpoints:
+    """checkpoint_<step>.pt files in one folder, written atomically; older ones pruned after a write."""
+
+    def __init__(self, folder, keep: int):
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise SymscoreError(f"checkpoint_dir: {str(self.folder)!r} exists and is not a folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep = _positive_int(keep, "keep_checkpoints")
+
+    def write(self, step, run, model, ema, optimizer, scheduler):
+        payload = {"format": CHECKPOINT_FORMAT, "step": step, "run": run, "model": model.state_dict(),
+                   "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict(), "loss_history": list(model.loss_history)}
+        atomic_torch_save(payload, self.folder / f"checkpoint_{step:08d}.pt")
+        for old in _checkpoint_files(self.folder)[:-self.keep]:
+            old.unlink(missing_ok=True)
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("checkpoint_*.pt"))
+
+
+def _read_checkpoint(source, what: str = "resume") -> dict:
+    """The payload of a checkpoint file, or of the newest one in a folder; clear errors otherwise."""
+    path = Path(source)
+    if path.is_dir():
+        files = _checkpoint_files(path)
+        if not files:
+            raise SymscoreError(f"{what}: no checkpoint_*.pt file in {str(path)!r}")
+        path = files[-1]
+    try:
+        payload = load_torch_file(path)
+    except SymscoreError as exc:
+        older = [p.name for p in _checkpoint_files(path.parent) if p != path]
+        hint = f"; earlier checkpoints in the folder: {', '.join(older)}" if older else ""
+        raise SymscoreError(f"{what}: {exc}{hint}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SymscoreError(f"{what}: {str(path)!r} is not a symscore training checkpoint")
+    return payload
+
+
+def load_checkpoint(source) -> ScoreModel:
+    """The EMA model stored in a training checkpoint (a file, or a folder's newest checkpoint)."""
+    payload = _read_checkpoint(source, what="checkpoint")
+    model = ScoreModel(**payload["run"]["model"])
+    for name, value in payload["model"].items():
+        if "." not in name:  # the buffers measured on the pilot batch
+            model.register_buffer(name, value.clone())
+    model.load_state_dict({k.removeprefix("module."): v for k, v in payload["ema"].items() if k != "n_averaged"})
+    model.loss_history = list(payload["loss_history"])
+    return model.eval()
+
+
+def _restore(resume, run, model, ema, optimizer, scheduler) -> int:
+    payload = _read_checkpoint(resume)
+    differ = [key for key in RUN_KEYS if payload["run"].get(key) != run.get(key)]
+    if differ:
+        raise SymscoreError(f"resume: the checkpoint was written by a run with different settings: "
+                            + ", ".join(f"{k}={payload['run'].get(k)!r} (now {run.get(k)!r})" for k in differ))
+    model.load_state_dict(payload["model"])
+    ema.load_state_dict(payload["ema"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    model.loss_history = list(payload["loss_history"])
+    return int(payload["step"])

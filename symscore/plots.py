@@ -1,0 +1,90 @@
+"""Figures (matplotlib, Agg backend, saved as PNG): samples beside data, score fields, target
+variance against t, loss curves. Each function writes ``path`` and returns it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_samples", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits"]
+
+
+def _figure(n_panels: int, size: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n_panels, figsize=(size * n_panels, size), squeeze=False)
+    return plt, fig, axes[0]
+
+
+def _save(plt, fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(data, samples: dict, path, limits=None, max_points: int = 5000) -> Path:
+    """Scatter of the first two coordinates: the data, then each entry of ``samples`` (title -> array)."""
+    panels = {"data": np.asarray(data)} | {k: np.asarray(v) for k, v in samples.items()}
+    plt, fig, axes = _figure(len(panels))
+    if limits is None:
+        span = np.abs(panels["data"][:, :2]).max() * 1.25
+        limits = (-span, span)
+    for ax, (title, points) in zip(axes, panels.items()):
+        ax.scatter(points[:max_points, 0], points[:max_points, 1], s=1.5, alpha=0.5, lw=0)
+        ax.set(title=title, xlim=limits, ylim=limits, aspect="equal")
+    return _save(plt, fig, path)
+
+
+def plot_score_field(scores: dict, t: float, path, limits=(-3.0, 3.0), n_grid: int = 21) -> Path:
+    """Quiver plots of 2-D score fields at time t (title -> callable score(x, t)), side by side."""
+    plt, fig, axes = _figure(len(scores))
+    axis = np.linspace(*limits, n_grid)
+    grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
+    for ax, (title, score) in zip(axes, scores.items()):
+        vectors = np.asarray(score(grid, t))
+        ax.quiver(grid[:, 0], grid[:, 1], vectors[:, 0], vectors[:, 1], np.linalg.norm(vectors, axis=1))
+        ax.set(title=f"{title}, t = {t:g}", aspect="equal")
+    return _save(plt, fig, path)
+
+
+def plot_target_variance(variances: dict, path) -> Path:
+    """Mean per-coordinate variance of the target against t (log-log); label -> (times, variances)."""
+    plt, fig, axes = _figure(1, size=4.5)
+    for label, (times, values) in variances.items():
+        axes[0].loglog(times, values, marker="o", ms=3, label=label)
+    axes[0].set(xlabel="t", ylabel="Var[target] (mean over coordinates)", title="target variance")
+    axes[0].legend()
+    return _save(plt, fig, path)
+
+
+def plot_loss(histories: dict, path, smooth: int = 50) -> Path:
+    """Training loss against step (moving average over ``smooth`` steps), one line per entry."""
+    plt, fig, axes = _figure(1, size=4.5)
+    for label, history in histories.items():
+        history = np.asarray(history, dtype=np.float64)
+        window = max(1, min(smooth, len(history) // 5 or 1))
+        averaged = np.convolve(history, np.ones(window) / window, mode="valid")
+        axes[0].plot(np.arange(len(averaged)) + window, averaged, label=label)
+    axes[0].set(xlabel="step", ylabel="loss (normalised units)", yscale="log", title="training loss")
+    axes[0].legend()
+    return _save(plt, fig, path)
+
+
+def plot_digits(images, path, columns: int = 10) -> Path:
+    """A grid of 8 x 8 images given as (n, 64) rows in [-1, 1]."""
+    images = np.clip(np.asarray(images)[: columns * ((len(images) + columns - 1) // columns)], -1, 1)
+    rows = (len(images) + columns - 1) // columns
+    plt, fig, _ = _figure(1)
+    plt.close(fig)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image in zip(axes.ravel(), images):
+        ax.imshow(image.reshape(8, 8), cmap="gray_r", vmin=-1, vmax=1)
+    return _save(plt, fig, path)

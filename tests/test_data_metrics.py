@@ -1,0 +1,84 @@
+"""Datasets, metrics, plots and the demo in its small mode."""
+import json
+
+import numpy as np
+import pytest
+
+import symscore as ss
+
+
+@pytest.mark.parametrize("name", ["checkerboard", "moons", "swiss_roll", "eight_gaussians", "rings"])
+def test_toy_datasets_are_seeded_2d(name):
+    a, b, c = ss.data.load(name, n=500, seed=1), ss.data.load(name, n=500, seed=1), ss.data.load(name, n=500, seed=2)
+    assert a.shape == (500, 2) and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.abs(a).max() < 6
+
+
+def test_checkerboard_occupies_black_squares():
+    x = ss.data.checkerboard(4000, seed=0)
+    cells = np.floor((x + 4) / 2).astype(int)
+    assert np.all(cells.sum(axis=1) % 2 == 0)
+
+
+def test_digits_and_files(tmp_path):
+    x = ss.data.digits(100, seed=0)
+    assert x.shape == (100, 64) and x.min() >= -1 and x.max() <= 1
+    assert ss.data.digits().shape == (1797, 64)
+    np.save(tmp_path / "mine.npy", x)
+    np.testing.assert_array_equal(ss.data.load(tmp_path / "mine.npy", n=None), x)
+    with pytest.raises(ss.SymscoreError, match="no such file"):
+        ss.data.load(tmp_path / "missing.npy")
+    with pytest.raises(ss.SymscoreError, match="dataset name"):
+        ss.data.load("spirals")
+    with pytest.raises(ss.SymscoreError, match="NaN"):
+        ss.data.load(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+def test_metrics_on_known_cases():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1500, 2))
+    shift = np.array([0.6, -0.8])  # |shift| = 1
+    w2 = ss.metrics.wasserstein2(x, x + shift)
+    assert abs(w2.value - 1.0) < 1e-6 and w2.settings["exact"]  # a translation is the optimal coupling
+    same = rng.standard_normal((1500, 2))
+    for metric in (ss.metrics.mmd, ss.metrics.energy_distance):
+        close, far = metric(x, same).value, metric(x, x + shift).value
+        assert abs(close) < 0.01 and far > 0.1, metric.__name__
+    sw_close, sw_far = ss.metrics.sliced_wasserstein(x, same), ss.metrics.sliced_wasserstein(x, x + shift)
+    assert sw_close.value < 0.1 and 0.5 < sw_far.value < 1.0  # SW2 of a shift = |shift| / sqrt(m)
+    assert sw_far.settings["seed"] == 0 and sw_far.settings["n_projections"] == 500
+    report = ss.metrics.evaluate(x, same)
+    assert set(report) == {"sliced_w2", "w2", "mmd2", "energy"}
+    assert float(report["mmd2"]) == report["mmd2"].value
+    with pytest.raises(ValueError, match="columns"):
+        ss.metrics.mmd(x, np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="max_points"):
+        ss.metrics.wasserstein2(x, x, max_points=6000)
+
+
+def test_plots_write_png(tmp_path):
+    x = np.random.default_rng(0).standard_normal((200, 2))
+    paths = [
+        ss.plots.plot_samples(x, {"a": x + 1}, tmp_path / "s.png"),
+        ss.plots.plot_score_field({"exact": lambda y, t: -y, "other": lambda y, t: -2 * y}, 0.5, tmp_path / "f.png"),
+        ss.plots.plot_target_variance({"a": ([0.1, 0.5, 1.0], [10.0, 2.0, 1.0])}, tmp_path / "v.png"),
+        ss.plots.plot_loss({"a": np.linspace(2, 1, 100)}, tmp_path / "l.png"),
+        ss.plots.plot_digits(ss.data.digits(20), tmp_path / "d.png"),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_small_mode(tmp_path):
+    lines = []
+    from symscore.demo import run_demo
+
+    report = run_demo(out=tmp_path, steps=400, batch_size=64, n_samples=300, n_train=1000, sample_steps=200,
+                              width=64, depth=2, progress=False, print_fn=lines.append)
+    assert set(report) == {"cubic + malliavin", "vp + dsm", "data (noise floor)"}
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"samples.png", "score_field.png", "target_variance.png", "loss.png", "metrics.json"} <= written
+    assert json.loads((tmp_path / "metrics.json").read_text())["vp + dsm"]["sliced_w2"]["settings"]["seed"] == 0
+    assert any("sliced W2" in line for line in lines)

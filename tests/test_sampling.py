@@ -1,0 +1,152 @@
+"""Samplers, priors and the likelihood, checked with exact scores (no training involved)."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import symscore as ss
+from symscore._numeric import LinearMoments
+
+MEAN0 = np.array([1.0, -0.5])
+COV0 = np.array([[0.5, 0.2], [0.2, 0.3]])
+
+
+def vp_moments(t, beta_min=0.1, beta_max=20.0):
+    """Closed-form VP transition: Phi = exp(-B/2) I, Sigma = (1 - exp(-B)) I, B = int_0^t beta."""
+    integral = beta_min * t + (beta_max - beta_min) * t**2 / 2
+    return np.exp(-integral / 2), 1 - np.exp(-integral)
+
+
+def vp_gaussian_score(x, t):
+    phi, var = vp_moments(t)
+    cov = phi**2 * COV0 + var * np.eye(2)
+    return -np.linalg.solve(cov, (x - phi * MEAN0).T).T
+
+
+def test_linear_moments_match_closed_form():
+    phi, offset, cov = LinearMoments(ss.library.vp())([0.3, 1.0])
+    for k, t in enumerate([0.3, 1.0]):
+        p, v = vp_moments(t)
+        np.testing.assert_allclose(phi[k], p * np.eye(2), rtol=1e-9)
+        np.testing.assert_allclose(cov[k], v * np.eye(2), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(offset[k], 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method, n_steps, allowance", [("sde", 400, 0.03), ("ode", 100, 0.005), ("pc", 400, 0.03)])
+def test_exact_vp_score_recovers_data_moments(method, n_steps, allowance):
+    """Gaussian data: p_T is Gaussian and the prior is exact, so samples must have the data's moments.
+
+    Tolerance: 4 standard errors (mean: sqrt(var/n); covariance entry: sqrt((S_ii S_jj + S_ij^2)/n)) plus an
+    allowance for the time discretisation (Euler-Maruyama at 400 steps: measured about 0.015).
+    """
+    n = 20_000
+    data = np.random.default_rng(0).multivariate_normal(MEAN0, COV0, size=2000)
+    x = ss.sample(ss.library.vp(), vp_gaussian_score, n, n_steps, method=method, seed=1, data=data, t_end=1e-3,
+                  prior=ss.GaussianPrior(MEAN0 * vp_moments(1.0)[0], vp_moments(1.0)[0] ** 2 * COV0 +
+                                         vp_moments(1.0)[1] * np.eye(2)))
+    target_cov = COV0 + vp_moments(1e-3)[1] * np.eye(2)
+    se_mean = np.sqrt(np.diag(target_cov) / n)
+    se_cov = np.sqrt((np.outer(np.diag(target_cov), np.diag(target_cov)) + target_cov**2) / n)
+    assert np.all(np.abs(x.mean(axis=0) - MEAN0) < 4 * se_mean + allowance)
+    assert np.all(np.abs(np.cov(x.T) - target_cov) < 4 * se_cov + allowance)
+
+
+def test_adaptive_ode_and_auto_prior_from_data():
+    """The adaptive RK45 option, with the Gaussian prior built from the data moments (prior='auto')."""
+    data = np.random.default_rng(0).multivariate_normal(MEAN0, COV0, size=50_000)
+    x = ss.sample(ss.library.vp(), vp_gaussian_score, 5000, 50, method="ode", adaptive=True, data=data, t_end=1e-3)
+    assert np.all(np.abs(x.mean(axis=0) - MEAN0) < 4 * np.sqrt(np.diag(COV0) / 5000) + 0.01)
+    assert np.all(np.abs(np.cov(x.T) - COV0) < 0.04)
+
+
+def benes_mixture_moments(t, mean, std, theta):
+    """Mean and covariance of p_t for the Benes mixture family (library.benes_mixture_sample)."""
+    m = len(mean)
+    a = np.full(m, theta / np.sqrt(m))
+    v = std**2 + t
+    bias = np.tanh(a @ mean)  # w+ - w-
+    return mean + v * a * bias, v * np.eye(m) + v**2 * np.outer(a, a) * (1 - bias**2)
+
+
+@pytest.mark.parametrize("method", ["sde", "ode"])
+def test_exact_benes_score_recovers_initial_law(method):
+    """Coupled nonlinear SDE (2-D Benes): from exact X_T samples and the exact score, the samples at
+    t_end = 1e-3 have the known bimodal law: mean, covariance and the weight of the + mode."""
+    theta, mean, std, n = 1.5, np.array([0.3, -0.1]), 0.5, 20_000
+    sde = ss.library.benes(m=2, theta=theta)
+    prior_points = ss.library.benes_mixture_sample(200_000, 1.0, mean, std, theta, seed=3)
+    x = ss.sample(sde, lambda y, t: ss.library.benes_mixture_score(y, t, mean, std, theta), n, 400, method=method,
+                  seed=4, prior=prior_points, t_end=1e-3)
+    want_mean, want_cov = benes_mixture_moments(1e-3, mean, std, theta)
+    se_mean = np.sqrt(np.diag(want_cov) / n)
+    assert np.all(np.abs(x.mean(axis=0) - want_mean) < 4 * se_mean + 0.02)
+    assert np.all(np.abs(np.cov(x.T) - want_cov) < 4 * np.sqrt(2 * np.max(want_cov) ** 2 / n) + 0.05)
+    # P(a.X > 0) under the mixture of N(mean +- v a, v I) with weights w+- = e^(+-a.mean) / (2 cosh(a.mean))
+    a, v = np.full(2, theta / np.sqrt(2)), std**2 + 1e-3
+    w_plus = 1 / (1 + np.exp(-2 * a @ mean))
+    spread = np.sqrt(v) * np.linalg.norm(a)
+    p_plus = (w_plus * stats.norm.cdf((a @ mean + v * a @ a) / spread)
+              + (1 - w_plus) * stats.norm.cdf((a @ mean - v * a @ a) / spread))
+    assert abs(np.mean(x @ a > 0) - p_plus) < 4 * np.sqrt(p_plus * (1 - p_plus) / n) + 0.01
+
+
+def ou_score(x, t, theta=1.0, s=np.sqrt(2.0)):
+    phi, var = np.exp(-theta * t), s**2 / (2 * theta) * (1 - np.exp(-2 * theta * t))
+    cov = phi**2 * COV0 + var * np.eye(2)
+    return -np.linalg.solve(cov, (x - phi * MEAN0).T).T
+
+
+def test_log_likelihood_of_gaussian_data_under_ou_matches_closed_form():
+    sde = ss.library.ou(m=2)
+    x = np.random.default_rng(1).multivariate_normal(MEAN0, COV0, size=40)
+    phi, var = np.exp(-1.0), 1 - np.exp(-2.0)
+    prior = ss.GaussianPrior(phi * MEAN0, phi**2 * COV0 + var * np.eye(2))
+    got = ss.log_likelihood(sde, ou_score, x, prior=prior, t_end=0.0)
+    np.testing.assert_allclose(got, stats.multivariate_normal(MEAN0, COV0).logpdf(x), atol=1e-4)
+    # Hutchinson's estimator is unbiased: with many probes it is close to the exact divergence
+    rough = ss.log_likelihood(sde, ou_score, x[:10], prior=prior, t_end=0.0, exact_divergence=False, n_probes=64)
+    assert np.abs(rough - got[:10]).mean() < 0.15
+
+
+def test_stationary_priors():
+    rng = np.random.default_rng(0)
+    cubic = ss.make_prior(ss.library.cubic(m=1))
+    assert cubic.kind == "stationary"
+    x = cubic.sample(200_000, rng)
+    # density exp(-x^4 / 2): E x^2 = sqrt(2) Gamma(3/4) / Gamma(1/4)
+    from math import gamma, sqrt
+    assert abs(np.mean(x**2) - sqrt(2) * gamma(0.75) / gamma(0.25)) < 0.005
+    grid = np.linspace(-3, 3, 601)[:, None]
+    np.testing.assert_allclose(np.trapezoid(np.exp(cubic.log_density(grid)), grid[:, 0]), 1.0, atol=1e-4)
+    cauchy = ss.make_prior(ss.library.cauchy(m=2))
+    assert "Student t(df=1" in repr(cauchy)
+    y = cauchy.sample(100_000, rng)
+    assert abs(np.median(np.abs(y[:, 0])) - 1.0) < 0.02  # |Cauchy(0, 1)| has median 1
+    assert ss.make_prior(ss.library.vp()).kind == "gaussian"
+    with pytest.raises(ss.SymscoreError, match="empirical prior"):
+        ss.make_prior(ss.library.benes(m=2))
+
+
+def test_empirical_prior_from_data_for_coupled_sde():
+    sde = ss.library.benes(m=2)
+    prior = ss._sample.resolve_prior(sde, None, "auto", data=np.zeros((100, 2)))
+    assert prior.kind == "empirical" and prior.points.shape == (100, 2)
+    with pytest.raises(ss.SymscoreError, match="needs a prior with a density"):
+        ss.log_likelihood(sde, lambda x, t: -x, np.zeros((3, 2)), data=np.zeros((100, 2)))
+
+
+def test_sampler_bad_input():
+    sde = ss.library.vp()
+    with pytest.raises(ss.SymscoreError, match="method"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, method="euler")
+    with pytest.raises(ss.SymscoreError, match="t_end"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, t_end=1.0)
+    with pytest.raises(ss.SymscoreError, match="score"):
+        ss.sample(sde, "not callable", 10, 10)
+    with pytest.raises(ss.SymscoreError, match="shape"):
+        ss.sample(sde, lambda x, t: x[:, :1], 10, 10)
+    with pytest.raises(ss.NonFiniteSimulationError, match="NaN"):
+        ss.sample(sde, lambda x, t: x * np.nan, 10, 10)
+    with pytest.raises(ss.SymscoreError, match="n:"):
+        ss.sample(sde, vp_gaussian_score, 0, 10)
+    with pytest.raises(ss.SymscoreError, match="prior"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, prior="uniform")
