@@ -38,7 +38,6 @@ class NumericSDE:
         self._drift = sp.lambdify((t, *x), list(drift), "numpy")
         self._sigma = sp.lambdify((t,), sigma, "numpy")
         self._divergence = sp.lambdify((t, *x), jacobian.trace(), "numpy")
-        self._jacobian = sp.lambdify((t, *x), jacobian, "numpy")
         self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
                               sp.lambdify((t,), list(drift.xreplace({xi: 0 for xi in x})), "numpy"))
 

@@ -58,15 +58,13 @@ class DenoisingSource(TargetSource):
         if not derivation.is_linear:
             raise SymscoreError(f"target: 'dsm' needs a linear SDE (a Gaussian transition); {sde.name!r} is "
                                 f"{derivation.structure}. Use target='malliavin', 'local' or 'ssm'.")
-        phi, offset, cov = LinearMoments(NumericSDE(sde))(np.arange(n_steps + 1) * self.dt)
-        with np.errstate(all="ignore"):
-            self.phi, self.offset = phi, offset
-            self.chol = np.full_like(cov, np.nan)
-            for k in range(1, n_steps + 1):
-                try:
-                    self.chol[k] = np.linalg.cholesky(cov[k])
-                except np.linalg.LinAlgError:
-                    pass
+        self.phi, self.offset, cov = LinearMoments(NumericSDE(sde))(np.arange(n_steps + 1) * self.dt)
+        self.chol = np.full_like(cov, np.nan)  # NaN marks a singular Sigma_t (t = 0 always)
+        for k in range(1, n_steps + 1):
+            try:
+                self.chol[k] = np.linalg.cholesky(cov[k])
+            except np.linalg.LinAlgError:
+                pass
 
     def batch(self, x0, record_steps, seed):
         rng = np.random.default_rng(seed)

@@ -97,7 +97,7 @@ def _draw(rng, data, batch_size, candidates, n_times):
     return x0, record_steps, int(rng.integers(2**31 - 1))
 
 
-def _pilot(source, model, data, candidates, pilot_size, seed, target):
+def _pilot(source, model, data, candidates, pilot_size, seed):
     """Measure per-time mean/std of X_t and the target scale; store them and the prior data on the model."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     x0 = data[rng.choice(data.shape[0], size=min(pilot_size, data.shape[0]), replace=False)]
@@ -186,7 +186,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
                            t_min=float(candidates[0] * sde.T / n_steps))
     elif not isinstance(model, ScoreModel) or model.m != sde.m:
         raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
-    _pilot(source, model, data, candidates, _positive_int(pilot_size, "pilot_size", 2), seed, target)
+    _pilot(source, model, data, candidates, _positive_int(pilot_size, "pilot_size", 2), seed)
     device = torch.device(device or "cpu")
     model = model.to(device)
     run = {"steps": steps, "batch_size": batch_size, "target": target, "backend": backend, "t_min": t_min,
