@@ -44,12 +44,18 @@ def _is_intact(path: Path) -> bool:
     return first == f"{_CHECKSUM_PREFIX}{hashlib.sha256(rest.encode()).hexdigest()}"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def atomic_write(path: Path, content) -> None:
+    """Write to ``path`` through a temporary file in the same folder, fsync, then ``os.replace``.
+
+    ``content`` is a str (written as text) or a callable that writes to the binary stream it is given
+    (e.g. ``lambda stream: torch.save(payload, stream)``). A reader never sees a half-written file.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            content(handle) if callable(content) else handle.write(content.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

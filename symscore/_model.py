@@ -14,14 +14,13 @@ at every t, which is the time-weighted MSE with weight lambda(t) = c_out(t)^-2.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._cache import atomic_write
 from ._errors import SymscoreError
 from ._version import __version__
 
@@ -29,6 +28,8 @@ __all__ = ["ScoreModel"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
+#: Buffers set from data (pilot batch and prior data), saved with the weights.
+DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints")
 
 
 def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values: bool = False) -> torch.Tensor:
@@ -171,7 +172,7 @@ class ScoreModel(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": FILE_FORMAT, "version": __version__, "config": self.config,
                    "state_dict": self.state_dict(), "loss_history": list(map(float, self.loss_history))}
-        atomic_torch_save(payload, path)
+        atomic_write(path, lambda stream: torch.save(payload, stream))
         return path
 
     @classmethod
@@ -180,30 +181,20 @@ class ScoreModel(nn.Module):
         payload = load_torch_file(path, map_location)
         if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
             raise SymscoreError(f"path: {str(path)!r} is not a symscore ScoreModel file")
-        model = cls(**payload["config"])
-        state = payload["state_dict"]
-        for name in ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints"):
-            model.register_buffer(name, state[name].clone())  # shapes differ from a fresh model's
-        model.load_state_dict(state)
-        model.loss_history = list(payload.get("loss_history", []))
+        return cls.from_state(payload["config"], payload["state_dict"], payload.get("loss_history", []))
+
+    @classmethod
+    def from_state(cls, config: dict, state_dict: dict, loss_history=()) -> "ScoreModel":
+        """A model built from its config and a state dict (weights and the data-measured buffers)."""
+        model = cls(**config)
+        for name in DATA_BUFFERS:  # measured on data: their shapes differ from a fresh model's
+            model.register_buffer(name, state_dict[name].detach().clone())
+        model.load_state_dict(state_dict)
+        model.loss_history = list(loss_history)
         return model
 
     def extra_repr(self) -> str:
         return f"T={self.T}, t_min={self.t_min}"
-
-
-def atomic_torch_save(payload, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load_torch_file(path, map_location="cpu"):

@@ -27,7 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ._errors import NonFiniteSimulationError, SymscoreError
-from ._model import ScoreModel, atomic_torch_save, load_torch_file
+from ._cache import atomic_write
+from ._model import ScoreModel, load_torch_file
 from ._sde import SDE
 from ._targets import TARGETS, make_target_source
 from .data import check_data, load
@@ -242,13 +243,8 @@ def _ema_average(decay: float):
 
 
 def _ema_model(model: ScoreModel, ema) -> ScoreModel:
-    """A copy of ``model`` carrying the EMA weights (and the same buffers)."""
-    result = ScoreModel(**model.config)
-    for name, buffer in model.named_buffers():
-        if "." not in name:
-            result.register_buffer(name, buffer.detach().clone())
-    result.load_state_dict(ema.module.state_dict())
-    result.loss_history = list(model.loss_history)
+    """A copy of ``model`` carrying the EMA weights (the EMA copy holds the same buffers)."""
+    result = ScoreModel.from_state(model.config, ema.module.state_dict(), model.loss_history)
     return result.to(next(model.parameters()).device).eval()
 
 
@@ -266,7 +262,7 @@ class _Checkpoints:
         payload = {"format": CHECKPOINT_FORMAT, "step": step, "run": run, "model": model.state_dict(),
                    "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "loss_history": list(model.loss_history)}
-        atomic_torch_save(payload, self.folder / f"checkpoint_{step:08d}.pt")
+        atomic_write(self.folder / f"checkpoint_{step:08d}.pt", lambda stream: torch.save(payload, stream))
         for old in _checkpoint_files(self.folder)[:-self.keep]:
             old.unlink(missing_ok=True)
 
@@ -297,13 +293,8 @@ def _read_checkpoint(source, what: str = "resume") -> dict:
 def load_checkpoint(source) -> ScoreModel:
     """The EMA model stored in a training checkpoint (a file, or a folder's newest checkpoint)."""
     payload = _read_checkpoint(source, what="checkpoint")
-    model = ScoreModel(**payload["run"]["model"])
-    for name, value in payload["model"].items():
-        if "." not in name:  # the buffers measured on the pilot batch
-            model.register_buffer(name, value.clone())
-    model.load_state_dict({k.removeprefix("module."): v for k, v in payload["ema"].items() if k != "n_averaged"})
-    model.loss_history = list(payload["loss_history"])
-    return model.eval()
+    ema_state = {k.removeprefix("module."): v for k, v in payload["ema"].items() if k != "n_averaged"}
+    return ScoreModel.from_state(payload["run"]["model"], ema_state, payload["loss_history"]).eval()
 
 
 def _restore(resume, run, model, ema, optimizer, scheduler) -> int:
