@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from ._checks import positive_int
 from ._errors import NonFiniteSimulationError, SymscoreError
 from ._model import ScoreModel
 from ._numeric import NumericSDE
@@ -88,8 +89,7 @@ def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Pr
 def _check_common(sde, n_steps, t_end, score):
     if not isinstance(sde, SDE):
         raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise SymscoreError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
+    positive_int(n_steps, "n_steps")
     if t_end is None:
         t_end = score.t_min if isinstance(score, ScoreModel) and score.t_min > 0 else 1e-3 * sde.T
     if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not (0 <= t_end < sde.T):
@@ -122,8 +122,7 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
     t_end = _check_common(sde, n_steps, t_end, score)
     if method not in METHODS:
         raise SymscoreError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise SymscoreError(f"n: expected an integer >= 1, got {n!r}")
+    n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
     numeric, score_fn = NumericSDE(sde), _score_function(score, sde.m)

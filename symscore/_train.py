@@ -19,7 +19,6 @@ Bias knobs (both off or small by default):
 from __future__ import annotations
 
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ._errors import NonFiniteSimulationError, SymscoreError
 from ._cache import atomic_write
+from ._checks import positive_float, positive_int
 from ._model import ScoreModel, load_torch_file
 from ._sde import SDE
 from ._targets import TARGETS, make_target_source
@@ -39,19 +39,6 @@ CHECKPOINT_FORMAT = "symscore.checkpoint/1"
 #: The settings that must match for a checkpoint to continue a run.
 RUN_KEYS = ("steps", "batch_size", "target", "backend", "t_min", "times", "n_times", "n_steps", "lr",
             "weight_decay", "ema_decay", "clip_norm", "ridge", "seed", "model", "pilot_size", "sde")
-
-
-def _positive_int(value, name, low=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise SymscoreError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or \
-            value < 0 or (value == 0 and not allow_zero):
-        raise SymscoreError(f"{name}: expected a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return float(value)
 
 
 def _grid_steps(sde, t_min, times, n_steps):
@@ -80,11 +67,11 @@ def _check_run(sde, data, steps, batch_size, target, t_min, n_times, n_steps):
     data = check_data(data, sde.m)
     if target not in TARGETS:
         raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")
-    t_min = _positive_float(t_min, "t_min", allow_zero=True)
+    t_min = positive_float(t_min, "t_min", allow_zero=True)
     if t_min >= sde.T:
         raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {t_min}")
-    return (data, _positive_int(steps, "steps"), _positive_int(batch_size, "batch_size"), t_min,
-            _positive_int(n_times, "n_times"), _positive_int(n_steps, "n_steps"))
+    return (data, positive_int(steps, "steps"), positive_int(batch_size, "batch_size"), t_min,
+            positive_int(n_times, "n_times"), positive_int(n_steps, "n_steps"))
 
 
 def _step_seeds(seed: int, step: int) -> np.random.Generator:
@@ -115,6 +102,11 @@ def _pilot(source, model, data, candidates, pilot_size, seed):
     times = record_steps * source.dt
     model.set_preconditioning(times, x.mean(axis=1), x_std, out_scale)
     model.set_prior_data(data.mean(axis=0), np.atleast_2d(np.cov(data.T)), x[-1])
+
+
+def _rows(array: np.ndarray, m: int, device) -> torch.Tensor:
+    """(K, n, m) samples as a float32 (K n, m) tensor, time-major like the repeated record times."""
+    return torch.as_tensor(np.ascontiguousarray(array).reshape(-1, m), dtype=torch.float32, device=device)
 
 
 def _loss(model, x, t, target, generator):
@@ -178,16 +170,16 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
     """
     data, steps, batch_size, t_min, n_times, n_steps = _check_run(sde, data, steps, batch_size, target, t_min,
                                                                   n_times, n_steps)
-    seed = _positive_int(seed, "seed", low=0)
+    seed = positive_int(seed, "seed", low=0)
     candidates = _grid_steps(sde, t_min, times, n_steps)
-    source = make_target_source(target, sde, n_steps, backend=backend, ridge=_positive_float(ridge, "ridge", True))
+    source = make_target_source(target, sde, n_steps, backend=backend, ridge=positive_float(ridge, "ridge", True))
     torch.manual_seed(seed)
     if model is None:
         model = ScoreModel(sde.m, width=width, depth=depth, activation=activation, T=sde.T,
                            t_min=float(candidates[0] * sde.T / n_steps))
     elif not isinstance(model, ScoreModel) or model.m != sde.m:
         raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
-    _pilot(source, model, data, candidates, _positive_int(pilot_size, "pilot_size", 2), seed)
+    _pilot(source, model, data, candidates, positive_int(pilot_size, "pilot_size", 2), seed)
     device = torch.device(device or "cpu")
     model = model.to(device)
     run = {"steps": steps, "batch_size": batch_size, "target": target, "backend": backend, "t_min": t_min,
@@ -195,14 +187,14 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
            "n_steps": n_steps, "lr": float(lr), "weight_decay": float(weight_decay), "ema_decay": float(ema_decay),
            "clip_norm": float(clip_norm), "ridge": float(ridge), "seed": seed, "model": dict(model.config),
            "pilot_size": pilot_size, "sde": sde.fingerprint()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=_positive_float(lr, "lr"), weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=positive_float(lr, "lr"), weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps))
-    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(_positive_float(ema_decay, "ema_decay", True)))
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(positive_float(ema_decay, "ema_decay", True)))
     start = 0
     if resume is not None:
         start = _restore(resume, run, model, ema, optimizer, scheduler)
     checkpoints = _Checkpoints(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
-    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     generator = torch.Generator()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=f"train[{target}]")
     for step in bar:
@@ -210,10 +202,9 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
         x0, record_steps, sim_seed = _draw(rng, data, batch_size, candidates, n_times)
         x, values = source.batch(x0, record_steps, sim_seed)
         t = np.repeat(record_steps * source.dt, batch_size)
-        as_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a).reshape(-1, sde.m), dtype=torch.float32, device=device)  # noqa: E731
         generator.manual_seed(sim_seed)
-        loss = _loss(model, as_tensor(x), torch.as_tensor(t, dtype=torch.float32, device=device),
-                     None if values is None else as_tensor(values), generator)
+        loss = _loss(model, _rows(x, sde.m, device), torch.as_tensor(t, dtype=torch.float32, device=device),
+                     None if values is None else _rows(values, sde.m, device), generator)
         if not torch.isfinite(loss):
             raise NonFiniteSimulationError(f"the loss became non-finite at step {step}: lower lr, raise t_min, "
                                            "or pass ridge > 0 to bound the target's variance")
@@ -256,7 +247,7 @@ class _Checkpoints:
         if self.folder.exists() and not self.folder.is_dir():
             raise SymscoreError(f"checkpoint_dir: {str(self.folder)!r} exists and is not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.keep = _positive_int(keep, "keep_checkpoints")
+        self.keep = positive_int(keep, "keep_checkpoints")
 
     def write(self, step, run, model, ema, optimizer, scheduler):
         payload = {"format": CHECKPOINT_FORMAT, "step": step, "run": run, "model": model.state_dict(),
@@ -301,7 +292,7 @@ def _restore(resume, run, model, ema, optimizer, scheduler) -> int:
     payload = _read_checkpoint(resume)
     differ = [key for key in RUN_KEYS if payload["run"].get(key) != run.get(key)]
     if differ:
-        raise SymscoreError(f"resume: the checkpoint was written by a run with different settings: "
+        raise SymscoreError("resume: the checkpoint was written by a run with different settings: "
                             + ", ".join(f"{k}={payload['run'].get(k)!r} (now {run.get(k)!r})" for k in differ))
     model.load_state_dict(payload["model"])
     ema.load_state_dict(payload["ema"])

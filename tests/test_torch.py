@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symscore as ss
-from conftest import FACTORIES, brownian
+from conftest import brownian
 
 t = sp.Symbol("t")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
