@@ -27,10 +27,11 @@ from ._sample import log_likelihood, sample
 from ._train import load_checkpoint, train
 from ._printing import UnsupportedExpressionError
 from ._sde import SDE
+from ._specs import load_spec, parse_expression, to_toml
 from ._version import __version__
 
 __all__ = [
-    "SDE", "Derivation", "compile", "emit", "Kernel", "Paths", "library", "cache_dir",
+    "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Kernel", "Paths", "library", "cache_dir",
     "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots",
     "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
