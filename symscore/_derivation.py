@@ -31,6 +31,7 @@ class Derivation:
         jacobian_sparsity, hessian_sparsity: boolean numpy arrays of structurally non-zero entries.
         first_variation, second_variation: the variation equations as SymPy ``Eq`` objects.
         steps: list of (title, LaTeX) describing the derivation for this SDE.
+        closed_form: closed forms of a linear SDE (or None).
     """
 
     def __init__(self, sde):
@@ -98,56 +99,46 @@ class Derivation:
         return [((p, q, w), self.hessian[p, q, w]) for p in range(m) for q in range(m) for w in range(q, m)
                 if self.hessian_sparsity[p, q, w]]
 
-    # -- teaching output ---------------------------------------------------------------------
     @cached_property
+    def closed_form(self):
+        """For a linear SDE, the closed-form Y_t, C_t, gamma_t, mean, target and the small-t order of
+        gamma_t^{-1} (:class:`symscore._closed_form.LinearClosedForm`), or None (nonlinear drift, or
+        SymPy cannot integrate it)."""
+        from ._closed_form import linear_closed_form
+
+        return linear_closed_form(self)
+
+    # -- teaching output (symscore._teaching) ------------------------------------------------
+    @cached_property
+    def _sections(self):
+        from ._teaching import sections
+
+        return sections(self)
+
+    @property
     def steps(self) -> list[tuple[str, str]]:
-        """The derivation for this SDE, as a list of (title, LaTeX) pairs."""
-        sde, L = self.sde, sp.latex
-        x = sp.Matrix(sde.state)
-        hess = self.nonzero_hessian()
-        hess_tex = r",\quad ".join(
-            rf"H_{{{p + 1};{q + 1}{w + 1}}} = {L(e)}" for (p, q, w), e in hess
-        ) or r"H \equiv 0"
-        steps = [
-            ("The SDE", rf"d{L(x)} = {L(sde.drift)}\,dt + {L(sde.diffusion)}\,dB_t"),
-            ("Jacobian of the drift", rf"J = \frac{{\partial b}}{{\partial x}} = {L(self.jacobian)}"),
-            ("Non-zero Hessian entries", hess_tex),
-            ("Structure", rf"\text{{{self.structure}}}"),
-            ("First variation", r"\dot Y_t = J(t, X_t)\, Y_t,\quad Y_0 = I"),
-            (r"Second variation (carried as $\hat Z = Y^{-1} Z$)",
-             r"\dot{\hat Z}_t[i; a, b] = \sum_{p,q,w} Y^{-1}_t[i,p]\, H_t[p; q, w]\, Y_t[q,a]\, Y_t[w,b]"),
-            ("Malliavin derivative and matrix",
-             r"D_r X_t = Y_t Y_r^{-1} \sigma(r),\quad \gamma_t = Y_t C_t Y_t^\top,\quad "
-             r"C_t = \int_0^t Y_r^{-1}\sigma\sigma^\top Y_r^{-\top} dr"),
-            ("Score target",
-             r"\delta_t = Y_t^{-\top}\left(C_t^{-1} M_t + v - C_t^{-1}\rho\right),\quad "
-             r"\text{target}_t = -\delta_t,\quad \mathbb E[\text{target}_t \mid X_t] = \nabla \log p_t(X_t)"),
-        ]
-        if self.is_linear:
-            steps.append(("Linear drift",
-                          r"H = 0 \Rightarrow \hat Z = Q = R = 0,\ \delta_t = \gamma_t^{-1}(X_t - \mathbb E[X_t\mid X_0])"
-                          r"\ \text{(the denoising score matching target)}"))
-        return steps
+        """The derivation for this SDE as (title, LaTeX) pairs, the user's expressions substituted."""
+        return [(s.title, r" \\ ".join(s.equations)) for s in self._sections]
 
     def to_markdown(self) -> str:
-        """The derivation as Markdown with ``$$`` display math."""
-        lines = [f"# Derivation of the score target for `{self.sde.name}`", ""]
-        for title, tex in self.steps:
-            lines += [f"## {title}", "", f"$$ {tex} $$", ""]
-        return "\n".join(lines)
+        """The derivation as Markdown with ``$`` / ``$$`` math, step by step."""
+        from ._teaching import render_markdown
+
+        return render_markdown(self)
 
     def to_latex(self) -> str:
-        """A standalone LaTeX document of the derivation."""
-        body = "\n".join(rf"\section*{{{title}}}" + "\n" + rf"\[ {tex} \]" for title, tex in self.steps)
-        name = self.sde.name.replace("_", r"\_")
-        return (
-            "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\usepackage[margin=2cm]{geometry}\n"
-            f"\\title{{Score target for {name}}}\n\\date{{}}\n\\begin{{document}}\n\\maketitle\n"
-            f"{body}\n\\end{{document}}\n"
-        )
+        """A standalone LaTeX document of the derivation (compiles with pdflatex)."""
+        from ._teaching import render_latex_document
+
+        return render_latex_document(self)
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
+
+    def _repr_latex_(self) -> str:
+        from ._teaching import render_display_math
+
+        return render_display_math(self)
 
     def __repr__(self) -> str:
         return f"Derivation(sde={self.sde.name!r}, structure={self.structure!r})"

@@ -46,15 +46,18 @@ def test_variation_equations_are_sympy_equations():
 def test_steps_and_text_output_name_the_hessian_entries():
     der = ss.SDE([-x1**3 + x2, -x2], 1, [x1, x2], t, name="toy").derive()
     titles = [title for title, _ in der.steps]
-    assert "Jacobian of the drift" in titles and "Score target" in titles
+    assert "Jacobian of the drift" in titles and "The weight and the target" in titles
     md = der.to_markdown()
-    assert "H_{1;11} = - 6 x_{1}" in md
+    assert "H_{1;11} = \\frac{\\partial^2 b_{1}}{\\partial x_{1}\\,\\partial x_{1}} = - 6 x_{1}" in md
     tex = der.to_latex()
     assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
     assert der._repr_markdown_() == md
+    assert der._repr_latex_().startswith("$$\\begin{gathered}")
 
 
 def test_linear_derivation_states_the_dsm_reduction():
-    steps = dict(ss.library.vp().derive().steps)
-    assert "denoising score matching" in steps["Linear drift"]
-    assert np.all(~ss.library.vp().derive().hessian_sparsity)
+    der = ss.library.vp().derive()
+    steps = dict(der.steps)
+    assert "X_t - \\mathbb E[X_t \\mid X_0]" in steps["Linear drift: the denoising target"]
+    assert "denoising score matching" in der.to_markdown()
+    assert np.all(~der.hessian_sparsity)

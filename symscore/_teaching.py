@@ -1,0 +1,332 @@
+"""The derivation written out for one SDE: the teaching document behind ``Derivation.to_markdown``.
+
+Each :class:`Section` is a title, a sentence of prose and display equations, with the user's own
+drift, Jacobian, Hessian and diffusion substituted. The path from the SDE to the target follows
+MATH.md: variation equations, the Malliavin derivative D_r X_t, the Malliavin matrix, the covering
+field, its Skorokhod integral by the product rule, D_r Y_s through the second variation, and the
+running integrals that make the weight O(1) per recorded time. Linear SDEs also get the closed
+form (where SymPy integrates it), the reduction to the denoising target and the small-t order of
+gamma_t^{-1}.
+
+Prose is ASCII with inline ``$...$`` math, valid both in Markdown and in LaTeX; renderers below
+turn the same sections into Markdown, a standalone LaTeX document or Jupyter's display math.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+__all__ = ["Section", "sections", "render_markdown", "render_latex_document", "render_display_math"]
+
+#: Above this dimension matrices are listed by their non-zero entries instead of written out.
+_MAX_MATRIX = 6
+#: At most this many entries / equations are listed; the rest are counted.
+_MAX_LISTED = 12
+L = sp.latex
+SIGMA, GAMMA = r"\sigma", r"\gamma"
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    prose: str
+    equations: tuple[str, ...]
+
+
+def _index(*indices: int, size: int, head: int | None = None) -> str:
+    """1-based subscript of 0-based indices, comma-separated when ``size`` (the dimension) reaches
+    10: ``12`` or ``10,10``; with ``head``: ``p;qw``."""
+    body = ("," if size >= 10 else "").join(str(k + 1) for k in indices)
+    return body if head is None else f"{head + 1};{body}"
+
+
+def _matrix(matrix: sp.Matrix, name: str) -> str:
+    """The matrix written out (s I when it is a multiple of the identity), or its non-zero entries
+    when it is large."""
+    if matrix.rows == matrix.cols > 1 and matrix.is_diagonal() and len(set(matrix.diagonal())) == 1:
+        entry = matrix[0, 0]
+        if entry in (0, 1):
+            return "0" if entry == 0 else "I"
+        return (rf"\left({L(entry)}\right) I" if entry.is_Add else rf"{L(entry)}\, I")
+    if max(matrix.shape) <= _MAX_MATRIX:
+        return L(matrix)
+    entries = [(i, j, e) for (i, j), e in sorted(matrix.todok().items())]
+    size = max(matrix.shape)
+    shown = [rf"{name}_{{{_index(i, size=size) if matrix.cols == 1 else _index(i, j, size=size)}}} = {L(e)}"
+             for i, j, e in entries[:_MAX_LISTED]]
+    rest = len(entries) - len(shown)
+    return r"\left\{" + r",\ ".join(shown) + (rf",\ \dots\ (\text{{{rest} more}})" if rest else "") + r"\right\}"
+
+
+def _listed(items: list[str]) -> tuple[str, ...]:
+    rest = len(items) - _MAX_LISTED
+    return tuple(items[:_MAX_LISTED]) + ((rf"\dots\ \text{{and {rest} more}}",) if rest > 0 else ())
+
+
+def _order_text(order: int) -> tuple[str, str]:
+    """(plain, LaTeX) of O(t^order): O(1/t), O(1/t^2), ..."""
+    if order >= 0:
+        plain = "O(1)" if order == 0 else f"O(t^{order})"
+    else:
+        plain = "O(1/t)" if order == -1 else f"O(1/t^{-order})"
+    return plain, plain.replace("O", r"\mathcal O").replace(f"^{abs(order)}", f"^{{{abs(order)}}}")
+
+
+# -- the sections --------------------------------------------------------------------------------
+def _sde_section(der) -> Section:
+    sde = der.sde
+    params = ", ".join(f"${L(s)} = {L(v)}$" for s, v in sorted(sde.params.items(), key=lambda kv: str(kv[0])))
+    prose = (f"State $x = ({', '.join(L(s) for s in sde.state)})$ in $\\mathbb R^{{{sde.m}}}$, "
+             f"Brownian motion $B$ in $\\mathbb R^{{{sde.d}}}$, time ${L(sde.time)}$ in $[0, {sde.T:g}]$"
+             + (f"; parameters {params}" if params else "") + ". The diffusion does not depend on the state.")
+    return Section("The SDE", prose, (
+        r"dX_t = b(t, X_t)\,dt + \sigma(t)\,dB_t",
+        rf"b({L(sde.time)}, x) = {_matrix(sde.drift, 'b')},\qquad \sigma({L(sde.time)}) = {_matrix(sde.diffusion, SIGMA)}",
+    ))
+
+
+def _jacobian_section(der) -> Section:
+    return Section("Jacobian of the drift", "Entry $(i, j)$ is the derivative of $b_i$ in $x_j$.",
+                   (rf"J(t, x) = \frac{{\partial b}}{{\partial x}} = {_matrix(der.jacobian, 'J')}",))
+
+
+_STRUCTURE = {
+    "linear": "The drift is linear in $x$: the Hessian vanishes, and so do the second variation and every "
+              "correction term below.",
+    "separable": "Each $b_i$ depends on $x_i$ only and $\\sigma$ is diagonal: the problem splits into "
+                 "$m$ independent one-dimensional ones (the kernel uses the 1-D formula per coordinate).",
+    "coupled": "The drift couples the coordinates: the kernel carries the full $m \\times m \\times m$ "
+               "second variation.",
+}
+
+
+def _hessian_section(der) -> Section:
+    entries = der.nonzero_hessian()
+    equations = [rf"H_{{{_index(q, w, size=der.sde.m, head=p)}}} = \frac{{\partial^2 b_{{{p + 1}}}}}"
+                 rf"{{\partial x_{{{q + 1}}}\,\partial x_{{{w + 1}}}}} = {L(e)}" for (p, q, w), e in entries]
+    prose = ("$H[p; q, w]$ is symmetric in $q, w$; its non-zero entries with $q \\le w$ are listed. "
+             if entries else "Every second derivative of the drift is zero: $H \\equiv 0$. ")
+    return Section("Hessian of the drift (non-zero entries)", prose + _STRUCTURE[der.structure],
+                   _listed(equations) or (r"H \equiv 0",))
+
+
+def _first_variation_section(der) -> Section:
+    J = rf" = {_matrix(der.jacobian, 'J')}\, Y_t" if der.sde.m <= _MAX_MATRIX else ""
+    return Section("First variation",
+                   "$Y_t = \\partial X_t / \\partial x_0$ solves the SDE linearised along the path "
+                   "(evaluate $J$ at $x = X_t$); its inverse solves the adjoint equation.",
+                   (rf"\frac{{d}}{{dt}} Y_t = J(t, X_t)\, Y_t{J},\qquad Y_0 = I",
+                    r"\frac{d}{dt} Y_t^{-1} = -Y_t^{-1} J(t, X_t),\qquad Y_0^{-1} = I"))
+
+
+def _second_variation_section(der) -> Section:
+    if der.is_linear:
+        return Section("Second variation", "With $H \\equiv 0$ the second variation stays at zero.",
+                       (r"Z_t = \frac{\partial^2 X_t}{\partial x_0^2} \equiv 0,\qquad \hat Z_t \equiv 0",))
+    generic = (r"\frac{d}{dt} Z_t[i; a, b] = \sum_{q,w} H[i; q, w]\, Y_t[q, a]\, Y_t[w, b] "
+               r"+ \sum_p J_{ip}\, Z_t[p; a, b],\qquad Z_0 = 0")
+    reduced = (r"\frac{d}{dt}\hat Z_t[i; a, b] = \sum_{p,q,w} (Y_t^{-1})_{ip}\, H[p; q, w]\, Y_t[q,a]\, Y_t[w,b],"
+               r"\qquad \hat Z_t = Y_t^{-1} Z_t,\ \hat Z_0 = 0")
+    explicit = [L(eq) for eq in der.second_variation if eq.rhs != 0] if der.sde.m <= 3 else []
+    if der.structure == "separable":  # Y is diagonal: only Z[i; i, i] is not identically zero
+        explicit = []
+    prose = ("$Z_t[i; a, b] = \\partial^2 X^i_t / \\partial x_0^a \\partial x_0^b$; with this drift "
+             "(at $x = X_t$) the equations that are not identically zero read as below. The kernel carries "
+             "$\\hat Z = Y^{-1} Z$ instead, for which the $J Z$ term cancels.")
+    if der.structure == "separable":
+        explicit.append(r",\quad ".join(
+            rf"\hat Z^{{({i + 1})}}_t = \int_0^t {L(der.hessian[i, i, i].subs(x, sp.Symbol(f'X^{{{i + 1}}}_s')))}"
+            rf"\, Y^{{({i + 1})}}_s\, ds" for i, x in enumerate(der.sde.state[:4])) + (r",\ \dots" if der.sde.m > 4 else ""))
+    return Section("Second variation", prose, (generic, *_listed(explicit), reduced))
+
+
+def _malliavin_derivative_section(der) -> Section:
+    sigma = _matrix(der.sde.diffusion.subs(der.sde.time, sp.Symbol("r")), SIGMA)
+    return Section("Malliavin derivative of $X_t$",
+                   "A kick of the noise at time $r \\le t$ enters as $\\sigma(r)$ and is then carried by the "
+                   "first variation from $r$ to $t$.",
+                   (r"D_r X_t = Y_t\, Y_r^{-1} \sigma(r) = Y_t A_r \ \ (r \le t),\qquad D_r X_t = 0\ \ (r > t)",
+                    rf"A_r = Y_r^{{-1}} \sigma(r) = Y_r^{{-1}} {sigma}"))
+
+
+def _malliavin_matrix_section(der) -> Section:
+    sst = (der.sde.diffusion * der.sde.diffusion.T).applyfunc(sp.simplify).subs(der.sde.time, sp.Symbol("r"))
+    return Section("Malliavin matrix",
+                   "$\\gamma_t$ is the covariance of the kicks as seen at time $t$; it is invertible when $C_t$ "
+                   "is (when it is not, e.g. $d < m$ without coupling, symscore raises "
+                   "SingularMalliavinMatrixError or regularises with ridge $> 0$).",
+                   (r"\gamma_t = \int_0^t D_r X_t\, (D_r X_t)^\top dr = Y_t C_t Y_t^\top",
+                    rf"C_t = \int_0^t A_r A_r^\top dr = \int_0^t Y_r^{{-1}} {_matrix(sst, 'S')} Y_r^{{-\top}}\, dr"))
+
+
+def _covering_section(der) -> Section:
+    return Section("Covering field and the score",
+                   "The field $u$ inverts the Malliavin derivative of $X_t$; the duality of $D$ and the "
+                   "Skorokhod integral $\\delta$ then moves the derivative off the test function, which gives "
+                   "the score as a conditional expectation.",
+                   (r"u(r) = \gamma_t^{-1} D_r X_t = Y_t^{-\top} C_t^{-1} A_r,\qquad "
+                    r"\int_0^t D_r X_t\, u(r)^\top dr = I",
+                    r"\mathbb E[\partial_k \varphi(X_t)] = \mathbb E[\langle D\varphi(X_t), u_k\rangle] "
+                    r"= \mathbb E[\varphi(X_t)\, \delta(u_k)]",
+                    r"\nabla \log p_t(y) = -\,\mathbb E[\delta(u) \mid X_t = y]"))
+
+
+def _skorokhod_section(der) -> Section:
+    return Section("Skorokhod integral by the product rule",
+                   "$u = F A$ with $F = Y_t^{-\\top} C_t^{-1}$, which depends on the whole path up to $t$, and "
+                   "$A$ adapted. The product rule of the divergence, $\\delta(F A) = F\\,\\delta(A) - "
+                   "\\int \\mathrm{tr}(D_r F\\, A_r)\\,dr$, leaves an Ito integral and derivatives of $Y_t$ and "
+                   "$C_t$.",
+                   (r"\delta(u) = Y_t^{-\top} C_t^{-1} M_t - \int_0^t \sum_{l=1}^{d} (D^l_r F)\, A_r e_l\, dr,"
+                    r"\qquad M_t = \int_0^t A_r\, dB_r",
+                    r"D^l_r F = D^l_r(Y_t^{-\top})\, C_t^{-1} - Y_t^{-\top} C_t^{-1} (D^l_r C_t)\, C_t^{-1},\qquad "
+                    r"D^l_r C_t = \int_r^t \left(D^l_r A_s\, A_s^\top + A_s\, (D^l_r A_s)^\top\right) ds"))
+
+
+def _derivative_of_y_section(der) -> Section:
+    prose = ("Differentiating $\\dot Y = J Y$ in the noise at time $r$ (with $D_r X_s = Y_s A_r$) gives a linear "
+             "equation driven by the Hessian; variation of constants solves it with the second variation, so "
+             "no Malliavin derivative is left to simulate.")
+    if der.is_linear:
+        prose += " Here $H \\equiv 0$: $D_r Y_s = 0$, $D_r F = 0$ and $\\delta(u) = F M_t$."
+    return Section("Malliavin derivative of the first variation", prose, (
+        r"\frac{d}{ds} D^l_r Y_s = J(s, X_s)\, D^l_r Y_s + H(s, X_s)[\,Y_s A_r e_l,\ Y_s\,],\qquad s \ge r",
+        r"D^l_r Y_s = Y_s\, (\hat Z_s - \hat Z_r)[A_r e_l,\ \cdot\,],\qquad "
+        r"D^l_r A_s = -(\hat Z_s - \hat Z_r)[A_r e_l,\ \cdot\,]\, A_s",
+        r"(\hat Z[\alpha, \cdot\,])_{ib} = \sum_a \hat Z[i; a, b]\, \alpha_a"))
+
+
+def _running_integrals_section(der) -> Section:
+    return Section("Running integrals",
+                   "Inserting $D_r Y$ and $D_r A$ into the double integrals factors them into integrals that run "
+                   "forward with the path, so one pass of $N$ Euler steps gives the weight at every recorded "
+                   "time: $O(N)$ per path.",
+                   (r"S_t = A_t A_t^\top,\quad C_t = \int_0^t S_r\, dr,\quad M_t = \int_0^t A_r\, dB_r",
+                    r"Q_t[i; j, b] = \int_0^t \sum_a S_r[i, a]\, \hat Z_r[j; a, b]\, dr,\qquad "
+                    r"\tilde H_s[i; j, b] = \sum_a C_s[i, a]\, \hat Z_s[j; a, b] - Q_s[i; j, b]",
+                    r"R_t[i; j, c] = \int_0^t \sum_b \left(\tilde H_s[i; j, b]\, S_s[b, c] "
+                    r"+ S_s[j, b]\, \tilde H_s[i; c, b]\right) ds"))
+
+
+def _target_section(der) -> Section:
+    equations = [r"v_b = \sum_j \hat Z_t[j; j, b] - \sum_{i,j} (C_t^{-1})_{ij}\, Q_t[i; j, b],\qquad "
+                 r"\rho_c = \sum_{i,j} (C_t^{-1})_{ij}\, R_t[i; j, c]",
+                 r"\delta_t = Y_t^{-\top}\left(C_t^{-1} M_t + v - C_t^{-1} \rho\right)",
+                 r"\text{target}_t = -\delta_t,\qquad \mathbb E[\text{target}_t \mid X_t] = \nabla \log p_t(X_t)"]
+    prose = "The weight at time $t$ is a closed form of the running integrals; its negative is the target."
+    if der.structure == "separable":
+        prose += (" Per coordinate ($m = d = 1$) it reads as the last line, with $\\hat Z_t = \\int b''(X) Y\\,dq$, "
+                  "$C = \\int (\\sigma / Y)^2$ and $D = \\int S_s (\\hat Z_s C_s - Q_s)\\, ds$.")
+        equations.append(r"\delta_t = \frac{M_t + (C_t \hat Z_t - Q_t) - \frac{2}{C_t} D_t}{C_t Y_t}")
+    return Section("The weight and the target", prose, tuple(equations))
+
+
+def _linear_sections(der) -> list[Section]:
+    sections = [Section("Linear drift: the denoising target",
+                        "With $H \\equiv 0$: $\\hat Z = Q = R = 0$, so $v = \\rho = 0$, and the weight is the "
+                        "denoising score matching target (with a deterministic $X_0$ it is the exact Gaussian "
+                        "score, path by path).",
+                        (r"\delta_t = Y_t^{-\top} C_t^{-1} M_t = \gamma_t^{-1}\left(X_t - \mathbb E[X_t \mid X_0]\right)",
+                         r"\text{target}_t = -\gamma_t^{-1}\left(X_t - \mathbb E[X_t \mid X_0]\right)"))]
+    closed = der.closed_form
+    if closed is None:
+        sections.append(Section("Closed form", "SymPy found no closed form for $\\gamma_t$ here ($B(t)$ does not "
+                                "commute with itself at other times, or an integral did not evaluate); the "
+                                "kernel integrates $C_t$ along the path instead.", ()))
+        return sections
+    t = closed.time
+    x0 = ", ".join(L(s) for s in closed.x0)
+    equations = [rf"Y_t = {_matrix(closed.Y, 'Y')},\qquad C_t = {_matrix(closed.C, 'C')}",
+                 rf"\gamma_t = Y_t C_t Y_t^\top = {_matrix(closed.gamma, GAMMA)}",
+                 rf"\mathbb E[X_t \mid X_0 = ({x0})] = {_matrix(closed.mean, 'm')}"]
+    if closed.target is not None:
+        equations.append(rf"\text{{target}}_t = {_matrix(closed.target, 'g')}\quad \text{{at }} X_t = x")
+    sections.append(Section("Closed form", "SymPy integrates the first variation and $C_t$ for this drift "
+                            "($B(t) = \\partial b / \\partial x$ commutes with itself at all times).", tuple(equations)))
+    if closed.order is not None:
+        order, order_tex = _order_text(closed.order)
+        sections.append(Section(
+            "Small-t order of the inverse Malliavin matrix",
+            f"From SymPy series of $\\gamma_t$ at $t = 0$: $\\gamma_t^{{-1}} = {order_tex}$ "
+            f"({order} as t -> 0). For a linear SDE the target's covariance given $X_0$ is $\\gamma_t^{{-1}}$ "
+            "itself, so its variance grows at that rate near $t = 0$. "
+            "A time cut-off t_min or ridge regularisation bounds it at the price of a bias.",
+            (rf"\gamma_t^{{-1}} = {_matrix(closed.leading, 'L')}\; {L(t ** closed.order)} + \dots "
+             rf"= {order_tex}\quad (t \to 0)",)))
+    return sections
+
+
+def sections(der) -> list[Section]:
+    """All sections of the derivation of ``der`` (a :class:`~symscore.Derivation`), in order."""
+    parts = [_sde_section(der), _jacobian_section(der), _hessian_section(der), _first_variation_section(der),
+             _second_variation_section(der), _malliavin_derivative_section(der), _malliavin_matrix_section(der),
+             _covering_section(der), _skorokhod_section(der), _derivative_of_y_section(der),
+             _running_integrals_section(der), _target_section(der)]
+    if der.is_linear:
+        parts += _linear_sections(der)
+    return parts
+
+
+# -- renderers -----------------------------------------------------------------------------------
+def render_markdown(der) -> str:
+    """Markdown with ``$...$`` inline and ``$$...$$`` display math (GitHub, Jupyter, pandoc)."""
+    lines = [f"# Derivation of the score target for `{der.sde.name}`", ""]
+    for number, section in enumerate(sections(der), 1):
+        lines += [f"## {number}. {section.title}", "", section.prose, ""]
+        for equation in section.equations:
+            lines += ["$$", equation, "$$", ""]
+    return "\n".join(lines)
+
+
+_LATEX_TEXT = {"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "^": r"\^{}", "~": r"\~{}", "$": r"\$"}
+
+
+def _latex_escape(text: str) -> str:
+    """Plain text for LaTeX: its special characters escaped."""
+    return "".join(_LATEX_TEXT.get(c, c) for c in text).replace("->", r"$\to$")
+
+
+def _latex_prose(prose: str) -> str:
+    """Prose for LaTeX: the ``$...$`` parts kept as math, the text between them escaped."""
+    parts = prose.split("$")
+    return "$".join(part if k % 2 else _latex_escape(part) for k, part in enumerate(parts))
+
+
+def render_latex_document(der) -> str:
+    """A standalone LaTeX document (amsmath) that pdflatex compiles."""
+    body = []
+    for section in sections(der):
+        body += [rf"\section{{{section.title}}}", _latex_prose(section.prose), ""]
+        if section.equations:
+            body += [r"\begin{gather*}", " \\\\\n".join(section.equations), r"\end{gather*}", ""]
+    return "\n".join([
+        r"\documentclass[10pt]{article}",
+        r"\usepackage{amsmath,amssymb}",
+        r"\usepackage[margin=1.5cm]{geometry}",
+        r"\setcounter{MaxMatrixCols}{20}",
+        r"\allowdisplaybreaks",
+        rf"\title{{Score target for \texttt{{{_latex_escape(der.sde.name)}}}}}",
+        r"\date{}",
+        r"\begin{document}",
+        r"\maketitle",
+        *body,
+        r"\end{document}",
+        "",
+    ])
+
+
+def _display_title(number: int, title: str) -> str:
+    """A title for display math: text parts in \\text{}, ``$...$`` parts left as math."""
+    parts = title.split("$")
+    pieces = [rf"\text{{{part}}}" if k % 2 == 0 else part for k, part in enumerate(parts) if part]
+    return rf"\textbf{{{number}.}}\ " + "".join(pieces)
+
+
+def render_display_math(der) -> str:
+    """One display-math block (Jupyter's ``_repr_latex_``): titles as text, then the equations."""
+    rows = []
+    for number, section in enumerate(sections(der), 1):
+        rows.append(_display_title(number, section.title))
+        rows += list(section.equations)
+    return "$$\\begin{gathered}\n" + " \\\\\n".join(rows) + "\n\\end{gathered}$$"
