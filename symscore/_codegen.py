@@ -29,8 +29,10 @@ def _environment() -> jinja2.Environment:
 
 @cache
 def template_text(backend: str) -> str:
-    """The template of ``backend`` (its text is part of the cache key of generated modules; read once)."""
-    return _environment().loader.get_source(_environment(), f"{backend}_kernel.py.j2")[0]
+    """The template of ``backend`` and the templates it includes (their text is part of the cache key
+    of generated modules; read once)."""
+    names = (f"{backend}_kernel.py.j2", "input_checks.py.j2")
+    return "\n".join(_environment().loader.get_source(_environment(), name)[0] for name in names)
 
 
 def header_lines(sde, structure: str) -> list[str]:
