@@ -1,43 +1,300 @@
-"""The ``symscore`` command line (argparse; the full command set is tracked in the issues)."""
+"""The ``symscore`` command line (click).
+
+    symscore derive SPEC [--format markdown|latex] [-o FILE]
+    symscore emit SPEC [--backend numba|torch] [-o FILE]
+    symscore train SPEC --data NAME|FILE.npy --out DIR [--steps N ...]
+    symscore sample DIR --n N --out FILE.npy [--plot PNG]
+    symscore demo [--out DIR] [--benes]
+    symscore bench SPEC [--backend numba|torch|both]
+
+SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore._specs`).
+A bad SPEC or argument is reported in one line on standard error with exit status 1 (usage
+errors: click's usage line and exit status 2); never a traceback.
+"""
 from __future__ import annotations
 
-import argparse
+import json
 import sys
+import warnings
+from pathlib import Path
+
+import click
 
 from . import library
 from ._errors import SymscoreError
+from ._specs import load_spec, sde_from_toml, to_toml
+
+__all__ = ["main"]
+
+_SPEC_HELP = (f"SPEC is a built-in name ({', '.join(library.BUILTINS)}), path/to/file.py:object, "
+              "or a TOML file (state, time, params, drift, diffusion as expression strings).")
+MODEL_FILE, SDE_FILE, RUN_FILE, CHECKPOINTS = "model.pt", "sde.toml", "run.json", "checkpoints"
 
 
-def _load_spec(spec: str):
-    if spec in library.BUILTINS:
-        return library.BUILTINS[spec]()
-    raise SymscoreError(f"SPEC: unknown SDE {spec!r}; built-ins: {', '.join(library.BUILTINS)}")
+def _spec_doc(command):
+    """Append the SPEC forms to a command's help (below its options, so click reads the result)."""
+    command.__doc__ = command.__doc__.rstrip() + "\n\n    " + _SPEC_HELP + "\n"
+    return command
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="symscore", description="Symbolic-to-numeric score compiler.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train + sample: cubic/Malliavin vs VP/DSM on the checkerboard "
-                                       "(example: symscore demo --out demo)")
-    demo.add_argument("--out", default="demo", help="output folder for PNGs and metrics.json")
-    demo.add_argument("--steps", type=int, default=4000, help="training steps per model")
-    demo.add_argument("--benes", action="store_true", help="instead: the Benes kernel check (target vs exact score)")
-    derive = sub.add_parser("derive", help="the derivation of a built-in SDE (example: symscore derive cubic)")
-    derive.add_argument("spec", help=f"a built-in name: {', '.join(library.BUILTINS)}")
-    derive.add_argument("--format", choices=("markdown", "latex"), default="markdown")
-    args = parser.parse_args(argv)
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+class _Group(click.Group):
+    """Turns symscore's own errors (and unreadable/unwritable files) into one line and exit 1."""
+
+    def invoke(self, ctx):
+        saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+        try:
+            return super().invoke(ctx)
+        except SymscoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)) from None
+        finally:
+            warnings.formatwarning = saved
+
+
+def _write_text(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from ._cache import atomic_write
+
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text)
+    click.echo(f"wrote {path}", err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="symscore")
+def main():
+    """symscore: a symbolic-to-numeric score compiler for diffusion models with nonlinear SDEs.
+
+    \b
+    Examples:
+      symscore derive cubic
+      symscore derive mine.toml --format latex -o mine.tex
+      symscore emit benes --backend torch -o benes_kernel.py
+      symscore train cubic --data checkerboard --out runs/cubic
+      symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
+      symscore demo
+      symscore bench cubic
+    """
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex"]), default="markdown", show_default=True,
+              help="Markdown with $$ math, or a standalone LaTeX document (pdflatex).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@_spec_doc
+def derive(spec, fmt, output):
+    """The derivation of the score target for SPEC, step by step, with its expressions substituted.
+
+    \b
+    Examples:
+      symscore derive cubic
+      symscore derive vp --format latex -o vp.tex && pdflatex vp.tex
+      symscore derive examples/mine.toml -o mine.md
+    """
+    derivation = load_spec(spec).derive()
+    _write_text(derivation.to_markdown() if fmt == "markdown" else derivation.to_latex(), output)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@_spec_doc
+def emit(spec, backend, output):
+    """A standalone kernel module for SPEC (imports only numpy + numba, or torch).
+
+    \b
+    Examples:
+      symscore emit cubic -o cubic_kernel.py
+      symscore emit mine.toml --backend torch -o mine_kernel.py
+    The module exposes simulate(x0, times, n_steps, seed=0) -> (times, x, target).
+    """
+    from ._kernel import emit as emit_source
+
+    _write_text(emit_source(load_spec(spec), backend=backend), output)
+
+
+def _prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
+    if (out / MODEL_FILE).exists() and not (resume or force):
+        raise SymscoreError(f"--out: {out} already holds {MODEL_FILE}; pass --resume to continue it, --force to "
+                            "overwrite it, or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
+    from ._cache import atomic_write
+
     try:
-        if args.command == "demo":
-            from .demo import run_benes_check, run_demo
+        atomic_write(out / SDE_FILE, to_toml(sde))
+        stored = SDE_FILE
+    except SymscoreError:  # a function outside the TOML whitelist: keep the SPEC string instead
+        stored = None
+    atomic_write(out / RUN_FILE, json.dumps({"spec": spec, "sde_file": stored, "options": options}, indent=2))
 
-            run_benes_check() if args.benes else run_demo(out=args.out, steps=args.steps)
-        elif args.command == "derive":
-            der = _load_spec(args.spec).derive()
-            print(der.to_markdown() if args.format == "markdown" else der.to_latex())
-    except SymscoreError as exc:
-        print(f"symscore: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+@main.command()
+@click.argument("spec")
+@click.option("--data", required=True, help="A dataset name (checkerboard, moons, swiss_roll, eight_gaussians, "
+                                            "rings, digits) or a .npy file of shape (n, m).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model, SDE, checkpoints.")
+@click.option("--steps", default=2000, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", default=256, show_default=True, help="Paths (data points) per step.")
+@click.option("--target", type=click.Choice(["malliavin", "dsm", "ssm", "local"]), default="malliavin",
+              show_default=True, help="Regression target (dsm: linear SDEs only).")
+@click.option("--n-steps", default=100, show_default=True, help="Euler steps over [0, T].")
+@click.option("--width", default=128, show_default=True)
+@click.option("--depth", default=3, show_default=True)
+@click.option("--activation", type=click.Choice(["silu", "gelu", "tanh", "relu", "softplus"]), default="silu", show_default=True)
+@click.option("--lr", default=5e-3, show_default=True)
+@click.option("--t-min", default=1e-3, show_default=True, help="Smallest record time (a bias; bounds variance).")
+@click.option("--n-data", default=20_000, show_default=True, help="Rows drawn from a named dataset.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in OUT/checkpoints.")
+@click.option("--force", is_flag=True, help="Overwrite a model already in OUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_spec_doc
+def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, activation, lr, t_min, n_data, seed,
+          resume, force, quiet):
+    """Train a score network for SPEC on DATA; writes OUT/model.pt, OUT/sde.toml, OUT/run.json, checkpoints.
+
+    \b
+    Examples:
+      symscore train cubic --data checkerboard --out runs/cubic --steps 4000 --n-steps 400
+      symscore train vp --data moons --out runs/vp --target dsm
+      symscore train mine.toml --data points.npy --out runs/mine
+    """
+    from . import data as datasets
+    from . import plots
+    from ._train import train as train_model
+
+    sde, out = load_spec(spec), Path(out)
+    array = datasets.load(data, n=n_data, seed=seed)
+    _prepare_run_folder(out, resume, force)
+    options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
+               "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed}
+    _record_sde(sde, spec, out, options)
+    checkpoints = out / CHECKPOINTS
+    model = train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
+                        checkpoint_dir=checkpoints, resume=checkpoints if resume else None, seed=seed,
+                        n_steps=n_steps, width=width, depth=depth, activation=activation, lr=lr, progress=not quiet)
+    model.save(out / MODEL_FILE)
+    plots.plot_loss({spec: model.loss_history}, out / "loss.png")
+    click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
+               f"{out / 'loss.png'}, checkpoints in {checkpoints}")
+
+
+def _run_sde(run: Path):
+    if (run / SDE_FILE).is_file():
+        return sde_from_toml(run / SDE_FILE)
+    if (run / RUN_FILE).is_file():
+        return load_spec(json.loads((run / RUN_FILE).read_text())["spec"])
+    raise SymscoreError(f"DIR: {run} has neither {SDE_FILE} nor {RUN_FILE}; expected a folder written by "
+                        "'symscore train'")
+
+
+@main.command()
+@click.argument("run", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=5000, show_default=True, help="Number of samples.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Samples as a .npy array (n, m).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also a PNG scatter of the first two coordinates.")
+@click.option("--method", type=click.Choice(["sde", "ode", "pc"]), default="sde", show_default=True)
+@click.option("--n-steps", default=500, show_default=True, help="Reverse-time steps.")
+@click.option("--seed", default=0, show_default=True)
+def sample(run, n, out, plot, method, n_steps, seed):
+    """Draw samples from a model trained by 'symscore train' (DIR holds model.pt and sde.toml).
+
+    \b
+    Examples:
+      symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
+      symscore sample runs/vp --n 1000 --out ode.npy --method ode --n-steps 100
+    """
+    import numpy as np
+
+    from . import plots
+    from ._model import ScoreModel
+    from ._sample import sample as draw
+
+    run = Path(run)
+    if not run.is_dir():
+        raise SymscoreError(f"DIR: no such folder {str(run)!r}")
+    out = Path(out)
+    if out.suffix != ".npy":
+        raise SymscoreError(f"--out: expected a .npy file name, got {str(out)!r}")
+    sde, model = _run_sde(run), ScoreModel.load(run / MODEL_FILE)
+    samples = draw(sde, model, n, n_steps, method=method, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, samples)
+    wrote = [str(out)]
+    if plot:
+        if sde.m < 2:
+            raise SymscoreError("--plot: the scatter plot needs m >= 2 coordinates")
+        wrote.append(str(plots.plot_samples(samples, {}, plot)))
+    click.echo(f"wrote {', '.join(wrote)}")
+
+
+_QUICK_DEMO = {"steps": 60, "batch_size": 64, "n_samples": 300, "n_train": 1000, "sample_steps": 100, "width": 32,
+               "depth": 2, "progress": False}
+_QUICK_BENES = {"n_paths": 20_000, "n_steps": 200}
+
+
+@main.command()
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for PNGs and metrics.json.")
+@click.option("--steps", default=4000, show_default=True, help="Training steps per model.")
+@click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
+@click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
+def demo(out, steps, benes, quick):
+    """Train and sample cubic/Malliavin against VP/DSM on the checkerboard, and compare (~2.5 min, 2 cores).
+
+    \b
+    Examples:
+      symscore demo
+      symscore demo --out /tmp/demo --steps 1000
+      symscore demo --benes
+      symscore demo --quick --out /tmp/smoke
+    """
+    from .demo import run_benes_check, run_demo
+
+    if benes:
+        run_benes_check(**(_QUICK_BENES if quick else {}))
+    else:
+        run_demo(out=out, **(_QUICK_DEMO if quick else {"steps": steps}))
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--backend", type=click.Choice(["numba", "torch", "both"]), default="both", show_default=True)
+@click.option("--paths", "n_paths", default=10_000, show_default=True)
+@click.option("--n-steps", default=200, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Best of this many timed runs (after a warm-up).")
+@click.option("--device", default=None, help="torch device, e.g. cuda (default: cpu).")
+@_spec_doc
+def bench(spec, backend, n_paths, n_steps, repeats, device):
+    """Throughput of the kernels for SPEC against a numpy Euler of X alone, in the same process.
+
+    \b
+    Examples:
+      symscore bench cubic
+      symscore bench benes --backend torch --device cuda --paths 1000000
+    """
+    from ._bench import bench_kernel
+
+    sde = load_spec(spec)
+    backends = ("numba", "torch") if backend == "both" else (backend,)
+    rows = bench_kernel(sde, backends, n_paths=n_paths, n_steps=n_steps, repeats=repeats, device=device)
+    click.echo(f"{sde.name}: m = {sde.m}, d = {sde.d}, {sde.derive().structure}; {n_paths} paths x {n_steps} steps")
+    click.echo(f"{'':36} {'seconds':>9} {'path-steps/s':>13} {'x baseline':>11}")
+    for row in rows:
+        click.echo(f"{row.label:36} {row.seconds:9.3f} {row.path_steps_per_second:13.3e} {row.ratio_to_baseline:11.2f}")
 
 
 if __name__ == "__main__":
