@@ -38,12 +38,16 @@ class Derivation:
         self.sde = sde
         x, m = sde.state, sde.m
         self.jacobian = sde.drift.jacobian(list(x))
-        self.hessian = sp.Array([[[sp.diff(self.jacobian[p, q], x[w]) for w in range(m)]
-                                  for q in range(m)] for p in range(m)])
+        # Differentiate only where x_w occurs: a 64-d separable drift has 64 of 262144 entries.
+        jac = self.jacobian.tolist()
+        occurs = [[entry.free_symbols for entry in row] for row in jac]
+        zero = sp.S.Zero
+        entries = [[[sp.diff(jac[p][q], x[w]) if x[w] in occurs[p][q] else zero for w in range(m)]
+                    for q in range(m)] for p in range(m)]
+        self.hessian = sp.Array(entries)
         self.jacobian_sparsity = np.array([[self.jacobian[i, j] != 0 for j in range(m)] for i in range(m)])
-        self.hessian_sparsity = np.array(
-            [[[self.hessian[p, q, w] != 0 for w in range(m)] for q in range(m)] for p in range(m)]
-        )
+        # from the nested list: indexing an sp.Array m^3 times costs seconds at m = 64
+        self.hessian_sparsity = np.array([[[e != 0 for e in row] for row in block] for block in entries], dtype=bool)
 
     # -- structure ---------------------------------------------------------------------------
     @property

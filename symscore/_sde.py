@@ -181,10 +181,12 @@ class SDE:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def derive(self):
-        """The symbolic derivation (Jacobian, Hessian, variation equations, steps)."""
+        """The symbolic derivation (Jacobian, Hessian, variation equations, steps); computed once."""
         from ._derivation import Derivation
 
-        return Derivation(self)
+        if getattr(self, "_derivation", None) is None:
+            self._derivation = Derivation(self)
+        return self._derivation
 
     def __repr__(self) -> str:
         return f"SDE(name={self.name!r}, m={self.m}, d={self.d}, drift={list(self.drift)}, T={self.T})"
