@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numba
 import numpy as np
 
 import symscore as ss
+from symscore._bench import best_of
 
 
 @numba.njit(parallel=True, cache=True)
@@ -58,16 +58,6 @@ def bare_vp(x0, beta_min, beta_max, dt, n_steps, seeds, out):
             for i in range(x.shape[0]):
                 x[i] += -0.5 * beta * x[i] * dt + noise * np.random.standard_normal()
         out[p] = x
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up: compilation and caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def run_case(label, sde, bare, bare_args, n, n_steps, repeats):

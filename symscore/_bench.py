@@ -14,7 +14,7 @@ import numpy as np
 from ._checks import positive_int
 from ._errors import SymscoreError
 
-__all__ = ["BenchRow", "bench_kernel"]
+__all__ = ["BenchRow", "bench_kernel", "best_of"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class BenchRow:
     ratio_to_baseline: float
 
 
-def _best_of(run, repeats: int) -> float:
+def best_of(run, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``run``, after one untimed warm-up call."""
     run()  # warm-up: compilation, caches, allocator
     times = []
     for _ in range(repeats):
@@ -48,13 +49,13 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
     repeats = positive_int(repeats, "repeats")
     x0 = np.random.default_rng(seed).normal(scale=0.5, size=(n_paths, sde.m))
     numeric = NumericSDE(sde)
-    baseline = _best_of(lambda: numeric.euler(x0, [n_steps], sde.T / n_steps, np.random.default_rng(seed)), repeats)
+    baseline = best_of(lambda: numeric.euler(x0, [n_steps], sde.T / n_steps, np.random.default_rng(seed)), repeats)
     rows = []
     for backend in backends:
         if backend not in ("numba", "torch"):
             raise SymscoreError(f"backend: expected 'numba' or 'torch', got {backend!r}")
         kernel = compile_kernel(sde, backend=backend, device=device if backend == "torch" else None)
-        seconds = _best_of(lambda: kernel.simulate(x0, [sde.T], n_steps, seed=seed, as_numpy=True), repeats)
+        seconds = best_of(lambda: kernel.simulate(x0, [sde.T], n_steps, seed=seed, as_numpy=True), repeats)
         rows.append(BenchRow(f"{backend} kernel (X, Y, Z, weights)", seconds, n_paths * n_steps / seconds,
                              seconds / baseline))
     rows.append(BenchRow("numpy Euler of X only (baseline)", baseline, n_paths * n_steps / baseline, 1.0))

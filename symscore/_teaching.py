@@ -44,6 +44,8 @@ def _index(*indices: int, size: int, head: int | None = None) -> str:
 def _matrix(matrix: sp.Matrix, name: str) -> str:
     """The matrix written out (s I when it is a multiple of the identity), or its non-zero entries
     when it is large."""
+    if matrix.shape == (1, 1):
+        return L(matrix[0, 0])
     if matrix.rows == matrix.cols > 1 and matrix.is_diagonal() and len(set(matrix.diagonal())) == 1:
         entry = matrix[0, 0]
         if entry in (0, 1):
@@ -73,7 +75,7 @@ def _order_text(order: int) -> tuple[str, str]:
     return plain, plain.replace("O", r"\mathcal O").replace(f"^{abs(order)}", f"^{{{abs(order)}}}")
 
 
-# -- the sections --------------------------------------------------------------------------------
+# -- the sections (the same for every SDE are constants) --------------------------------------------------------------------------------
 def _sde_section(der) -> Section:
     sde = der.sde
     params = ", ".join(f"${L(s)} = {L(v)}$" for s, v in sorted(sde.params.items(), key=lambda kv: str(kv[0])))
@@ -160,28 +162,26 @@ def _malliavin_matrix_section(der) -> Section:
                     rf"C_t = \int_0^t A_r A_r^\top dr = \int_0^t Y_r^{{-1}} {_matrix(sst, 'S')} Y_r^{{-\top}}\, dr"))
 
 
-def _covering_section(der) -> Section:
-    return Section("Covering field and the score",
-                   "The field $u$ inverts the Malliavin derivative of $X_t$; the duality of $D$ and the "
-                   "Skorokhod integral $\\delta$ then moves the derivative off the test function, which gives "
-                   "the score as a conditional expectation.",
-                   (r"u(r) = \gamma_t^{-1} D_r X_t = Y_t^{-\top} C_t^{-1} A_r,\qquad "
-                    r"\int_0^t D_r X_t\, u(r)^\top dr = I",
-                    r"\mathbb E[\partial_k \varphi(X_t)] = \mathbb E[\langle D\varphi(X_t), u_k\rangle] "
-                    r"= \mathbb E[\varphi(X_t)\, \delta(u_k)]",
-                    r"\nabla \log p_t(y) = -\,\mathbb E[\delta(u) \mid X_t = y]"))
+_COVERING = Section("Covering field and the score",
+                    "The field $u$ inverts the Malliavin derivative of $X_t$; the duality of $D$ and the "
+                    "Skorokhod integral $\\delta$ then moves the derivative off the test function, which gives "
+                    "the score as a conditional expectation.",
+                    (r"u(r) = \gamma_t^{-1} D_r X_t = Y_t^{-\top} C_t^{-1} A_r,\qquad "
+                     r"\int_0^t D_r X_t\, u(r)^\top dr = I",
+                     r"\mathbb E[\partial_k \varphi(X_t)] = \mathbb E[\langle D\varphi(X_t), u_k\rangle] "
+                     r"= \mathbb E[\varphi(X_t)\, \delta(u_k)]",
+                     r"\nabla \log p_t(y) = -\,\mathbb E[\delta(u) \mid X_t = y]"))
 
 
-def _skorokhod_section(der) -> Section:
-    return Section("Skorokhod integral by the product rule",
-                   "$u = F A$ with $F = Y_t^{-\\top} C_t^{-1}$, which depends on the whole path up to $t$, and "
-                   "$A$ adapted. The product rule of the divergence, $\\delta(F A) = F\\,\\delta(A) - "
-                   "\\int \\mathrm{tr}(D_r F\\, A_r)\\,dr$, leaves an Ito integral and derivatives of $Y_t$ and "
-                   "$C_t$.",
-                   (r"\delta(u) = Y_t^{-\top} C_t^{-1} M_t - \int_0^t \sum_{l=1}^{d} (D^l_r F)\, A_r e_l\, dr,"
-                    r"\qquad M_t = \int_0^t A_r\, dB_r",
-                    r"D^l_r F = D^l_r(Y_t^{-\top})\, C_t^{-1} - Y_t^{-\top} C_t^{-1} (D^l_r C_t)\, C_t^{-1},\qquad "
-                    r"D^l_r C_t = \int_r^t \left(D^l_r A_s\, A_s^\top + A_s\, (D^l_r A_s)^\top\right) ds"))
+_SKOROKHOD = Section("Skorokhod integral by the product rule",
+                     "$u = F A$ with $F = Y_t^{-\\top} C_t^{-1}$, which depends on the whole path up to $t$, and "
+                     "$A$ adapted. The product rule of the divergence, $\\delta(F A) = F\\,\\delta(A) - "
+                     "\\int \\mathrm{tr}(D_r F\\, A_r)\\,dr$, leaves an Ito integral and derivatives of $Y_t$ and "
+                     "$C_t$.",
+                     (r"\delta(u) = Y_t^{-\top} C_t^{-1} M_t - \int_0^t \sum_{l=1}^{d} (D^l_r F)\, A_r e_l\, dr,"
+                      r"\qquad M_t = \int_0^t A_r\, dB_r",
+                      r"D^l_r F = D^l_r(Y_t^{-\top})\, C_t^{-1} - Y_t^{-\top} C_t^{-1} (D^l_r C_t)\, C_t^{-1},\qquad "
+                      r"D^l_r C_t = \int_r^t \left(D^l_r A_s\, A_s^\top + A_s\, (D^l_r A_s)^\top\right) ds"))
 
 
 def _derivative_of_y_section(der) -> Section:
@@ -197,16 +197,15 @@ def _derivative_of_y_section(der) -> Section:
         r"(\hat Z[\alpha, \cdot\,])_{ib} = \sum_a \hat Z[i; a, b]\, \alpha_a"))
 
 
-def _running_integrals_section(der) -> Section:
-    return Section("Running integrals",
-                   "Inserting $D_r Y$ and $D_r A$ into the double integrals factors them into integrals that run "
-                   "forward with the path, so one pass of $N$ Euler steps gives the weight at every recorded "
-                   "time: $O(N)$ per path.",
-                   (r"S_t = A_t A_t^\top,\quad C_t = \int_0^t S_r\, dr,\quad M_t = \int_0^t A_r\, dB_r",
-                    r"Q_t[i; j, b] = \int_0^t \sum_a S_r[i, a]\, \hat Z_r[j; a, b]\, dr,\qquad "
-                    r"\tilde H_s[i; j, b] = \sum_a C_s[i, a]\, \hat Z_s[j; a, b] - Q_s[i; j, b]",
-                    r"R_t[i; j, c] = \int_0^t \sum_b \left(\tilde H_s[i; j, b]\, S_s[b, c] "
-                    r"+ S_s[j, b]\, \tilde H_s[i; c, b]\right) ds"))
+_RUNNING_INTEGRALS = Section("Running integrals",
+                             "Inserting $D_r Y$ and $D_r A$ into the double integrals factors them into integrals that run "
+                             "forward with the path, so one pass of $N$ Euler steps gives the weight at every recorded "
+                             "time: $O(N)$ per path.",
+                             (r"S_t = A_t A_t^\top,\quad C_t = \int_0^t S_r\, dr,\quad M_t = \int_0^t A_r\, dB_r",
+                              r"Q_t[i; j, b] = \int_0^t \sum_a S_r[i, a]\, \hat Z_r[j; a, b]\, dr,\qquad "
+                              r"\tilde H_s[i; j, b] = \sum_a C_s[i, a]\, \hat Z_s[j; a, b] - Q_s[i; j, b]",
+                              r"R_t[i; j, c] = \int_0^t \sum_b \left(\tilde H_s[i; j, b]\, S_s[b, c] "
+                              r"+ S_s[j, b]\, \tilde H_s[i; c, b]\right) ds"))
 
 
 def _target_section(der) -> Section:
@@ -261,8 +260,8 @@ def sections(der) -> list[Section]:
     """All sections of the derivation of ``der`` (a :class:`~symscore.Derivation`), in order."""
     parts = [_sde_section(der), _jacobian_section(der), _hessian_section(der), _first_variation_section(der),
              _second_variation_section(der), _malliavin_derivative_section(der), _malliavin_matrix_section(der),
-             _covering_section(der), _skorokhod_section(der), _derivative_of_y_section(der),
-             _running_integrals_section(der), _target_section(der)]
+             _COVERING, _SKOROKHOD, _derivative_of_y_section(der),
+             _RUNNING_INTEGRALS, _target_section(der)]
     if der.is_linear:
         parts += _linear_sections(der)
     return parts

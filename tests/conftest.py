@@ -34,6 +34,17 @@ def linear_coupled() -> ss.SDE:
     return ss.SDE(drift, sigma, [x1, x2], t, name="linear_coupled")
 
 
+#: A TOML spec in the schema of symscore._specs (coupled, nonlinear, time-dependent diffusion).
+MINE_TOML = """
+name = "mine"
+state = ["x", "y"]
+time = "t"
+params = { a = 0.5 }
+drift = ["-x**3 + a*y", "-y - sin(x)"]
+diffusion = [["1", "0"], ["0", "sqrt(1 + t)"]]
+"""
+
+
 FACTORIES = {
     "coupled2d": coupled_2d,
     "coupled3d": coupled_3d,

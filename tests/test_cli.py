@@ -10,14 +10,8 @@ from click.testing import CliRunner
 import symscore as ss
 from symscore.cli import main
 
-MINE = """
-name = "mine"
-state = ["x", "y"]
-time = "t"
-params = { a = 0.5 }
-drift = ["-x**3 + a*y", "-y - sin(x)"]
-diffusion = [["1", "0"], ["0", "sqrt(1 + t)"]]
-"""
+from conftest import MINE_TOML
+
 TRAIN_SMALL = ["--steps", "12", "--batch-size", "32", "--n-steps", "20", "--width", "16", "--depth", "2",
                "--n-data", "400", "--quiet"]
 
@@ -25,7 +19,7 @@ TRAIN_SMALL = ["--steps", "12", "--batch-size", "32", "--n-steps", "20", "--widt
 @pytest.fixture
 def toml_spec(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text(MINE)
+    path.write_text(MINE_TOML)
     return str(path)
 
 

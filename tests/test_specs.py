@@ -10,19 +10,11 @@ import symscore as ss
 from symscore._printing import make_printer, print_expr
 from symscore._specs import FUNCTIONS, parse_expression, sde_from_toml, to_toml
 
-from conftest import FACTORIES
+from conftest import FACTORIES, MINE_TOML
 
 x, y, t, a = sp.symbols("x y t a")
 TABLE = {"x": x, "y": y, "t": t, "a": a}
 
-MINE = """
-name = "mine"
-state = ["x", "y"]
-time = "t"
-params = { a = 0.5 }
-drift = ["-x**3 + a*y", "-y - sin(x)"]
-diffusion = [["1", "0"], ["0", "sqrt(1 + t)"]]
-"""
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -103,13 +95,13 @@ def test_arbitrary_text_never_reaches_eval(text):
 
 
 def test_toml_schema(tmp_path):
-    (tmp_path / "mine.toml").write_text(MINE)
+    (tmp_path / "mine.toml").write_text(MINE_TOML)
     sde = sde_from_toml(tmp_path / "mine.toml")
     assert sde.name == "mine" and (sde.m, sde.d) == (2, 2)
     assert list(sde.drift) == [-x**3 + a * y, -y - sp.sin(x)]
     assert sde.diffusion == sp.Matrix([[1, 0], [0, sp.sqrt(1 + t)]])
     assert sde.params == {a: sp.Float(0.5)}
-    scalar = MINE.replace('[["1", "0"], ["0", "sqrt(1 + t)"]]', '"2"').replace('name = "mine"\n', "")
+    scalar = MINE_TOML.replace('[["1", "0"], ["0", "sqrt(1 + t)"]]', '"2"').replace('name = "mine"\n', "")
     (tmp_path / "other.toml").write_text(scalar)
     other = sde_from_toml(tmp_path / "other.toml")
     assert other.diffusion == 2 * sp.eye(2) and other.name == "other"  # default name: the file stem
@@ -149,7 +141,7 @@ def test_bad_toml_specs(tmp_path, body, message):
 
 def test_load_spec_forms(tmp_path):
     assert ss.load_spec("cubic").name == "cubic"
-    (tmp_path / "mine.toml").write_text(MINE)
+    (tmp_path / "mine.toml").write_text(MINE_TOML)
     assert ss.load_spec(str(tmp_path / "mine.toml")).name == "mine"
     (tmp_path / "user.py").write_text(
         "import sympy as sp, symscore as ss\n"
