@@ -270,7 +270,7 @@ def to_toml(sde: SDE) -> str:
     allowed = set(FUNCTIONS.values())
     for expr in [*sde.drift, *sde.diffusion]:
         for call in expr.atoms(sp.Function):
-            if call.func not in allowed and call.func is not sp.Pow:
+            if call.func not in allowed:
                 raise SDESpecError(f"{sde.name}: {call.func.__name__} cannot be written to a TOML spec")
     params = ", ".join(f"{s} = {_number(v)}" for s, v in sorted(sde.params.items(), key=lambda kv: str(kv[0])))
     rows = ", ".join("[" + ", ".join(_quote(str(e)) for e in sde.diffusion.row(i)) + "]" for i in range(sde.m))
