@@ -128,13 +128,13 @@ class Derivation:
         """The derivation as Markdown with ``$`` / ``$$`` math, step by step."""
         from ._teaching import render_markdown
 
-        return render_markdown(self)
+        return render_markdown(self.sde.name, self._sections)
 
     def to_latex(self) -> str:
         """A standalone LaTeX document of the derivation (compiles with pdflatex)."""
         from ._teaching import render_latex_document
 
-        return render_latex_document(self)
+        return render_latex_document(self.sde.name, self._sections)
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
@@ -142,7 +142,7 @@ class Derivation:
     def _repr_latex_(self) -> str:
         from ._teaching import render_display_math
 
-        return render_display_math(self)
+        return render_display_math(self._sections)
 
     def __repr__(self) -> str:
         return f"Derivation(sde={self.sde.name!r}, structure={self.structure!r})"

@@ -130,16 +130,15 @@ def _second_variation_section(der) -> Section:
                r"+ \sum_p J_{ip}\, Z_t[p; a, b],\qquad Z_0 = 0")
     reduced = (r"\frac{d}{dt}\hat Z_t[i; a, b] = \sum_{p,q,w} (Y_t^{-1})_{ip}\, H[p; q, w]\, Y_t[q,a]\, Y_t[w,b],"
                r"\qquad \hat Z_t = Y_t^{-1} Z_t,\ \hat Z_0 = 0")
-    explicit = [L(eq) for eq in der.second_variation if eq.rhs != 0] if der.sde.m <= 3 else []
-    if der.structure == "separable":  # Y is diagonal: only Z[i; i, i] is not identically zero
-        explicit = []
     prose = ("$Z_t[i; a, b] = \\partial^2 X^i_t / \\partial x_0^a \\partial x_0^b$; with this drift "
              "(at $x = X_t$) the equations that are not identically zero read as below. The kernel carries "
              "$\\hat Z = Y^{-1} Z$ instead, for which the $J Z$ term cancels.")
-    if der.structure == "separable":
-        explicit.append(r",\quad ".join(
+    if der.structure == "separable":  # Y is diagonal: per coordinate, the 1-D integral
+        explicit = [r",\quad ".join(
             rf"\hat Z^{{({i + 1})}}_t = \int_0^t {L(der.hessian[i, i, i].subs(x, sp.Symbol(f'X^{{{i + 1}}}_s')))}"
-            rf"\, Y^{{({i + 1})}}_s\, ds" for i, x in enumerate(der.sde.state[:4])) + (r",\ \dots" if der.sde.m > 4 else ""))
+            rf"\, Y^{{({i + 1})}}_s\, ds" for i, x in enumerate(der.sde.state[:4])) + (r",\ \dots" if der.sde.m > 4 else "")]
+    else:  # the written-out equations are O(m^4) terms: only for small m
+        explicit = [L(eq) for eq in der.second_variation if eq.rhs != 0] if der.sde.m <= 3 else []
     return Section("Second variation", prose, (generic, *_listed(explicit), reduced))
 
 
@@ -268,10 +267,10 @@ def sections(der) -> list[Section]:
 
 
 # -- renderers -----------------------------------------------------------------------------------
-def render_markdown(der) -> str:
+def render_markdown(name: str, parts: list[Section]) -> str:
     """Markdown with ``$...$`` inline and ``$$...$$`` display math (GitHub, Jupyter, pandoc)."""
-    lines = [f"# Derivation of the score target for `{der.sde.name}`", ""]
-    for number, section in enumerate(sections(der), 1):
+    lines = [f"# Derivation of the score target for `{name}`", ""]
+    for number, section in enumerate(parts, 1):
         lines += [f"## {number}. {section.title}", "", section.prose, ""]
         for equation in section.equations:
             lines += ["$$", equation, "$$", ""]
@@ -292,10 +291,10 @@ def _latex_prose(prose: str) -> str:
     return "$".join(part if k % 2 else _latex_escape(part) for k, part in enumerate(parts))
 
 
-def render_latex_document(der) -> str:
+def render_latex_document(name: str, parts: list[Section]) -> str:
     """A standalone LaTeX document (amsmath) that pdflatex compiles."""
     body = []
-    for section in sections(der):
+    for section in parts:
         body += [rf"\section{{{section.title}}}", _latex_prose(section.prose), ""]
         if section.equations:
             body += [r"\begin{gather*}", " \\\\\n".join(section.equations), r"\end{gather*}", ""]
@@ -305,7 +304,7 @@ def render_latex_document(der) -> str:
         r"\usepackage[margin=1.5cm]{geometry}",
         r"\setcounter{MaxMatrixCols}{20}",
         r"\allowdisplaybreaks",
-        rf"\title{{Score target for \texttt{{{_latex_escape(der.sde.name)}}}}}",
+        rf"\title{{Score target for \texttt{{{_latex_escape(name)}}}}}",
         r"\date{}",
         r"\begin{document}",
         r"\maketitle",
@@ -322,10 +321,10 @@ def _display_title(number: int, title: str) -> str:
     return rf"\textbf{{{number}.}}\ " + "".join(pieces)
 
 
-def render_display_math(der) -> str:
+def render_display_math(parts: list[Section]) -> str:
     """One display-math block (Jupyter's ``_repr_latex_``): titles as text, then the equations."""
     rows = []
-    for number, section in enumerate(sections(der), 1):
+    for number, section in enumerate(parts, 1):
         rows.append(_display_title(number, section.title))
         rows += list(section.equations)
     return "$$\\begin{gathered}\n" + " \\\\\n".join(rows) + "\n\\end{gathered}$$"
