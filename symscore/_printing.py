@@ -40,29 +40,39 @@ class _KernelPrinterMixin:
         # need tensors, and numba need not call math.sqrt(2.0) on every step.
         if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Number:
             try:
-                return repr(float(expr))
+                value = float(expr)
             except TypeError:
                 raise PrintMethodNotImplementedError(f"non-real constant {expr}") from None
+            return self._float_literal(value, expr)
         return super()._print(expr, **kwargs)
 
+    def _float_literal(self, value: float, expr) -> str:
+        """A float literal; a non-finite value is an error, not the undefined name ``inf``.
+        (A negative literal is parenthesised by the parent: SymPy gives it the precedence of Add.)"""
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PrintMethodNotImplementedError(f"the constant {expr} is not a finite real number")
+        return repr(value)
+
     def _print_Pow(self, expr, **kwargs):
+        # Every expansion below is a product or a quotient, which binds more loosely than the power
+        # it replaces: it is always parenthesised, so ``a/u**3`` prints as ``a/(u*u*u)``.
         base, exp = expr.as_base_exp()
         if exp.is_Integer and 2 <= exp <= 4:
             # x*x*x is exact and cheaper than a pow call in the hot loop.
-            return "*".join([self.parenthesize(base, PRECEDENCE["Mul"], strict=False)] * int(exp))
+            return "(" + "*".join([self.parenthesize(base, PRECEDENCE["Mul"], strict=False)] * int(exp)) + ")"
         if exp.is_Integer and -4 <= exp <= -1:
-            return f"1.0/({self._print(base ** (-exp))})"
+            return f"(1.0/{self.parenthesize(base ** (-exp), PRECEDENCE['Pow'], strict=False)})"
         return super()._print_Pow(expr)
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        return self._float_literal(float(expr), expr)
 
     def _print_Rational(self, expr):
-        return repr(float(expr))
+        return self._float_literal(float(expr), expr)
 
     def _print_Integer(self, expr):
         # Float literals keep numba's type inference on floats (no int/float unification).
-        return f"{int(expr)}.0"
+        return self._float_literal(float(int(expr)), expr)
 
     def _print_reciprocal(self, expr, inner):
         return f"(1.0/{self._module_format(f'{self.function_module}.{inner}')}({self._print(expr.args[0])}))"
@@ -89,6 +99,16 @@ def torch_kernel_printer() -> type:
 
         backend, function_module = "torch", "torch"
         _default_settings = {**TorchPrinter._default_settings, "strict": True}
+
+        def _print_atan2(self, expr):
+            # torch.atan2 takes tensors only: a constant argument becomes a tensor like the other one
+            y, x = expr.args
+            py, px = self._print(y), self._print(x)
+            if y.is_number:
+                py = f"torch.full_like({px}, {py})"
+            elif x.is_number:
+                px = f"torch.full_like({py}, {px})"
+            return f"torch.atan2({py}, {px})"
 
     return TorchKernelPrinter
 
