@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cache import atomic_write, load_or_write_module
-from ._codegen import render_source, template_text
+from ._codegen import generator_text, render_source, template_text
 from ._errors import NonFiniteSimulationError, SimulationInputError, SingularMalliavinMatrixError, SymscoreError
 from ._ir import build_ir
 from ._sde import SDE
@@ -78,9 +78,10 @@ def _kernel_class(sde, backend: str) -> type:
 
 
 def module_key(sde: SDE, backend: str, **switches) -> str:
-    """Cache key of the generated module: backend, SDE name and a hash of everything that shapes the source."""
+    """Cache key of the generated module: backend, SDE name and a hash of everything that shapes the
+    source (the SDE, the switches, the version, the templates and the code generator itself)."""
     key_text = "\n".join([sde.fingerprint(), backend, repr(sorted(switches.items())), __version__,
-                          template_text(backend)])
+                          template_text(backend), generator_text()])
     return f"{backend}_{sde.name}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
 
 
