@@ -21,10 +21,6 @@ from ._errors import (
     SymscoreError,
 )
 from ._kernel import Kernel, Paths, compile, emit
-from ._model import ScoreModel
-from ._prior import EmpiricalPrior, GaussianPrior, Prior, ProductPrior, make_prior
-from ._sample import log_likelihood, sample
-from ._train import load_checkpoint, train
 from ._printing import UnsupportedExpressionError
 from ._sde import SDE
 from ._specs import load_spec, parse_expression, to_toml
@@ -37,3 +33,27 @@ __all__ = [
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
     "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
 ]
+
+# The learning layer imports torch (about 180 MB and a second of start-up): its names load on
+# first use (PEP 562), so compiling and running numba kernels never imports torch.
+_LAZY = {
+    "ScoreModel": "._model",
+    "Prior": "._prior", "GaussianPrior": "._prior", "ProductPrior": "._prior", "EmpiricalPrior": "._prior",
+    "make_prior": "._prior",
+    "sample": "._sample", "log_likelihood": "._sample",
+    "train": "._train", "load_checkpoint": "._train",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'symscore' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

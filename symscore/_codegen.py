@@ -17,7 +17,7 @@ from ._ir import KernelIR
 from ._printing import make_printer, print_expr
 from ._version import __version__
 
-__all__ = ["render_source", "header_lines", "template_text", "generator_text"]
+__all__ = ["render_source", "header_lines", "safe_text", "template_text", "generator_text"]
 
 
 @cache
@@ -68,7 +68,7 @@ def _printed_block(block, printer):
         return {"lhs": str(a.lhs), "rhs": show(a.rhs), "comment": _one_line(a.comment)}
 
     return {
-        "description": block.description,
+        "description": safe_text(block.description),
         "lanes": [list(lane) for lane in block.lanes],
         "noise_lanes": [list(lane) for lane in block.noise_lanes],
         "width": block.width,
@@ -79,12 +79,27 @@ def _printed_block(block, printer):
         "next_state": [show(dict(block.commit).get(s, s)) for s, _ in block.state],
         "weight": [line(a) for a in block.weight],
         "target": [show(e) for e in block.target],
-        "pivots": [(show(p), show(dg)) for p, dg in block.pivots],
+        "pivots": [show(p) for p in block.pivots],
+        "condition": show(block.condition),
+        "health": [(bit, " + ".join(map(str, symbols))) for bit, symbols in block.health if symbols],
     }
 
 
+def safe_text(text: str) -> str:
+    """``text`` made inert inside a generated module's docstring or comment.
+
+    User text (SDE, symbol and parameter names, expressions) reaches generated code only in the
+    docstring and in comments. Here it becomes printable ASCII: backslashes are doubled, other
+    characters and control characters (newlines included) become escapes, and quotes are escaped,
+    so no name can end the docstring, start a new line of code or form an invalid escape.
+    """
+    text = text.replace("\\", "\\\\")
+    text = "".join(ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text.replace('"', '\\"').replace("'", "\\'")
+
+
 def _one_line(text: str, limit: int = 110) -> str:
-    text = " ".join(text.split())
+    text = safe_text(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -93,6 +108,7 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
     printer = make_printer(backend)
     template = _environment().get_template(f"{backend}_kernel.py.j2")
     return template.render(
-        name=sde.name, version=__version__, header=header_lines(sde, ir.structure), m=ir.m, d=ir.d,
+        name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
+        m=ir.m, d=ir.d,
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )

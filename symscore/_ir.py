@@ -28,6 +28,17 @@ At a record time the weight is assembled from an LDL^T factorisation of C (+ rid
 
     v_b = sum_j Zh[j; j, b] - sum_{i,j} Cinv[i, j] Q[i; j, b],   rho_c = sum_{i,j} Cinv[i, j] R[i; j, c],
     delta = Yi^T (Cinv M + v - Cinv rho),   target = -delta.
+
+Failure checks, cheap enough to stay on: after every step the sums of the carried X, Y/Yi and C
+entries are tested for finiteness (one test per step; a sum of finite numbers is finite unless
+it overflows, which is a failure too), and at a record time C counts as ill-conditioned unless
+every LDL^T pivot is positive and the condition estimate
+
+    kappa = w sum_a C_aa (C^-1)_aa      (w = width of the block)
+
+stays below a threshold. kappa = tr(Cs) tr(Cs^-1) for the Jacobi-scaled Cs = diag(C)^-1/2 C
+diag(C)^-1/2, so kappa_2(Cs) <= kappa <= w^2 kappa_2(Cs): the scaling that LDL^T is insensitive
+to (a hypoelliptic C_t with entries of orders t, t^2, t^3) does not count against it.
 """
 from __future__ import annotations
 
@@ -44,6 +55,8 @@ __all__ = ["Assignment", "Block", "KernelIR", "build_ir"]
 T_SYMBOL = sp.Symbol("t")
 DT_SYMBOL = sp.Symbol("dt")
 RIDGE_SYMBOL = sp.Symbol("ridge")
+#: Bits of the failure kinds a kernel reports per path (FAILURE_TARGET is found on the host).
+HEALTH_BITS = {"X": 1, "Y": 2, "C": 4}
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,10 @@ class Block:
         commit: (state symbol, next-value expression) pairs applied after ``step``.
         weight: assignments assembling the target at a record time.
         target: local target expressions (one per local coordinate).
-        pivots: (pivot, diagonal) pairs of the LDL^T factorisation of C; C is numerically
-            singular when a pivot is not > rtol * diagonal.
+        pivots: the pivots of the LDL^T factorisation of C + ridge I (all positive for an SPD matrix).
+        condition: the condition estimate kappa of C + ridge I (module docstring), in weight symbols.
+        health: (bit, symbols) groups whose sum must stay finite after every step: bit 1 the
+            state X, bit 2 the first variation Y and its inverse Yi, bit 4 the Malliavin matrix C.
         second_order: whether Zh, Q, R are carried (False for a linear drift).
     """
 
@@ -84,7 +99,9 @@ class Block:
     commit: tuple[tuple[sp.Symbol, sp.Expr], ...]
     weight: tuple[Assignment, ...]
     target: tuple[sp.Expr, ...]
-    pivots: tuple[tuple[sp.Expr, sp.Expr], ...]
+    pivots: tuple[sp.Expr, ...]
+    condition: sp.Expr
+    health: tuple[tuple[int, tuple[sp.Symbol, ...]], ...]
     second_order: bool
     description: str = ""
 
@@ -197,6 +214,12 @@ class _BlockBuilder:
         M = [self.carried(f"M_{i}", 0) if any(A[i, l] != 0 for l in range(e)) else sp.S.Zero for i in range(w)]
         C = self._symmetric_state("C", lambda i, j: S[i, j])
         self.C, self.M, self.Y, self.Yi = C, M, Y, Yi
+        carried = [s for s, _ in self.state]
+        self.health = (
+            (HEALTH_BITS["X"], tuple(x)),
+            (HEALTH_BITS["Y"], tuple(s for s in list(Y) + list(Yi) if s in carried)),
+            (HEALTH_BITS["C"], tuple(C[i, j] for i in range(w) for j in range(i, w) if C[i, j] in carried)),
+        )
         updates: list[tuple[sp.Symbol, sp.Expr, str]] = []
         if self.second_order:
             Zh, Q, R = self._second_order_step(H, Y, Yi, S, C, updates)
@@ -339,17 +362,19 @@ class _BlockBuilder:
         g = [self.assign(f"g_{i}", g[i], "C^-1 M + v - C^-1 rho", lines) for i in range(w)]
         target = [self.assign(f"target_{a}", -sum(self.Yi[i, a] * g[i] for i in range(w)), "-Yi^T g", lines)
                   for a in range(w)]
-        pivots = [(D[k], Cr[k, k]) for k in range(w)]
-        return lines, target, pivots
+        pivots = [D[k] for k in range(w)]
+        condition = w * sum(Cr[a, a] * Cinv[a, a] for a in range(w))
+        return lines, target, pivots, condition
 
     def block(self, lanes, noise_lanes, description) -> Block:
         self.build_step()
         step = tuple(self.lines)
-        weight, target, pivots = self.build_weight()
+        weight, target, pivots, condition = self.build_weight()
         return Block(
             lanes=lanes, noise_lanes=noise_lanes, x=self.x, x0=tuple(sp.Symbol(f"x0_{i}") for i in range(self.w)),
             dw=self.dw, state=tuple(self.state), step=step, commit=tuple(self.commit), weight=tuple(weight),
-            target=tuple(target), pivots=tuple(pivots), second_order=self.second_order, description=description,
+            target=tuple(target), pivots=tuple(pivots), condition=condition, health=self.health,
+            second_order=self.second_order, description=description,
         )
 
 

@@ -16,17 +16,14 @@ import numpy as np
 
 from ._cache import atomic_write, load_or_write_module
 from ._codegen import generator_text, render_source, template_text
-from ._errors import NonFiniteSimulationError, SimulationInputError, SingularMalliavinMatrixError, SymscoreError
+from ._errors import SimulationInputError, SymscoreError
+from ._failures import COND_MAX, ON_FAILURE, FailureReport
 from ._ir import build_ir
 from ._sde import SDE
 from ._version import __version__
 
 __all__ = ["compile", "emit", "Kernel", "Paths"]
 
-#: Relative LDL^T pivot below which C_t counts as numerically singular (float64).
-PIVOT_RTOL = 1e-12
-#: The same for float32 kernels (about 100 float32 epsilons).
-PIVOT_RTOL_FLOAT32 = 1e-5
 
 
 @dataclass(frozen=True)
@@ -37,11 +34,15 @@ class Paths:
         t: (K,) record times.
         x: (n, K, m) states X_t.
         target: (n, K, m) score targets with E[target | X_t] = grad log p_t(X_t).
+        failed: (n, K) bool, True where a record failed (non-finite X, Y or C, an ill-conditioned
+            Malliavin matrix, a non-finite target); those records hold NaN. All False unless
+            ``simulate(on_failure="keep")`` kept such paths.
     """
 
     t: np.ndarray
     x: np.ndarray
     target: np.ndarray
+    failed: np.ndarray | None = None
 
 
 def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=None, *, compile: bool = False,
@@ -82,7 +83,7 @@ def module_key(sde: SDE, backend: str, **switches) -> str:
     source (the SDE, the switches, the version, the templates and the code generator itself)."""
     key_text = "\n".join([sde.fingerprint(), backend, repr(sorted(switches.items())), __version__,
                           template_text(backend), generator_text()])
-    return f"{backend}_{sde.name}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
+    return f"{backend}_{sde.slug}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
 
 
 def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False) -> str:
@@ -137,7 +138,8 @@ class Kernel:
         return f"{type(self).__name__}(sde={self.sde.name!r}, backend={self.backend!r}, path={str(self.path)!r})"
 
     def simulate(self, x0, times, n_steps, seed: int = 0, dW=None, *, ridge: float = 0.0,
-                 on_singular: str = "raise", as_numpy: bool = False) -> Paths:
+                 on_failure: str = "raise", cond_max: float | None = None, chunk_size: int | None = None,
+                 as_numpy: bool = False, on_singular: str | None = None) -> Paths:
         """Simulate paths and their score targets.
 
         Args:
@@ -151,34 +153,108 @@ class Kernel:
             ridge: Tikhonov parameter lambda >= 0: C_t is replaced by C_t + lambda I. Zero (exact)
                 by default; lambda > 0 biases the target by O(lambda / lambda_min(C_t)) but bounds
                 its variance at small t.
-            on_singular: ``"raise"`` (default) or ``"warn"`` (warn and return NaN targets) where
-                the Malliavin matrix is numerically singular.
+            on_failure: what to do with paths whose X, Y or C become non-finite, whose Malliavin
+                matrix is singular or ill-conditioned, or whose target is not finite:
+                ``"raise"`` (default) raises an error saying how many paths failed, when, and what
+                to change; ``"drop"`` returns the other paths with a warning giving the count;
+                ``"keep"`` returns every path with a warning, NaN in the failed records and the
+                mask in ``paths.failed``.
+            cond_max: threshold on the condition estimate kappa = m sum_a C_aa (C^-1)_aa of the
+                Malliavin matrix per component (between the 2-norm condition number of the
+                Jacobi-scaled C and m^2 times it); default 1e12 (float64), 1e5 (float32).
+            chunk_size: simulate this many paths at a time (default: all), so that the memory
+                beyond the returned arrays is O(chunk_size). numba: the same seed gives the same
+                paths whatever the chunk size (per-path streams). torch: the seeded stream depends
+                on the chunk size (its generator runs through the chunks in turn); with dW given
+                the result is independent of it.
             as_numpy: torch backend: return numpy arrays instead of tensors on the device.
+            on_singular: deprecated, use ``on_failure`` (``"warn"`` means ``"keep"``).
 
         Returns:
-            :class:`Paths` with t (K,), x (n, K, m) and target (n, K, m).
+            :class:`Paths` with t (K,), x (n, K, m), target (n, K, m) and failed (n, K).
         """
         m = self.sde.m
         times, record_steps, dt = _check_times(times, n_steps, self.sde.T)
         x0 = self._check_x0(x0, m)
         n = x0.shape[0]
+        if on_singular is not None:
+            warnings.warn("simulate(on_singular=...) is deprecated: use on_failure='raise' | 'drop' | 'keep'",
+                          DeprecationWarning, stacklevel=2)
+            if on_singular not in ("raise", "warn"):
+                raise SimulationInputError(f"on_singular: expected 'raise' or 'warn', got {on_singular!r}")
+            on_failure = {"raise": "raise", "warn": "keep"}[on_singular]
         if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not (0 <= ridge < np.inf):
             raise SimulationInputError(f"ridge: expected a finite number >= 0, got {ridge!r}")
-        if on_singular not in ("raise", "warn"):
-            raise SimulationInputError(f"on_singular: expected 'raise' or 'warn', got {on_singular!r}")
+        if on_failure not in ON_FAILURE:
+            raise SimulationInputError(f"on_failure: expected one of {', '.join(map(repr, ON_FAILURE))}, "
+                                       f"got {on_failure!r}")
+        if cond_max is None:
+            cond_max = COND_MAX[self.dtype_name]
+        if isinstance(cond_max, bool) or not isinstance(cond_max, numbers.Real) or not (1 <= cond_max < np.inf):
+            raise SimulationInputError(f"cond_max: expected a finite number >= 1, got {cond_max!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise SimulationInputError(f"seed: expected an integer >= 0, got {seed!r}")
+        if chunk_size is None:
+            chunk_size = n
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+            raise SimulationInputError(f"chunk_size: expected an integer >= 1 (paths per chunk), got {chunk_size!r}")
         if dW is not None:
             dW = self._check_dw(dW, (n, int(n_steps), self.sde.d))
-        out_x, out_target, singular = self._run(x0, dt, int(n_steps), record_steps, dW, int(seed), float(ridge))
-        finite_x, finite_target = self._finite_masks(out_x, out_target)
-        _check_output(times, finite_x, finite_target, singular, on_singular)
-        if singular.any():
-            out_target[self._mask(singular)] = np.nan
-        return self._paths(times, out_x, out_target, as_numpy)
+        out = self._allocate(n, len(times), m, int(n_steps))
+        streams = self._streams(int(seed), n, dW)
+        for start in range(0, n, int(chunk_size)):
+            rows = slice(start, min(n, start + int(chunk_size)))
+            self._run(x0[rows], dt, int(n_steps), record_steps, None if dW is None else dW[rows], streams, rows,
+                      float(ridge), float(cond_max), out)
+        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
+        report = FailureReport(times, record_steps, dt, self._host(fail_step), self._host(fail_kind),
+                               self._host(illcond), ~self._host(target_finite), float(cond_max))
+        failed = report.failed
+        if report.any:
+            if on_failure == "raise":
+                report.raise_error()
+            keep_rows = ~failed.any(axis=1)
+            if on_failure == "drop":
+                if not keep_rows.any():
+                    report.raise_error()
+                warnings.warn(f"dropped {int((~keep_rows).sum())} of {n} paths: {report.message()}",
+                              RuntimeWarning, stacklevel=2)
+                index = self._index(np.flatnonzero(keep_rows))
+                out_x, out_target, failed = out_x[index], out_target[index], failed[keep_rows]
+                failed = np.zeros_like(failed)
+            else:
+                warnings.warn(f"kept failed paths, their failed records are NaN (see paths.failed): "
+                              f"{report.message()}", RuntimeWarning, stacklevel=2)
+                mask = self._index(failed)
+                out_x[mask] = np.nan
+                out_target[mask] = np.nan
+        return self._paths(times, out_x, out_target, failed, as_numpy)
 
-    def _paths(self, times, out_x, out_target, as_numpy):
-        return Paths(t=times, x=out_x, target=out_target)
+    # -- backend hooks --------------------------------------------------------------------------
+    dtype_name = "float64"
+
+    def _allocate(self, n, K, m, n_steps):
+        """(out_x, out_target, fail_step, fail_kind, illcond, target_finite) for n paths and K records."""
+        raise NotImplementedError
+
+    def _streams(self, seed, n, dW):
+        """The source of increments shared by every chunk (ignored where dW is given)."""
+        raise NotImplementedError
+
+    def _run(self, x0, dt, n_steps, record_steps, dW, streams, rows, ridge, cond_max, out):
+        """Simulate the paths ``rows`` (a slice) into the slices ``rows`` of ``out``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _host(array) -> np.ndarray:
+        return np.asarray(array)
+
+    @staticmethod
+    def _index(mask_or_rows):
+        return mask_or_rows
+
+    def _paths(self, times, out_x, out_target, failed, as_numpy):
+        return Paths(t=times, x=out_x, target=out_target, failed=failed)
 
 
 class NumbaKernel(Kernel):
@@ -204,25 +280,34 @@ class NumbaKernel(Kernel):
     def _check_dw(dW, shape):
         return _check_dw(dW, shape)
 
-    def _run(self, x0, dt, n_steps, record_steps, dW, seed, ridge):
-        n, K, m = x0.shape[0], len(record_steps), self.sde.m
+    def _allocate(self, n, K, m, n_steps):
+        return (np.empty((n, K, m)), np.empty((n, K, m)), np.full(n, n_steps + 1, dtype=np.int64),
+                np.zeros(n, dtype=np.int64), np.zeros((n, K), dtype=np.bool_), np.zeros((n, K), dtype=np.bool_))
+
+    def _streams(self, seed, n, dW):
+        # one seed per path: the increments of path p do not depend on chunks or threads
+        return np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32) if dW is None else None
+
+    def _run(self, x0, dt, n_steps, record_steps, dW, streams, rows, ridge, cond_max, out):
         if dW is None:
-            path_seeds, dW = np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32), np.zeros((0, 0, 0))
+            path_seeds, dW = streams[rows], np.zeros((0, 0, 0))
         else:
-            path_seeds = np.zeros(n, dtype=np.uint32)
-        out_x, out_target = np.empty((n, K, m)), np.empty((n, K, m))
-        singular = np.zeros((n, K), dtype=np.bool_)
-        self.module.simulate_kernel(x0, dt, n_steps, record_steps, dW, path_seeds, ridge, PIVOT_RTOL,
-                                    out_x, out_target, singular)
-        return out_x, out_target, singular
-
-    @staticmethod
-    def _finite_masks(out_x, out_target):
-        return np.isfinite(out_x).all(axis=2), np.isfinite(out_target).all(axis=2)
-
-    @staticmethod
-    def _mask(singular):
-        return singular
+            path_seeds = np.zeros(x0.shape[0], dtype=np.uint32)
+        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
+        kernel = self.module.simulate_kernel
+        kernel(x0, dt, n_steps, record_steps, dW, path_seeds, ridge, cond_max, out_x[rows], out_target[rows],
+               fail_step[rows], fail_kind[rows], illcond[rows], False)
+        target_finite[rows] = np.isfinite(out_target[rows]).all(axis=2)  # temporaries O(chunk)
+        failed = np.flatnonzero(fail_step[rows] <= n_steps)
+        if failed.size:
+            # found at a record step: re-run those paths alone, testing every step, for the first
+            # failing step and what failed there (same increments: per-path seeds or dW rows)
+            K, m = out_x.shape[1:]
+            step, kind = np.full(failed.size, n_steps + 1, dtype=np.int64), np.zeros(failed.size, dtype=np.int64)
+            kernel(x0[failed], dt, n_steps, record_steps, dW if dW.shape[0] == 0 else dW[failed], path_seeds[failed],
+                   ridge, cond_max, np.empty((failed.size, K, m)), np.empty((failed.size, K, m)), step, kind,
+                   np.zeros((failed.size, K), dtype=np.bool_), True)
+            fail_step[rows][failed], fail_kind[rows][failed] = step, kind
 
 
 # -- input validation -----------------------------------------------------------------------
@@ -282,35 +367,6 @@ def _check_dw(dW, shape) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float64)
 
 
-def _check_output(times, finite_x, finite_target, singular, on_singular: str) -> None:
-    """Raise (or warn) on singular Malliavin matrices and non-finite values; masks are (n, K) numpy."""
-    # an exploded path is the root cause of anything else that is non-finite: report it first
-    if not finite_x.all():
-        first = times[np.flatnonzero(~finite_x.all(axis=0))[0]]
-        raise NonFiniteSimulationError(
-            f"X_t became non-finite on {int((~finite_x).any(axis=1).sum())} path(s) by t = {first}: the Euler "
-            "step is too large for this drift (explosion); increase n_steps"
-        )
-    if singular.any():
-        bad_times = times[singular.any(axis=0)]
-        message = (
-            f"the Malliavin matrix C_t = int_0^t Y^-1 sigma sigma^T Y^-T dr is numerically singular on "
-            f"{int(singular.any(axis=1).sum())} of {singular.shape[0]} paths at t = {bad_times.tolist()[:5]}: "
-            "sigma(t) vanishes on [0, t], or d < m and the drift does not carry the noise to every "
-            "coordinate. Pass ridge > 0 for a Tikhonov-regularised (biased) target."
-        )
-        if on_singular == "raise":
-            raise SingularMalliavinMatrixError(message)
-        warnings.warn(message + " Their targets are NaN.", RuntimeWarning, stacklevel=3)
-    finite_target = finite_target | singular
-    if not finite_target.all():
-        first = times[np.flatnonzero(~finite_target.all(axis=0))[0]]
-        raise NonFiniteSimulationError(
-            f"the score target became non-finite on {int((~finite_target).any(axis=1).sum())} path(s) at "
-            f"t = {first} (overflow in the variation processes); increase n_steps or shorten the horizon"
-        )
-
-
 class TorchKernel(Kernel):
     """Kernel of the torch backend: vectorised over paths, a Python loop over steps; CPU or GPU."""
 
@@ -321,7 +377,7 @@ class TorchKernel(Kernel):
         super().__init__(sde, module, path, was_cached)
         import torch
 
-        self.torch, self.dtype, self.device = torch, getattr(torch, dtype), device
+        self.torch, self.dtype, self.device, self.dtype_name = torch, getattr(torch, dtype), device, dtype
         self.blocks = module.BLOCKS
         if use_compile:
             self.blocks = [(init, torch.compile(step), torch.compile(weight), lanes, noise)
@@ -366,30 +422,37 @@ class TorchKernel(Kernel):
             return dW.to(self.device, self.dtype)
         return torch.as_tensor(_check_dw(dW, shape), dtype=self.dtype, device=self.device)
 
-    def _run(self, x0, dt, n_steps, record_steps, dW, seed, ridge):
-        torch = self.torch
-        n, K, m = x0.shape[0], len(record_steps), self.sde.m
-        generator = torch.Generator(device=self.device).manual_seed(seed) if dW is None else None
-        out_x = torch.empty((n, K, m), dtype=self.dtype, device=self.device)
-        out_target = torch.empty_like(out_x)
-        singular = torch.zeros((n, K), dtype=torch.bool, device=self.device)
-        rtol = PIVOT_RTOL if self.dtype == torch.float64 else PIVOT_RTOL_FLOAT32
-        with torch.no_grad():
-            self.module.simulate_kernel(x0, dt, n_steps, record_steps.tolist(), dW, generator, ridge, rtol,
-                                        out_x, out_target, singular, blocks=self.blocks)
-        return out_x, out_target, singular.cpu().numpy()
+    def _allocate(self, n, K, m, n_steps):
+        torch, device = self.torch, self.device
+        out_x = torch.empty((n, K, m), dtype=self.dtype, device=device)
+        return (out_x, torch.empty_like(out_x), torch.full((n,), n_steps + 1, dtype=torch.long, device=device),
+                torch.zeros((n,), dtype=torch.long, device=device), torch.zeros((n, K), dtype=torch.bool, device=device),
+                torch.zeros((n, K), dtype=torch.bool, device=device))
 
-    def _finite_masks(self, out_x, out_target):
-        torch = self.torch
-        return (torch.isfinite(out_x).all(dim=2).cpu().numpy(), torch.isfinite(out_target).all(dim=2).cpu().numpy())
+    def _streams(self, seed, n, dW):
+        # one generator, drawn from chunk after chunk: the stream depends on the chunk size
+        return self.torch.Generator(device=self.device).manual_seed(seed) if dW is None else None
 
-    def _mask(self, singular):
-        return self.torch.as_tensor(singular, device=self.device)
+    def _run(self, x0, dt, n_steps, record_steps, dW, streams, rows, ridge, cond_max, out):
+        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
+        with self.torch.no_grad():
+            self.module.simulate_kernel(x0, dt, n_steps, record_steps.tolist(), dW, streams, ridge, cond_max,
+                                        out_x[rows], out_target[rows], fail_step[rows], fail_kind[rows],
+                                        illcond[rows], blocks=self.blocks)
+            target_finite[rows] = self.torch.isfinite(out_target[rows]).all(dim=2)  # temporaries O(chunk)
 
-    def _paths(self, times, out_x, out_target, as_numpy):
+    @staticmethod
+    def _host(array) -> np.ndarray:
+        return array.cpu().numpy() if hasattr(array, "cpu") else np.asarray(array)
+
+    def _index(self, mask_or_rows):
+        return self.torch.as_tensor(mask_or_rows, device=self.device)
+
+    def _paths(self, times, out_x, out_target, failed, as_numpy):
         if as_numpy:
-            return Paths(t=times, x=out_x.cpu().numpy(), target=out_target.cpu().numpy())
-        return Paths(t=self.torch.as_tensor(times, dtype=self.dtype, device=self.device), x=out_x, target=out_target)
+            return Paths(t=times, x=out_x.cpu().numpy(), target=out_target.cpu().numpy(), failed=failed)
+        return Paths(t=self.torch.as_tensor(times, dtype=self.dtype, device=self.device), x=out_x, target=out_target,
+                     failed=failed)
 
 
 KERNEL_CLASSES = {"numba": NumbaKernel, "torch": TorchKernel}

@@ -125,11 +125,18 @@ def test_vanishing_diffusion_raises_singular_malliavin_matrix():
     # sigma(t) = 0 up to t = 0.5: C_t = 0 at the first record time
     sde = ss.SDE([-x], sp.Piecewise((0, t < 0.5), (1, True)), [x], t, name="late_noise")
     kern = ss.compile(sde)
-    with pytest.raises(ss.SingularMalliavinMatrixError, match=r"singular on 10 of 10 paths at t = \[0.25\]"):
+    with pytest.raises(ss.SingularMalliavinMatrixError,
+                       match=r"singular or ill-conditioned .* on 10 paths, first at t = 0.25\. Failed paths by record "
+                             r"time: t=0.25: 10\. To fix: .*ridge > 0"):
         kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0)
-    with pytest.warns(RuntimeWarning, match="Their targets are NaN"):
-        paths = kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0, on_singular="warn")
+    with pytest.warns(RuntimeWarning, match="their failed records are NaN"):
+        paths = kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0, on_failure="keep")
     assert np.isnan(paths.target[:, 0]).all() and np.isfinite(paths.target[:, 1]).all()
+    assert paths.failed[:, 0].all() and not paths.failed[:, 1].any()
+    with pytest.warns(DeprecationWarning, match="on_singular"):  # the old spelling still works
+        with pytest.warns(RuntimeWarning):
+            old = kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0, on_singular="warn")
+    np.testing.assert_array_equal(old.failed, paths.failed)
     # Tikhonov regularisation makes the target finite (and biased)
     assert np.isfinite(kern.simulate(np.zeros((10, 1)), [0.25], 25, ridge=1e-3).target).all()
 
