@@ -18,6 +18,9 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
+from ._errors import SymscoreError
+from ._sde import SDE
+
 __all__ = ["Derivation"]
 
 
@@ -35,6 +38,8 @@ class Derivation:
     """
 
     def __init__(self, sde):
+        if not isinstance(sde, SDE):
+            raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
         self.sde = sde
         x, m = sde.state, sde.m
         self.jacobian = sde.drift.jacobian(list(x))

@@ -89,6 +89,8 @@ def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Pr
 def _check_common(sde, n_steps, t_end, score):
     if not isinstance(sde, SDE):
         raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
+    if not callable(score):  # before any work on the prior, which may need the score's model
+        raise SymscoreError(f"score: expected a ScoreModel or a callable score(x, t), got {type(score).__name__}")
     positive_int(n_steps, "n_steps")
     if t_end is None:
         t_end = score.t_min if isinstance(score, ScoreModel) and score.t_min > 0 else 1e-3 * sde.T

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 
 import sympy as sp
@@ -73,7 +74,8 @@ class SDE:
         state: the m distinct state Symbols x_1..x_m.
         time: the time Symbol t.
         params: numeric values of the remaining symbols, ``{"theta": 1.5}`` or ``{theta: 1.5}``.
-        name: a short identifier (used in generated file headers).
+        name: a short name (used in generated file headers; any text: generated code shows it
+            escaped, and file names use :attr:`slug`).
         T: the time horizon; record times of a simulation lie in (0, T].
 
     Every free symbol of drift and diffusion must be a state symbol, the time symbol or a key
@@ -91,8 +93,9 @@ class SDE:
         clash = sorted(str(s) for s in self.params if s in self.state or s == time)
         if clash:
             raise SDESpecError(f"params: {', '.join(clash)} is a state or time symbol, not a parameter")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise SDESpecError(f"name: expected a Python identifier such as 'benes2d', got {name!r}")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise SDESpecError(f"name: expected a non-empty string of at most 200 characters such as 'benes2d', "
+                               f"got {name!r}")
         self.name = name
         if isinstance(T, bool) or not isinstance(T, numbers.Real) or not (0 < float(T) < float("inf")):
             raise SDESpecError(f"T: expected a positive finite time horizon, got {T!r}")
@@ -159,6 +162,12 @@ class SDE:
     def m(self) -> int:
         """State dimension."""
         return len(self.state)
+
+    @property
+    def slug(self) -> str:
+        """The name reduced to ``[A-Za-z0-9_]`` (at most 40 characters), for file and module names."""
+        slug = re.sub(r"[^0-9A-Za-z_]+", "_", self.name).strip("_")[:40] or "sde"
+        return slug if not slug[0].isdigit() else f"sde_{slug}"
 
     @property
     def d(self) -> int:

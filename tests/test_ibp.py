@@ -5,6 +5,9 @@ Checked for two bounded test functions and two record times of one pass, per coo
 """
 import numpy as np
 import pytest
+import sympy as sp
+
+x_, y_, t_ = sp.symbols("x y t")
 
 
 def gauss_bump(x):
@@ -35,3 +38,61 @@ def test_integration_by_parts(kernel, name, n_paths):
                 f"{name} t={paths.t[r]} {phi.__name__}: residual {mean} vs 4 SE {4 * se}")
             # the identity must be informative: grad phi is clearly non-zero
             assert np.any(np.abs(grad.mean(axis=0)) > 10 * se)
+
+
+# -- statistical fuzzing on random non-polynomial coupled drifts (slow) ----------------------------------
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+
+import symscore as ss  # noqa: E402
+from conftest import brownian, coarsen  # noqa: E402
+from corpus import random_sdes  # noqa: E402
+
+
+def _ibp_residual(paths, r):
+    """Per-path residual grad phi + phi * target of the Gaussian bump at record r, (n, m)."""
+    value, grad = gauss_bump(paths.x[:, r])
+    return grad + value[:, None] * paths.target[:, r]
+
+
+@pytest.mark.slow
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+          phases=[Phase.generate], database=None)
+@given(random_sdes(min_m=2, max_m=3, coupled=True))
+def test_integration_by_parts_on_random_coupled_drifts(sde):
+    """E[grad phi + phi target] = 0 within 5 SE at 160 steps, and at first order in dt: with one Brownian
+    path (increments summed to coarser grids) the Richardson combination 2 r(160) - r(80) is zero within
+    5 paired SE, and a bias visible at 40 steps shrinks as the step halves."""
+    n, T = 60_000, sde.T
+    x0 = np.random.default_rng(3).normal(scale=0.5, size=(n, sde.m))
+    fine = brownian(n, 160, sde.d, T, seed=21)
+    kernel = ss.compile(sde)
+    residual = {}
+    for N in (40, 80, 160):
+        paths = kernel.simulate(x0, [T / 2, T], N, dW=coarsen(fine, 160 // N))
+        residual[N] = [_ibp_residual(paths, r) for r in range(2)]
+    label = f"{list(sde.drift)}, sigma {sde.diffusion}"
+    for r in range(2):
+        mean = {N: res[r].mean(axis=0) for N, res in residual.items()}
+        se = {N: res[r].std(axis=0, ddof=1) / np.sqrt(n) for N, res in residual.items()}
+        assert np.all(np.abs(mean[160]) <= 5 * se[160]), f"{label} t={(r + 1) * T / 2}: {mean[160]} vs 5 SE {5 * se[160]}"
+        richardson = 2 * residual[160][r] - residual[80][r]
+        rse = richardson.std(axis=0, ddof=1) / np.sqrt(n)
+        assert np.all(np.abs(richardson.mean(axis=0)) <= 5 * rse), f"{label}: not first order"
+        for c in np.flatnonzero(np.abs(mean[40]) > 5 * se[40]):  # a visible bias must shrink
+            diff_se = (residual[40][r][:, c] - residual[80][r][:, c]).std(ddof=1) / np.sqrt(n)
+            assert abs(mean[80][c]) < abs(mean[40][c]) + 2 * diff_se, f"{label}: bias does not shrink"
+
+
+@pytest.mark.slow
+def test_integration_by_parts_fails_without_the_second_variation():
+    """The deliberately wrong weight (second variation dropped) fails the same check by many SE."""
+    sde = ss.SDE([-x_ + 1.5 * y_ / (1 + x_**2), -y_ + np.float64(1.2) * sp.atan(x_ - y_)], 1, [x_, y_], t_,
+                 name="ibp_rational")
+    n = 60_000
+    x0 = np.random.default_rng(3).normal(scale=0.5, size=(n, 2))
+    worst = {}
+    for switch in (False, True):
+        paths = ss.compile(sde, _first_order_only=switch).simulate(x0, [0.5, 1.0], 160, seed=5)
+        res = _ibp_residual(paths, 1)
+        worst[switch] = np.max(np.abs(res.mean(axis=0)) / (res.std(axis=0, ddof=1) / np.sqrt(n)))
+    assert worst[False] <= 5 and worst[True] > 10, worst

@@ -10,7 +10,6 @@ runs in ``make test``, the large one in ``make test-slow``.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 
 import numpy as np
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 import symscore as ss
 from conftest import FACTORIES, brownian
+from corpus import random_sdes
 from reference import reference_simulate, relative_error
 
 RTOL = 1e-10
@@ -142,59 +142,7 @@ def test_emitted_module_matches_reference(tmp_path, name, backend):
     check_emitted(SDES[name](), backend, tmp_path)
 
 
-# -- the random corpus -------------------------------------------------------------------------------
-#: Building blocks of random drifts: f(u, v) of two coordinates (u = v for a one-coordinate term).
-TERMS = [
-    lambda u, v: u / (1 + u**2),
-    lambda u, v: 1 / (1 + u**2) ** 2,
-    lambda u, v: sp.log(1 + u**2),
-    lambda u, v: sp.sqrt(1 + u**2),
-    lambda u, v: sp.atan(u - v / 2),
-    lambda u, v: sp.sin(u) * sp.cos(v),
-    lambda u, v: sp.tanh(u - v),
-    lambda u, v: u * v / (1 + u**2 + v**2),
-    lambda u, v: u / (1 + v**2 / (1 + u**2)),
-    lambda u, v: sp.exp(-(u**2)) * v,
-    lambda u, v: u**2 / (1 + u**2) ** 2,
-    lambda u, v: sp.erf(u) / (2 + sp.cos(v)),
-    lambda u, v: sp.asinh(u) * sp.atan(v),
-    lambda u, v: u * v,
-    lambda u, v: u**2 - v**3 / 3,
-    lambda u, v: (u - v) / (1 + (u - v) ** 2) ** sp.Rational(3, 2),
-    lambda u, v: sp.log(2 + sp.sin(u * v)),
-    lambda u, v: t * u / (1 + t + u**2),
-    lambda u, v: sp.cosh(u / 2) / (1 + sp.cosh(v)),
-    lambda u, v: sp.sech(u) ** 2 * sp.sinh(v / 2),
-]
-SIGMA_KINDS = ["identity", "lower", "time", "rectangular"]
-_COEF = st.integers(-8, 8).map(lambda k: sp.Rational(k, 8))
-
-
-@st.composite
-def random_sdes(draw, max_m=3):
-    m = draw(st.integers(1, max_m))
-    x = sp.symbols(f"x1:{m + 1}")
-    drift = []
-    for i in range(m):
-        expr = -sp.Rational(draw(st.integers(4, 16)), 8) * x[i]
-        for _ in range(draw(st.integers(1, 3))):
-            term = TERMS[draw(st.integers(0, len(TERMS) - 1))]
-            u, v = x[draw(st.integers(0, m - 1))], x[draw(st.integers(0, m - 1))]
-            expr += draw(_COEF.filter(lambda c: c != 0)) * term(u, v)
-        drift.append(expr)
-    kind = draw(st.sampled_from(SIGMA_KINDS))
-    if kind == "identity":
-        sigma = 1
-    elif kind == "lower":
-        sigma = sp.Matrix(m, m, lambda i, j: 1 + sp.Rational(i, 4) if i == j else (draw(_COEF) if i > j else 0))
-    elif kind == "time":
-        sigma = sp.diag(*[(1 + sp.Rational(i, 3)) * sp.sqrt(1 + t) for i in range(m)])
-    else:
-        sigma = sp.Matrix(m, m + 1, lambda i, j: 1 if i == j else draw(_COEF) / 2)
-    digest = hashlib.sha256(sp.srepr((tuple(drift), sigma)).encode()).hexdigest()[:10]
-    return ss.SDE(drift, sigma, list(x), t, name=f"fuzz_{digest}", T=0.5)
-
-
+# -- the random corpus (tests/corpus.py) ----------------------------------------------------------
 def _check_random_sde(sde, backends=("numba", "torch")):
     x0, times, n_steps, dW = _inputs(sde, n=32, n_steps=25, times=(0.2, 0.6, 1.0), seed=11)
     reference = reference_simulate(sde, x0, times, n_steps, dW)

@@ -32,7 +32,7 @@ def test_rectangular_diffusion_sets_d():
         (dict(state=[x1, 2]), r"state: every entry must be a SymPy Symbol"),
         (dict(time=1), r"time: expected a SymPy Symbol"),
         (dict(drift=["-x1", "-x2"]), r"drift\[0\]: expected a SymPy expression, got the string"),
-        (dict(name="my sde"), r"name: expected a Python identifier"),
+        (dict(name=""), r"name: expected a non-empty string"),
         (dict(T=0), r"T: expected a positive finite time horizon"),
         (dict(drift=[sp.Function("f")(x1), -x2]), r"undefined function f"),
     ],
