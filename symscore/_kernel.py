@@ -7,7 +7,6 @@ every record time: the cost is O(n_steps) per path whatever the number of record
 from __future__ import annotations
 
 import hashlib
-import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cache import atomic_write, load_or_write_module
+from ._checks import number_at_least, positive_int
 from ._codegen import generator_text, render_source, template_text
 from ._errors import SimulationInputError, SymscoreError
 from ._failures import COND_MAX, ON_FAILURE, FailureReport
@@ -23,7 +23,6 @@ from ._sde import SDE
 from ._version import __version__
 
 __all__ = ["compile", "emit", "Kernel", "Paths"]
-
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class Kernel:
             :class:`Paths` with t (K,), x (n, K, m), target (n, K, m) and failed (n, K).
         """
         m = self.sde.m
-        times, record_steps, dt = _check_times(times, n_steps, self.sde.T)
+        times, record_steps, dt, n_steps = _check_times(times, n_steps, self.sde.T)
         x0 = self._check_x0(x0, m)
         n = x0.shape[0]
         if on_singular is not None:
@@ -183,32 +182,29 @@ class Kernel:
             if on_singular not in ("raise", "warn"):
                 raise SimulationInputError(f"on_singular: expected 'raise' or 'warn', got {on_singular!r}")
             on_failure = {"raise": "raise", "warn": "keep"}[on_singular]
-        if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not (0 <= ridge < np.inf):
-            raise SimulationInputError(f"ridge: expected a finite number >= 0, got {ridge!r}")
+        ridge = number_at_least(ridge, "ridge", 0.0, error=SimulationInputError)
         if on_failure not in ON_FAILURE:
             raise SimulationInputError(f"on_failure: expected one of {', '.join(map(repr, ON_FAILURE))}, "
                                        f"got {on_failure!r}")
-        if cond_max is None:
-            cond_max = COND_MAX[self.dtype_name]
-        if isinstance(cond_max, bool) or not isinstance(cond_max, numbers.Real) or not (1 <= cond_max < np.inf):
-            raise SimulationInputError(f"cond_max: expected a finite number >= 1, got {cond_max!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise SimulationInputError(f"seed: expected an integer >= 0, got {seed!r}")
-        if chunk_size is None:
-            chunk_size = n
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-            raise SimulationInputError(f"chunk_size: expected an integer >= 1 (paths per chunk), got {chunk_size!r}")
+        cond_max = number_at_least(COND_MAX[self.dtype_name] if cond_max is None else cond_max, "cond_max", 1.0,
+                                   error=SimulationInputError)
+        seed = positive_int(seed, "seed", low=0, error=SimulationInputError)
+        chunk_size = n if chunk_size is None else positive_int(chunk_size, "chunk_size", error=SimulationInputError)
         if dW is not None:
-            dW = self._check_dw(dW, (n, int(n_steps), self.sde.d))
-        out = self._allocate(n, len(times), m, int(n_steps))
-        streams = self._streams(int(seed), n, dW)
-        for start in range(0, n, int(chunk_size)):
-            rows = slice(start, min(n, start + int(chunk_size)))
-            self._run(x0[rows], dt, int(n_steps), record_steps, None if dW is None else dW[rows], streams, rows,
-                      float(ridge), float(cond_max), out)
+            dW = self._check_dw(dW, (n, n_steps, self.sde.d))
+        out = self._allocate(n, len(times), m, n_steps)
+        streams = self._streams(seed, n, dW)
+        for start in range(0, n, chunk_size):
+            rows = slice(start, min(n, start + chunk_size))
+            self._run(x0[rows], dt, n_steps, record_steps, None if dW is None else dW[rows], streams, rows,
+                      ridge, cond_max, out)
         out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
         report = FailureReport(times, record_steps, dt, self._host(fail_step), self._host(fail_kind),
-                               self._host(illcond), ~self._host(target_finite), float(cond_max))
+                               self._host(illcond), ~self._host(target_finite), cond_max)
+        return self._apply_failure_policy(report, on_failure, times, out_x, out_target, as_numpy)
+
+    def _apply_failure_policy(self, report: FailureReport, on_failure: str, times, out_x, out_target, as_numpy):
+        """raise, drop the failed paths, or keep them with NaN in their failed records (both with a warning)."""
         failed = report.failed
         if report.any:
             if on_failure == "raise":
@@ -217,14 +213,14 @@ class Kernel:
             if on_failure == "drop":
                 if not keep_rows.any():
                     report.raise_error()
-                warnings.warn(f"dropped {int((~keep_rows).sum())} of {n} paths: {report.message()}",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(f"dropped {int((~keep_rows).sum())} of {len(keep_rows)} paths: {report.message()}",
+                              RuntimeWarning, stacklevel=3)
                 index = self._index(np.flatnonzero(keep_rows))
-                out_x, out_target, failed = out_x[index], out_target[index], failed[keep_rows]
-                failed = np.zeros_like(failed)
+                out_x, out_target = out_x[index], out_target[index]
+                failed = np.zeros((int(keep_rows.sum()), failed.shape[1]), dtype=bool)
             else:
                 warnings.warn(f"kept failed paths, their failed records are NaN (see paths.failed): "
-                              f"{report.message()}", RuntimeWarning, stacklevel=2)
+                              f"{report.message()}", RuntimeWarning, stacklevel=3)
                 mask = self._index(failed)
                 out_x[mask] = np.nan
                 out_target[mask] = np.nan
@@ -312,9 +308,7 @@ class NumbaKernel(Kernel):
 
 # -- input validation -----------------------------------------------------------------------
 def _check_times(times, n_steps, horizon: float):
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise SimulationInputError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
-    n_steps = int(n_steps)
+    n_steps = positive_int(n_steps, "n_steps", error=SimulationInputError)
     try:
         times = np.array(times, dtype=np.float64, ndmin=1)
     except (TypeError, ValueError) as exc:
@@ -339,7 +333,7 @@ def _check_times(times, n_steps, horizon: float):
             f"(nearest grid times {k * dt:g} and {(k + 1) * dt:g}); choose n_steps so that every "
             "time is a multiple of times[-1] / n_steps"
         )
-    return times, record_steps, dt
+    return times, record_steps, dt, n_steps
 
 
 def _check_x0(x0, m: int) -> np.ndarray:
