@@ -3,6 +3,8 @@
 Checked for two bounded test functions and two record times of one pass, per coordinate, within
 4 standard errors of the Monte Carlo mean of grad phi + phi * target.
 """
+import warnings
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -66,10 +68,17 @@ def test_integration_by_parts_on_random_coupled_drifts(sde):
     x0 = np.random.default_rng(3).normal(scale=0.5, size=(n, sde.m))
     fine = brownian(n, 160, sde.d, T, seed=21)
     kernel = ss.compile(sde)
-    residual = {}
+    runs = {}
     for N in (40, 80, 160):
-        paths = kernel.simulate(x0, [T / 2, T], N, dW=coarsen(fine, 160 // N))
-        residual[N] = [_ibp_residual(paths, r) for r in range(2)]
+        # a random drift may destabilise a rare path (a positive cubic term): such paths are flagged,
+        # kept, and excluded below from every step size alike, so the comparisons stay paired
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            runs[N] = kernel.simulate(x0, [T / 2, T], N, dW=coarsen(fine, 160 // N), on_failure="keep")
+    sound = ~np.any([paths.failed.any(axis=1) for paths in runs.values()], axis=0)
+    assert sound.sum() >= n - 10, f"{n - sound.sum()} paths failed"
+    n = int(sound.sum())
+    residual = {N: [_ibp_residual(paths, r)[sound] for r in range(2)] for N, paths in runs.items()}
     label = f"{list(sde.drift)}, sigma {sde.diffusion}"
     for r in range(2):
         mean = {N: res[r].mean(axis=0) for N, res in residual.items()}
@@ -85,14 +94,15 @@ def test_integration_by_parts_on_random_coupled_drifts(sde):
 
 @pytest.mark.slow
 def test_integration_by_parts_fails_without_the_second_variation():
-    """The deliberately wrong weight (second variation dropped) fails the same check by many SE."""
-    sde = ss.SDE([-x_ + 1.5 * y_ / (1 + x_**2), -y_ + np.float64(1.2) * sp.atan(x_ - y_)], 1, [x_, y_], t_,
+    """The deliberately wrong weight (second variation dropped) fails the same check by many SE on a
+    strongly curved rational/log/atan drift (measured: 23 and 44 SE at t = 0.5, 1; the full weight 0.8, 1.3)."""
+    sde = ss.SDE([4 * x_ / (1 + x_**2) - x_ + sp.log(1 + y_**2) / 2, -y_ + 2 * sp.atan(2 * x_)], 1, [x_, y_], t_,
                  name="ibp_rational")
     n = 60_000
     x0 = np.random.default_rng(3).normal(scale=0.5, size=(n, 2))
-    worst = {}
     for switch in (False, True):
         paths = ss.compile(sde, _first_order_only=switch).simulate(x0, [0.5, 1.0], 160, seed=5)
-        res = _ibp_residual(paths, 1)
-        worst[switch] = np.max(np.abs(res.mean(axis=0)) / (res.std(axis=0, ddof=1) / np.sqrt(n)))
-    assert worst[False] <= 5 and worst[True] > 10, worst
+        for r in range(2):
+            res = _ibp_residual(paths, r)
+            z = np.max(np.abs(res.mean(axis=0)) / (res.std(axis=0, ddof=1) / np.sqrt(n)))
+            assert (z > 10) if switch else (z <= 5), (switch, r, z)

@@ -211,7 +211,7 @@ def _check_batch(exprs, points):
 POINTS = np.array([[0.3, 0.7], [-0.45, 0.2], [1.3, -0.8], [0.85, 1.9], [-1.7, -1.2], [2.4, 0.55]])
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
           phases=[Phase.generate], report_multiple_bugs=False)
 @given(st.lists(EXPRESSIONS, min_size=40, max_size=50))
 def test_printers_agree_with_sympy_on_random_expressions(exprs):

@@ -15,7 +15,6 @@ import importlib.util
 import numpy as np
 import pytest
 import sympy as sp
-import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
