@@ -5,7 +5,7 @@ modules show them inert, and importing and running such a module executes nothin
 from __future__ import annotations
 
 import importlib.util
-import os
+import re
 
 import numpy as np
 import pytest
@@ -133,13 +133,13 @@ def test_train_sample_log_likelihood(case):
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
-def test_cli(tmp_path, case):
+def test_cli(tmp_path, monkeypatch, case):
     _, args, match = case
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli_main, args)
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    assert any(__import__("re").search(match, text) for text in (result.output, str(result.exception or "")))
+    assert any(re.search(match, text) for text in (result.output, str(result.exception or "")))
 
 
 def test_emit_path_that_is_a_folder(tmp_path):
