@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._errors import NonFiniteSimulationError, SingularMalliavinMatrixError
+from ._ir import HEALTH_BITS
 
 __all__ = ["FailureReport", "ON_FAILURE", "COND_MAX"]
 
@@ -22,7 +23,7 @@ ON_FAILURE = ("raise", "drop", "keep")
 #: Default thresholds on the condition estimate of C_t by dtype (1 / the old relative-pivot rule).
 COND_MAX = {"float64": 1e12, "float32": 1e5}
 
-_KINDS = ((1, "X"), (2, "Y"), (4, "C"))
+_KINDS = tuple((bit, name) for name, bit in HEALTH_BITS.items())
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,6 @@ class FailureReport:
     def failed(self) -> np.ndarray:
         """(n, K): records whose target must not be used."""
         return self.nonfinite | self.illcond | self.target_nonfinite
-
-    @property
-    def any(self) -> bool:
-        return bool(self.failed.any())
 
     def message(self) -> str:
         n = self.fail_step.shape[0]

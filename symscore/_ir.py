@@ -29,9 +29,11 @@ At a record time the weight is assembled from an LDL^T factorisation of C (+ rid
     v_b = sum_j Zh[j; j, b] - sum_{i,j} Cinv[i, j] Q[i; j, b],   rho_c = sum_{i,j} Cinv[i, j] R[i; j, c],
     delta = Yi^T (Cinv M + v - Cinv rho),   target = -delta.
 
-Failure checks, cheap enough to stay on: after every step the sums of the carried X, Y/Yi and C
-entries are tested for finiteness (one test per step; a sum of finite numbers is finite unless
-it overflows, which is a failure too), and at a record time C counts as ill-conditioned unless
+Failure checks, cheap enough to stay on: the sums of the carried X, Y/Yi and C entries are
+tested for finiteness (a sum of finite numbers is finite unless it overflows, which is a failure
+too) at every record step, and by the torch kernel after every step; a non-finite value stays
+non-finite, so the numba kernel misses nothing and re-runs only the failed paths step by step to
+find the first failing step. At a record time C counts as ill-conditioned unless
 every LDL^T pivot is positive and the condition estimate
 
     kappa = w sum_a C_aa (C^-1)_aa      (w = width of the block)
@@ -55,7 +57,7 @@ __all__ = ["Assignment", "Block", "KernelIR", "build_ir"]
 T_SYMBOL = sp.Symbol("t")
 DT_SYMBOL = sp.Symbol("dt")
 RIDGE_SYMBOL = sp.Symbol("ridge")
-#: Bits of the failure kinds a kernel reports per path (FAILURE_TARGET is found on the host).
+#: Bits of what a kernel reports as non-finite per path (a non-finite target is found on the host).
 HEALTH_BITS = {"X": 1, "Y": 2, "C": 4}
 
 

@@ -206,7 +206,7 @@ class Kernel:
     def _apply_failure_policy(self, report: FailureReport, on_failure: str, times, out_x, out_target, as_numpy):
         """raise, drop the failed paths, or keep them with NaN in their failed records (both with a warning)."""
         failed = report.failed
-        if report.any:
+        if failed.any():
             if on_failure == "raise":
                 report.raise_error()
             keep_rows = ~failed.any(axis=1)
