@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/symscore demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 import symscore as ss
-from symscore._bench import best_of
+from symscore.bench import best_of
 
 
 @numba.njit(parallel=True, cache=True)

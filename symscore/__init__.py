@@ -10,9 +10,10 @@ that return, per path and record time, a target whose conditional mean is grad l
     >>> kern = ss.compile(sde)                                       # doctest: +SKIP
     >>> paths = kern.simulate(x0, times=[0.5, 1.0], n_steps=200)     # doctest: +SKIP
 """
-from . import data, library, metrics, plots
-from ._cache import cache_dir
-from ._derivation import Derivation
+from . import data, metrics, plots
+from .spec import library
+from .compiler.cache import cache_dir
+from .symbolic.derivation import Derivation
 from ._errors import (
     NonFiniteSimulationError,
     SDESpecError,
@@ -20,10 +21,11 @@ from ._errors import (
     SingularMalliavinMatrixError,
     SymscoreError,
 )
-from ._kernel import Kernel, Paths, compile, emit
-from ._printing import UnsupportedExpressionError
-from ._sde import SDE
-from ._specs import load_spec, parse_expression, to_toml
+from .compiler.build import compile, emit
+from .compiler.kernel import Kernel, Paths
+from .compiler.printing import UnsupportedExpressionError
+from .spec.sde import SDE
+from .spec.parse import load_spec, parse_expression, to_toml
 from ._version import __version__
 
 __all__ = [
@@ -37,11 +39,11 @@ __all__ = [
 # The learning layer imports torch (about 180 MB and a second of start-up): its names load on
 # first use (PEP 562), so compiling and running numba kernels never imports torch.
 _LAZY = {
-    "ScoreModel": "._model",
-    "Prior": "._prior", "GaussianPrior": "._prior", "ProductPrior": "._prior", "EmpiricalPrior": "._prior",
-    "make_prior": "._prior",
-    "sample": "._sample", "log_likelihood": "._sample",
-    "train": "._train", "load_checkpoint": "._train",
+    "ScoreModel": ".learn.model",
+    "Prior": ".learn.priors", "GaussianPrior": ".learn.priors", "ProductPrior": ".learn.priors", "EmpiricalPrior": ".learn.priors",
+    "make_prior": ".learn.priors",
+    "sample": ".learn.samplers", "log_likelihood": ".learn.samplers",
+    "train": ".learn.train", "load_checkpoint": ".learn.train",
 }
 
 

@@ -1,4 +1,8 @@
-"""Exception types. Every user-facing error names the argument and what was expected."""
+"""Exception types. Every user-facing error names the argument and what was expected.
+
+Pure Python with no imports: emitted kernel modules carry this text verbatim, so a standalone
+module raises the same types as the package.
+"""
 
 
 class SymscoreError(ValueError):
@@ -13,7 +17,7 @@ class SimulationInputError(SymscoreError):
     """An argument of ``Kernel.simulate`` is invalid (x0, times, n_steps, dW, ...)."""
 
 
-class SingularMalliavinMatrixError(SymscoreError):
+class SingularMalliavinMatrixError(SymscoreError, FloatingPointError):
     """The Malliavin covariance C_t is singular (or numerically so) on some paths.
 
     Happens when sigma(t) vanishes, or when d < m and the drift does not couple the
@@ -22,5 +26,8 @@ class SingularMalliavinMatrixError(SymscoreError):
     """
 
 
-class NonFiniteSimulationError(SymscoreError):
-    """The Euler scheme produced inf/NaN (blow-up: n_steps too small for the drift)."""
+class NonFiniteSimulationError(SymscoreError, FloatingPointError):
+    """The Euler scheme produced inf/NaN (blow-up: n_steps too small for the drift).
+
+    Both simulation failures are also FloatingPointErrors (what numerical code expects to catch).
+    """

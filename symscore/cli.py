@@ -7,7 +7,7 @@
     symscore demo [--out DIR] [--benes]
     symscore bench SPEC [--backend numba|torch|both]
 
-SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore._specs`).
+SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore.spec.parse`).
 A bad SPEC or argument is reported in one line on standard error with exit status 1 (usage
 errors: click's usage line and exit status 2); never a traceback.
 """
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import click
 
-from . import library
+from .spec import library
 from ._errors import SymscoreError
-from ._specs import load_spec, sde_from_toml, to_toml
+from .compiler.backends import BACKENDS
+from .spec.parse import load_spec, sde_from_toml, to_toml
 
 __all__ = ["main"]
 
@@ -60,12 +61,32 @@ def _write_text(text: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
-    from ._cache import atomic_write
+    from .compiler.cache import atomic_write
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)
     click.echo(f"wrote {path}", err=True)
+
+
+class _Registered(click.Choice):
+    """A choice among the names of a registry (targets, samplers, activations), read when first needed:
+    the registries live in the learning layer, which imports torch."""
+
+    def __init__(self, module: str, registry: str):
+        self._source = (module, registry)
+        super().__init__(())
+
+    @property
+    def choices(self):
+        import importlib
+
+        module, registry = self._source
+        return tuple(getattr(importlib.import_module(module), registry))
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns it; the registry is the source
+        pass
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +127,7 @@ def derive(spec, fmt, output):
 
 @main.command()
 @click.argument("spec")
-@click.option("--backend", type=click.Choice(["numba", "torch"]), default="numba", show_default=True)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="numba", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @_spec_doc
 def emit(spec, backend, output):
@@ -118,7 +139,7 @@ def emit(spec, backend, output):
       symscore emit mine.toml --backend torch -o mine_kernel.py
     The module exposes simulate(x0, times, n_steps, seed=0) -> (times, x, target).
     """
-    from ._kernel import emit as emit_source
+    from .compiler.build import emit as emit_source
 
     _write_text(emit_source(load_spec(spec), backend=backend), output)
 
@@ -131,7 +152,7 @@ def _prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
 
 
 def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
-    from ._cache import atomic_write
+    from .compiler.cache import atomic_write
 
     try:
         atomic_write(out / SDE_FILE, to_toml(sde))
@@ -148,12 +169,12 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: model, SDE, checkpoints.")
 @click.option("--steps", default=2000, show_default=True, help="Optimiser steps.")
 @click.option("--batch-size", default=256, show_default=True, help="Paths (data points) per step.")
-@click.option("--target", type=click.Choice(["malliavin", "dsm", "ssm", "local"]), default="malliavin",
+@click.option("--target", type=_Registered("symscore.learn.targets", "TARGETS"), default="malliavin",
               show_default=True, help="Regression target (dsm: linear SDEs only).")
 @click.option("--n-steps", default=100, show_default=True, help="Euler steps over [0, T].")
 @click.option("--width", default=128, show_default=True)
 @click.option("--depth", default=3, show_default=True)
-@click.option("--activation", type=click.Choice(["silu", "gelu", "tanh", "relu", "softplus"]), default="silu", show_default=True)
+@click.option("--activation", type=_Registered("symscore.learn.model", "ACTIVATIONS"), default="silu", show_default=True)
 @click.option("--lr", default=5e-3, show_default=True)
 @click.option("--t-min", default=1e-3, show_default=True, help="Smallest record time (a bias; bounds variance).")
 @click.option("--n-data", default=20_000, show_default=True, help="Rows drawn from a named dataset.")
@@ -174,7 +195,7 @@ def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, act
     """
     from . import data as datasets
     from . import plots
-    from ._train import train as train_model
+    from .learn.train import train as train_model
 
     sde, out = load_spec(spec), Path(out)
     array = datasets.load(data, n=n_data, seed=seed)
@@ -206,7 +227,7 @@ def _run_sde(run: Path):
 @click.option("--n", "n", default=5000, show_default=True, help="Number of samples.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Samples as a .npy array (n, m).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also a PNG scatter of the first two coordinates.")
-@click.option("--method", type=click.Choice(["sde", "ode", "pc"]), default="sde", show_default=True)
+@click.option("--method", type=_Registered("symscore.learn.samplers", "SAMPLERS"), default="sde", show_default=True)
 @click.option("--n-steps", default=500, show_default=True, help="Reverse-time steps.")
 @click.option("--seed", default=0, show_default=True)
 def sample(run, n, out, plot, method, n_steps, seed):
@@ -220,8 +241,8 @@ def sample(run, n, out, plot, method, n_steps, seed):
     import numpy as np
 
     from . import plots
-    from ._model import ScoreModel
-    from ._sample import sample as draw
+    from .learn.model import ScoreModel
+    from .learn.samplers import sample as draw
 
     run = Path(run)
     if not run.is_dir():
@@ -272,7 +293,8 @@ def demo(out, steps, benes, quick):
 
 @main.command()
 @click.argument("spec")
-@click.option("--backend", type=click.Choice(["numba", "torch", "both"]), default="both", show_default=True)
+@click.option("--backend", type=click.Choice([*BACKENDS, "all", "both"]), default="all", show_default=True,
+              help="A registered backend, or all of them ('both' is the old name of 'all').")
 @click.option("--paths", "n_paths", default=10_000, show_default=True)
 @click.option("--n-steps", default=200, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Best of this many timed runs (after a warm-up).")
@@ -286,10 +308,10 @@ def bench(spec, backend, n_paths, n_steps, repeats, device):
       symscore bench cubic
       symscore bench benes --backend torch --device cuda --paths 1000000
     """
-    from ._bench import bench_kernel
+    from .bench import bench_kernel
 
     sde = load_spec(spec)
-    backends = ("numba", "torch") if backend == "both" else (backend,)
+    backends = tuple(BACKENDS) if backend in ("all", "both") else (backend,)
     rows = bench_kernel(sde, backends, n_paths=n_paths, n_steps=n_steps, repeats=repeats, device=device)
     click.echo(f"{sde.name}: m = {sde.m}, d = {sde.d}, {sde.derive().structure}; {n_paths} paths x {n_steps} steps")
     click.echo(f"{'':36} {'seconds':>9} {'path-steps/s':>13} {'x baseline':>11}")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import library, metrics, plots
-from ._kernel import compile
-from ._sample import sample
-from ._train import train
+from . import metrics, plots
+from .spec import library
+from .compiler.build import compile
+from .learn.samplers import sample
+from .learn.train import train
 from .data import checkerboard
 
 __all__ = ["run_demo", "run_benes_check"]
@@ -65,7 +66,7 @@ def run_benes_check(n_paths: int = 200_000, n_steps: int = 500, theta: float = 1
 
 def _target_variance(model_sde, target, data, n_steps, seed):
     """Per-time variance of the regression target on a pilot batch (for the variance plot)."""
-    from ._targets import make_target_source
+    from .learn.targets import make_target_source
 
     source = make_target_source(target, model_sde, n_steps)
     steps = np.unique(np.geomspace(1, n_steps, 12).round().astype(int))

@@ -19,7 +19,7 @@ def coupled_2d() -> ss.SDE:
 
 
 def coupled_3d() -> ss.SDE:
-    """A 3-D coupled cubic drift (MATH.md's discretisation example), sigma = I."""
+    """A 3-D coupled cubic drift (docs/math.md, Discretisation), sigma = I."""
     x1, x2, x3 = sp.symbols("x1 x2 x3")
     c = sp.Symbol("c")
     drift = [-x1**3 + c * x2 * x3, -x2**3 + c * sp.sin(x1), -x3**3 - c * x1 * x2]
@@ -34,7 +34,7 @@ def linear_coupled() -> ss.SDE:
     return ss.SDE(drift, sigma, [x1, x2], t, name="linear_coupled")
 
 
-#: A TOML spec in the schema of symscore._specs (coupled, nonlinear, time-dependent diffusion).
+#: A TOML spec in the schema of symscore.spec.parse (coupled, nonlinear, time-dependent diffusion).
 MINE_TOML = """
 name = "mine"
 state = ["x", "y"]

@@ -1,6 +1,6 @@
 """The reference implementation of the score-target scheme: the oracle every kernel is compared with.
 
-Plain numpy on dense arrays, written straight from MATH.md (docs/MATH.md of the design): J and H
+Plain numpy on dense arrays, written straight from docs/math.md: J and H
 come from SymPy's ``diff`` and ``lambdify`` of the drift, every process is a full m x m or
 m x m x m array updated with ``einsum``. No CSE, no sparsity, no components or lanes, no structure
 specialisation, no code generation. The step is the same left-point Euler step as the kernels'

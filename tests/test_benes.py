@@ -6,11 +6,11 @@ weight (second-variation terms dropped) must not.
 import numpy as np
 import pytest
 
-from symscore.library import benes_score
+from symscore.spec.library import benes_score
 
 THETA, X0, T_END = 1.5, 0.3, 1.0
 N_PATHS, N_STEPS, N_BINS = 200_000, 500, 20
-# Euler bias of the binned means at 500 steps, measured: below 0.01 (MATH.md: about 0.01 at theta = 1.5).
+# Euler bias of the binned means at 500 steps, measured: below 0.01 (docs/math.md: about 0.01 at theta = 1.5).
 DISCRETISATION_ALLOWANCE = 0.02
 
 

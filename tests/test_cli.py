@@ -60,9 +60,9 @@ def test_emit_writes_an_importable_module(tmp_path, toml_spec, spec):
     m = module.M
     times, x, target = module.simulate(np.zeros((50, m)), [0.5, 1.0], 20, seed=1)
     assert x.shape == target.shape == (50, 2, m) and np.isfinite(target).all()
-    for args, message in [((np.zeros((50, m + 1)), [1.0], 20), "x0: expected an"),
-                          ((np.zeros((5, m)), [1.0], 0), "n_steps: expected a positive integer"),
-                          ((np.zeros((5, m)), [0.5, 0.2], 20), "times: expected increasing"),
+    for args, message in [((np.zeros((50, m + 1)), [1.0], 20), "x0: expected shape"),
+                          ((np.zeros((5, m)), [1.0], 0), "n_steps: expected an integer >= 1"),
+                          ((np.zeros((5, m)), [0.5, 0.2], 20), "times: expected strictly increasing"),
                           ((np.zeros((5, m)), [1.0], 20, 0, np.zeros((5, 19, module.D))), "dW: expected shape")]:
         with pytest.raises(ValueError, match=message):
             module.simulate(*args)

@@ -69,8 +69,8 @@ def test_second_process_reuses_the_cache(kernel):
 def test_generated_source_is_readable_and_deterministic(kernel):
     source = kernel("coupled2d").source
     assert "# d b_0 / d x_1 = " in source and "tmp0 = " in source
-    from symscore._codegen import render_source
-    from symscore._ir import build_ir
+    from symscore.compiler.codegen import render_source
+    from symscore.compiler.ir import build_ir
 
     sde = kernel("coupled2d").sde
     assert render_source(sde, build_ir(sde.derive()), "numba", kernel("coupled2d").path.stem) == source

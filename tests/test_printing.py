@@ -25,8 +25,10 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from symscore._printing import NumbaPrinter, UnsupportedExpressionError, print_expr, torch_kernel_printer
-from symscore._specs import FUNCTIONS
+from symscore.compiler.backends.numba import NumbaPrinter
+from symscore.compiler.backends.torch import torch_kernel_printer
+from symscore.compiler.printing import UnsupportedExpressionError, print_expr
+from symscore.spec.parse import FUNCTIONS
 
 X, Y = sp.symbols("x y")
 UNARY = [f for name, f in sorted(FUNCTIONS.items()) if name != "atan2"]

@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import symscore as ss
-from symscore._numeric import LinearMoments
+from symscore.symbolic.numeric import LinearMoments
 
 MEAN0 = np.array([1.0, -0.5])
 COV0 = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -128,7 +128,9 @@ def test_stationary_priors():
 
 def test_empirical_prior_from_data_for_coupled_sde():
     sde = ss.library.benes(m=2)
-    prior = ss._sample.resolve_prior(sde, None, "auto", data=np.zeros((100, 2)))
+    from symscore.learn.samplers import resolve_prior
+
+    prior = resolve_prior(sde, None, "auto", data=np.zeros((100, 2)))
     assert prior.kind == "empirical" and prior.points.shape == (100, 2)
     with pytest.raises(ss.SymscoreError, match="needs a prior with a density"):
         ss.log_likelihood(sde, lambda x, t: -x, np.zeros((3, 2)), data=np.zeros((100, 2)))

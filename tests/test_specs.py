@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symscore as ss
-from symscore._printing import make_printer, print_expr
-from symscore._specs import FUNCTIONS, parse_expression, sde_from_toml, to_toml
+from symscore.compiler.backends import make_printer
+from symscore.compiler.printing import print_expr
+from symscore.spec.parse import FUNCTIONS, parse_expression, sde_from_toml, to_toml
 
 from conftest import FACTORIES, MINE_TOML
 

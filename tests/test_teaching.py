@@ -8,8 +8,8 @@ import pytest
 import sympy as sp
 
 import symscore as ss
-from symscore._closed_form import small_t_order
-from symscore._numeric import LinearMoments
+from symscore.symbolic.closed_form import small_t_order
+from symscore.symbolic.numeric import LinearMoments
 
 from conftest import coupled_2d, linear_coupled
 

@@ -50,7 +50,7 @@ def test_model_round_trip_and_kinds(benes_model, tmp_path):
 
 
 def test_directional_derivative_of_model_matches_finite_differences(benes_model):
-    from symscore._sample import _directional, _score_function
+    from symscore.learn.samplers import _directional, _score_function
 
     x = np.random.default_rng(2).standard_normal((5, 2))
     v = np.random.default_rng(3).standard_normal((5, 2))
@@ -105,7 +105,7 @@ def test_torch_backend_and_schedule():
 
 def test_dsm_target_is_the_gaussian_score_per_sample():
     """DSM on VP from one point x0: the target equals the exact Gaussian score at X_t, per sample."""
-    from symscore._targets import make_target_source
+    from symscore.learn.targets import make_target_source
 
     source = make_target_source("dsm", ss.library.vp(m=2), 100)
     x0 = np.tile([[0.7, -1.2]], (50, 1))

@@ -17,23 +17,60 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from ._checks import positive_int
-from ._errors import NonFiniteSimulationError, SymscoreError
-from ._model import ScoreModel
-from ._numeric import NumericSDE
-from ._prior import EmpiricalPrior, Prior, make_prior
-from ._sde import SDE
-from .data import check_data
+from .._checks import positive_int
+from .._errors import NonFiniteSimulationError, SymscoreError
+from .model import ScoreModel
+from ..symbolic.numeric import NumericSDE
+from .priors import EmpiricalPrior, Prior, make_prior
+from ..spec.sde import SDE
+from ..data import check_data
+from ..integrators import rk4
 
-__all__ = ["sample", "log_likelihood", "resolve_prior"]
+__all__ = ["sample", "log_likelihood", "resolve_prior", "SAMPLERS", "register_sampler", "SamplerRun"]
 
-METHODS = ("sde", "ode", "pc")
 logger = logging.getLogger("symscore")
+
+
+@dataclass(frozen=True)
+class SamplerRun:
+    """What a sampler gets: the SDE as numpy functions, the checked score, the prior draw ``x``
+    (n, m), the decreasing time grid from T to t_end, the random generator and the method options."""
+
+    numeric: NumericSDE
+    score_fn: object
+    x: np.ndarray
+    grid: np.ndarray
+    rng: np.random.Generator
+    adaptive: bool = False
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    snr: float = 0.16
+    n_corrector: int = 1
+
+
+#: Registered samplers by name (the ``method=`` of :func:`sample` and the CLI): ``run -> (n, m) samples``.
+SAMPLERS: dict = {}
+
+
+def register_sampler(name: str):
+    """Function decorator: register ``sampler(run: SamplerRun) -> np.ndarray`` under ``name``."""
+    def register(sampler):
+        if name in SAMPLERS:
+            raise SymscoreError(f"method: {name!r} is already registered")
+        SAMPLERS[name] = sampler
+        return sampler
+
+    return register
+
+
+#: The registered method names (kept for callers of the former tuple).
+METHODS = SAMPLERS
 
 
 def _score_function(score, m: int):
@@ -111,8 +148,8 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
         method: ``"sde"``, ``"ode"`` or ``"pc"`` (module docstring).
         seed: seeds the prior draw and the noise.
         prior: ``"auto"`` (Gaussian for linear SDEs, the stationary law for separable drifts, else
-            the empirical law of forward-simulated data endpoints; see :mod:`symscore._prior`),
-            a kind name, a :class:`~symscore._prior.Prior`, or an (N, m) array of X_T samples.
+            the empirical law of forward-simulated data endpoints; see :mod:`symscore.learn.priors`),
+            a kind name, a :class:`~symscore.learn.priors.Prior`, or an (N, m) array of X_T samples.
         data: data points, for the prior's moments or endpoints when ``score`` is not a trained ScoreModel.
         t_end: where to stop (default: the model's t_min, else 1e-3 T).
         adaptive, rtol, atol: ``method="ode"`` with scipy's adaptive RK45 instead of RK4.
@@ -122,38 +159,39 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
         (n, m) float64 samples.
     """
     t_end = _check_common(sde, n_steps, t_end, score)
-    if method not in METHODS:
-        raise SymscoreError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method not in SAMPLERS:
+        raise SymscoreError(f"method: expected one of {', '.join(map(repr, SAMPLERS))}, got {method!r}")
     n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
-    numeric, score_fn = NumericSDE(sde), _score_function(score, sde.m)
-    grid = np.linspace(sde.T, t_end, int(n_steps) + 1)
-    if method == "ode":
-        return _flow_adaptive(numeric, score_fn, x, sde.T, t_end, rtol, atol) if adaptive else \
-            _flow_rk4(numeric, score_fn, x, grid)
-    return _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector if method == "pc" else 0, snr)
+    run = SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, np.linspace(sde.T, t_end, int(n_steps) + 1),
+                     rng, adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
+    return SAMPLERS[method](run)
+
+
+@register_sampler("sde")
+def reverse_sde(run: SamplerRun) -> np.ndarray:
+    """Euler-Maruyama on the reverse-time SDE, no noise on the last step."""
+    return _reverse_sde(run.numeric, run.score_fn, run.x, run.grid, run.rng, 0, run.snr)
+
+
+@register_sampler("ode")
+def probability_flow(run: SamplerRun) -> np.ndarray:
+    """The probability-flow ODE by RK4 on the grid, or scipy's RK45 with ``adaptive=True``."""
+    if run.adaptive:
+        return _flow_adaptive(run.numeric, run.score_fn, run.x, run.grid[0], run.grid[-1], run.rtol, run.atol)
+    return rk4(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid)
+
+
+@register_sampler("pc")
+def predictor_corrector(run: SamplerRun) -> np.ndarray:
+    """Reverse-SDE predictor with ``n_corrector`` Langevin corrector steps per step (signal-to-noise ``snr``)."""
+    return _reverse_sde(run.numeric, run.score_fn, run.x, run.grid, run.rng, run.n_corrector, run.snr)
 
 
 def _flow_velocity(numeric, score_fn, t, x):
     """f(t, x) = b(t, x) - D(t) s(x, t) / 2."""
     return numeric.drift(t, x) - 0.5 * score_fn(x, t) @ numeric.diffusion_matrix(t).T
-
-
-def _rk4(rhs, state, grid):
-    """Classical RK4 for d state/dt = rhs(t, state) along the (possibly decreasing) grid."""
-    for t0, t1 in zip(grid[:-1], grid[1:]):
-        h = t1 - t0
-        k1 = rhs(t0, state)
-        k2 = rhs(t0 + h / 2, state + h / 2 * k1)
-        k3 = rhs(t0 + h / 2, state + h / 2 * k2)
-        k4 = rhs(t1, state + h * k3)
-        state = state + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return state
-
-
-def _flow_rk4(numeric, score_fn, x, grid):
-    return _rk4(lambda t, y: _flow_velocity(numeric, score_fn, t, y), x, grid)
 
 
 def _flow_adaptive(numeric, score_fn, x, t_start, t_stop, rtol, atol):
@@ -194,7 +232,7 @@ def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
     if n_capped:
         warnings.warn(f"sample: the reverse-time drift step was capped at 1 + |x| on {n_capped} point-step(s) of "
                       f"{x.shape[0]} x {last + 1}: those samples are unreliable; increase n_steps or train longer",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)
     return x
 
 
@@ -263,6 +301,6 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
             raise NonFiniteSimulationError(f"the probability-flow ODE solver failed: {solution.message}")
         state = solution.y[:, -1]
     else:
-        state = _rk4(rhs, state, np.linspace(t_end, sde.T, int(n_steps) + 1))
+        state = rk4(rhs, state, np.linspace(t_end, sde.T, int(n_steps) + 1))
     x_T, integral = state[: n * m].reshape(n, m), state[n * m:]
     return chosen.log_density(x_T) + integral

@@ -1,4 +1,4 @@
-"""Symbolic derivation: the objects of MATH.md for one concrete SDE.
+"""Symbolic derivation: the objects of docs/math.md for one concrete SDE.
 
 For dX = b(t, X) dt + sigma(t) dB the score target needs
 
@@ -18,8 +18,8 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from ._errors import SymscoreError
-from ._sde import SDE
+from .._errors import SymscoreError
+from ..spec.sde import SDE
 
 __all__ = ["Derivation"]
 
@@ -111,16 +111,16 @@ class Derivation:
     @cached_property
     def closed_form(self):
         """For a linear SDE, the closed-form Y_t, C_t, gamma_t, mean, target and the small-t order of
-        gamma_t^{-1} (:class:`symscore._closed_form.LinearClosedForm`), or None (nonlinear drift, or
+        gamma_t^{-1} (:class:`symscore.symbolic.closed_form.LinearClosedForm`), or None (nonlinear drift, or
         SymPy cannot integrate it)."""
-        from ._closed_form import linear_closed_form
+        from .closed_form import linear_closed_form
 
         return linear_closed_form(self)
 
-    # -- teaching output (symscore._teaching) ------------------------------------------------
+    # -- teaching output (symscore.teach.render) ------------------------------------------------
     @cached_property
     def _sections(self):
-        from ._teaching import sections
+        from ..teach.render import sections
 
         return sections(self)
 
@@ -131,13 +131,13 @@ class Derivation:
 
     def to_markdown(self) -> str:
         """The derivation as Markdown with ``$`` / ``$$`` math, step by step."""
-        from ._teaching import render_markdown
+        from ..teach.render import render_markdown
 
         return render_markdown(self.sde.name, self._sections)
 
     def to_latex(self) -> str:
         """A standalone LaTeX document of the derivation (compiles with pdflatex)."""
-        from ._teaching import render_latex_document
+        from ..teach.render import render_latex_document
 
         return render_latex_document(self.sde.name, self._sections)
 
@@ -145,7 +145,7 @@ class Derivation:
         return self.to_markdown()
 
     def _repr_latex_(self) -> str:
-        from ._teaching import render_display_math
+        from ..teach.render import render_display_math
 
         return render_display_math(self._sections)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import positive_int
-from ._errors import SymscoreError
 
 __all__ = ["BenchRow", "bench_kernel", "best_of"]
 
@@ -42,8 +41,9 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
 
     Returns one row per backend, then the baseline row (ratio 1).
     """
-    from ._kernel import compile as compile_kernel
-    from ._numeric import NumericSDE
+    from .compiler.backends import get_backend
+    from .compiler.build import compile as compile_kernel
+    from .symbolic.numeric import NumericSDE
 
     n_paths, n_steps = positive_int(n_paths, "n_paths"), positive_int(n_steps, "n_steps")
     repeats = positive_int(repeats, "repeats")
@@ -52,9 +52,8 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
     baseline = best_of(lambda: numeric.euler(x0, [n_steps], sde.T / n_steps, np.random.default_rng(seed)), repeats)
     rows = []
     for backend in backends:
-        if backend not in ("numba", "torch"):
-            raise SymscoreError(f"backend: expected 'numba' or 'torch', got {backend!r}")
-        kernel = compile_kernel(sde, backend=backend, device=device if backend == "torch" else None)
+        get_backend(backend)  # an unknown name lists the registered ones
+        kernel = compile_kernel(sde, backend=backend, device=None if backend == "numba" else device)
         seconds = best_of(lambda: kernel.simulate(x0, [sde.T], n_steps, seed=seed, as_numpy=True), repeats)
         rows.append(BenchRow(f"{backend} kernel (X, Y, Z, weights)", seconds, n_paths * n_steps / seconds,
                              seconds / baseline))

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._cache import atomic_write
-from ._errors import SymscoreError
-from ._version import __version__
+from ..compiler.cache import atomic_write
+from .._errors import SymscoreError
+from .._version import __version__
 
 __all__ = ["ScoreModel"]
 

@@ -3,7 +3,7 @@
     dX_t = b(t, X_t) dt + sigma(t) dB_t,   X_t in R^m,  B a d-dimensional Brownian motion.
 
 An :class:`SDE` only holds and validates the symbolic data; everything derived from it
-(Jacobian, Hessian, variation equations) lives in :mod:`symscore._derivation`.
+(Jacobian, Hessian, variation equations) lives in :mod:`symscore.symbolic.derivation`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import sympy as sp
 
-from ._errors import SDESpecError
+from .._errors import SDESpecError
 
 __all__ = ["SDE"]
 
@@ -69,7 +69,7 @@ class SDE:
     Args:
         drift: m expressions b_i(t, x), one per state symbol.
         diffusion: an m x d SymPy Matrix (or nested list) sigma(t), or a scalar s meaning s * I_m.
-            It must not depend on the state: the closed-form Malliavin target of MATH.md needs a
+            It must not depend on the state: the closed-form Malliavin target of docs/math.md needs a
             state-independent diffusion.
         state: the m distinct state Symbols x_1..x_m.
         time: the time Symbol t.
@@ -191,7 +191,7 @@ class SDE:
 
     def derive(self):
         """The symbolic derivation (Jacobian, Hessian, variation equations, steps); computed once."""
-        from ._derivation import Derivation
+        from ..symbolic.derivation import Derivation
 
         if getattr(self, "_derivation", None) is None:
             self._derivation = Derivation(self)

@@ -2,7 +2,7 @@
 
 Each :class:`Section` is a title, a sentence of prose and display equations, with the user's own
 drift, Jacobian, Hessian and diffusion substituted. The path from the SDE to the target follows
-MATH.md: variation equations, the Malliavin derivative D_r X_t, the Malliavin matrix, the covering
+docs/math.md: variation equations, the Malliavin derivative D_r X_t, the Malliavin matrix, the covering
 field, its Skorokhod integral by the product rule, D_r Y_s through the second variation, and the
 running integrals that make the weight O(1) per recorded time. Linear SDEs also get the closed
 form (where SymPy integrates it), the reduction to the denoising target and the small-t order of

@@ -3,7 +3,7 @@
 Each target source turns a batch of data points x0 and record steps into X_t samples and, for the
 regression targets, a per-sample vector whose conditional mean given X_t is the score:
 
-* ``malliavin``: the compiled kernel's Malliavin-Bismut target (any SDE; MATH.md). Unbiased up to
+* ``malliavin``: the compiled kernel's Malliavin-Bismut target (any SDE; docs/math.md). Unbiased up to
   the Euler bias O(dt) of the weight.
 * ``dsm``: denoising score matching with the exact Gaussian transition of a linear SDE:
   X_t = Phi_t x0 + o_t + L_t z (Sigma_t = L_t L_t^T), target = -Sigma_t^-1 (X_t - Phi_t x0 - o_t).
@@ -17,30 +17,47 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._errors import SymscoreError
-from ._numeric import LinearMoments, NumericSDE
+from .._errors import SymscoreError
+from ..symbolic.numeric import LinearMoments, NumericSDE
 
-__all__ = ["TARGETS", "make_target_source"]
+__all__ = ["TARGETS", "TargetSource", "register_target", "make_target_source"]
 
-TARGETS = ("malliavin", "dsm", "ssm", "local")
+#: Registered target sources by name (the ``target=`` of :func:`symscore.train` and the CLI).
+TARGETS: dict[str, type] = {}
+
+
+def register_target(name: str):
+    """Class decorator: register a :class:`TargetSource` subclass under ``name``."""
+    def register(cls):
+        if name in TARGETS:
+            raise SymscoreError(f"target: {name!r} is already registered")
+        TARGETS[name] = cls
+        return cls
+
+    return register
 
 
 class TargetSource:
-    """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m)."""
+    """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m).
+
+    A subclass is constructed as ``cls(sde, n_steps, backend=..., ridge=..., device=...)`` (a
+    source takes the options it uses) and registered with :func:`register_target`.
+    """
 
     has_target = True
 
-    def __init__(self, sde, n_steps: int):
+    def __init__(self, sde, n_steps: int, **options):
         self.sde, self.n_steps, self.dt = sde, n_steps, sde.T / n_steps
 
     def batch(self, x0: np.ndarray, record_steps: np.ndarray, seed: int):
         raise NotImplementedError
 
 
+@register_target("malliavin")
 class MalliavinSource(TargetSource):
-    def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None):
+    def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps)
-        from ._kernel import compile
+        from ..compiler.build import compile
 
         self.kernel = compile(sde, backend=backend, device=device)
         self.ridge = ridge
@@ -51,8 +68,9 @@ class MalliavinSource(TargetSource):
         return np.swapaxes(paths.x, 0, 1), np.swapaxes(paths.target, 0, 1)
 
 
+@register_target("dsm")
 class DenoisingSource(TargetSource):
-    def __init__(self, sde, n_steps):
+    def __init__(self, sde, n_steps, **options):
         super().__init__(sde, n_steps)
         derivation = sde.derive()
         if not derivation.is_linear:
@@ -79,8 +97,9 @@ class DenoisingSource(TargetSource):
         return x, target
 
 
+@register_target("local")
 class LocalSource(TargetSource):
-    def __init__(self, sde, n_steps):
+    def __init__(self, sde, n_steps, **options):
         super().__init__(sde, n_steps)
         self.numeric = NumericSDE(sde)
 
@@ -107,10 +126,11 @@ class LocalSource(TargetSource):
         return np.stack(xs), np.stack(targets)
 
 
+@register_target("ssm")
 class SlicedSource(TargetSource):
     has_target = False
 
-    def __init__(self, sde, n_steps):
+    def __init__(self, sde, n_steps, **options):
         super().__init__(sde, n_steps)
         self.numeric = NumericSDE(sde)
 
@@ -120,13 +140,7 @@ class SlicedSource(TargetSource):
 
 def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,
                        device=None) -> TargetSource:
-    """The :class:`TargetSource` for ``target`` (one of :data:`TARGETS`)."""
-    if target == "malliavin":
-        return MalliavinSource(sde, n_steps, backend=backend, ridge=ridge, device=device)
-    if target == "dsm":
-        return DenoisingSource(sde, n_steps)
-    if target == "local":
-        return LocalSource(sde, n_steps)
-    if target == "ssm":
-        return SlicedSource(sde, n_steps)
-    raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+    """The :class:`TargetSource` registered as ``target`` (an unknown name lists the registered ones)."""
+    if target not in TARGETS:
+        raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+    return TARGETS[target](sde, n_steps, backend=backend, ridge=ridge, device=device)

@@ -35,8 +35,8 @@ from pathlib import Path
 import sympy as sp
 
 from . import library
-from ._errors import SDESpecError
-from ._sde import SDE
+from .._errors import SDESpecError
+from .sde import SDE
 
 __all__ = ["FUNCTIONS", "CONSTANTS", "parse_expression", "load_spec", "sde_from_toml", "to_toml"]
 

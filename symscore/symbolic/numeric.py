@@ -19,7 +19,8 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from ._errors import SymscoreError
+from .._errors import SymscoreError
+from ..integrators import rk4_step
 
 __all__ = ["NumericSDE", "LinearMoments"]
 
@@ -34,7 +35,7 @@ class NumericSDE:
         self.sde, self.m, self.d = sde, sde.m, sde.d
         t, x = sde.time, sde.state
         drift, sigma = sde.bound_drift(), sde.bound_diffusion()
-        jacobian = drift.jacobian(list(x))
+        jacobian = sde.derive().jacobian.xreplace(sde.params)  # J is derived once, in the Derivation
         self._drift = sp.lambdify((t, *x), list(drift), "numpy")
         self._sigma = sp.lambdify((t,), sigma, "numpy")
         self._divergence = sp.lambdify((t, *x), jacobian.trace(), "numpy")
@@ -102,13 +103,6 @@ class LinearMoments:
         B, c = self.numeric.linear_parts(t)
         return B @ phi, B @ offset + c, B @ cov + cov @ B.T + self.numeric.diffusion_matrix(t)
 
-    def _rk4(self, t, state, h):
-        k1 = self._rhs(t, *state)
-        k2 = self._rhs(t + h / 2, *(s + h / 2 * k for s, k in zip(state, k1)))
-        k3 = self._rhs(t + h / 2, *(s + h / 2 * k for s, k in zip(state, k2)))
-        k4 = self._rhs(t + h, *(s + h * k for s, k in zip(state, k3)))
-        return tuple(s + h / 6 * (a + 2 * b + 2 * c + d) for s, a, b, c, d in zip(state, k1, k2, k3, k4))
-
     def __call__(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Phi (K, m, m), o (K, m), Sigma (K, m, m)) at increasing times >= 0."""
         times = np.asarray(times, dtype=np.float64).ravel()
@@ -120,7 +114,7 @@ class LinearMoments:
             n_sub = int(np.ceil((t_next - t_now) / self.h_max))
             for i in range(n_sub):
                 h = (t_next - t_now) / n_sub
-                state = self._rk4(t_now + i * h, state, h)
+                state = rk4_step(lambda t, y: self._rhs(t, *y), t_now + i * h, state, h)
             t_now = t_next
             out.append(state)
         phi, offset, cov = (np.stack([s[i] for s in out]) for i in range(3))

@@ -1,24 +1,21 @@
-"""Printers: one SymPy code printer per backend, over the same IR expressions.
+"""What every backend's printer shares, over the same IR expressions.
 
-Both printers subclass SymPy's own (``PythonCodePrinter`` for numba's scalar ``math`` code,
-``TorchPrinter`` for vectorised ``torch`` code) and share, through :class:`_KernelPrinterMixin`,
-only what both need: small integer powers as products, reciprocal functions through the
+Each backend's printer (in its module under :mod:`symscore.compiler.backends`) subclasses SymPy's
+own (``PythonCodePrinter`` for numba's scalar ``math`` code, ``TorchPrinter`` for vectorised
+``torch`` code) and takes from :class:`KernelPrinterMixin` only what all need: small integer powers as products, reciprocal functions through the
 function the target has, and float literals. Anything a printer cannot print raises
 :class:`UnsupportedExpressionError` naming the expression and the backend; nothing falls back
 to ``str(expr)``.
 """
 from __future__ import annotations
 
-import functools
-
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.pycode import PythonCodePrinter
 
-from ._errors import SymscoreError
+from .._errors import SymscoreError
 
-__all__ = ["NumbaPrinter", "UnsupportedExpressionError", "make_printer", "print_expr", "torch_kernel_printer"]
+__all__ = ["KernelPrinterMixin", "UnsupportedExpressionError", "print_expr"]
 
 
 class UnsupportedExpressionError(SymscoreError):
@@ -29,7 +26,7 @@ class UnsupportedExpressionError(SymscoreError):
 _RECIPROCALS = {"sech": "cosh", "csch": "sinh", "sec": "cos", "csc": "sin", "cot": "tan", "coth": "tanh"}
 
 
-class _KernelPrinterMixin:
+class KernelPrinterMixin:
     """What both kernel printers do alike. ``function_module`` is "math" or "torch"."""
 
     backend: str
@@ -79,43 +76,7 @@ class _KernelPrinterMixin:
 
 
 for _name, _inner in _RECIPROCALS.items():
-    setattr(_KernelPrinterMixin, f"_print_{_name}", lambda self, expr, _inner=_inner: self._print_reciprocal(expr, _inner))
-
-
-class NumbaPrinter(_KernelPrinterMixin, PythonCodePrinter):
-    """Scalar Python for ``numba.njit`` (runs inside a loop over paths)."""
-
-    backend, function_module = "numba", "math"
-    _default_settings = {**PythonCodePrinter._default_settings, "strict": True, "fully_qualified_modules": True}
-
-
-@functools.cache
-def torch_kernel_printer() -> type:
-    """The torch printer class, built on first use: SymPy's TorchPrinter module imports torch."""
-    from sympy.printing.pytorch import TorchPrinter
-
-    class TorchKernelPrinter(_KernelPrinterMixin, TorchPrinter):
-        """Vectorised torch: every symbol is a tensor over paths (and lanes); Piecewise -> torch.where."""
-
-        backend, function_module = "torch", "torch"
-        _default_settings = {**TorchPrinter._default_settings, "strict": True}
-
-        def _print_atan2(self, expr):
-            # torch.atan2 takes tensors only: a constant argument becomes a tensor like the other one
-            y, x = expr.args
-            py, px = self._print(y), self._print(x)
-            if y.is_number:
-                py = f"torch.full_like({px}, {py})"
-            elif x.is_number:
-                px = f"torch.full_like({py}, {px})"
-            return f"torch.atan2({py}, {px})"
-
-    return TorchKernelPrinter
-
-
-def make_printer(backend: str):
-    """A fresh printer for ``backend`` ("numba" or "torch")."""
-    return NumbaPrinter() if backend == "numba" else torch_kernel_printer()()
+    setattr(KernelPrinterMixin, f"_print_{_name}", lambda self, expr, _inner=_inner: self._print_reciprocal(expr, _inner))
 
 
 def print_expr(printer, expr: sp.Expr) -> str:

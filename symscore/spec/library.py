@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ._sde import SDE
+from .sde import SDE
 
 __all__ = ["vp", "subvp", "ve", "ou", "cubic", "benes", "cauchy", "double_well", "benes_score",
            "benes_mixture_sample", "benes_mixture_score", "BUILTINS"]

@@ -23,10 +23,11 @@ import numpy as np
 import sympy as sp
 from scipy import integrate, stats
 
-from ._errors import SymscoreError
-from ._numeric import LinearMoments, NumericSDE
+from .._errors import SymscoreError
+from ..symbolic.numeric import LinearMoments, NumericSDE
 
-__all__ = ["Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior"]
+__all__ = ["Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior", "PRIORS", "register_prior",
+           "PriorNotApplicable"]
 
 logger = logging.getLogger("symscore")
 
@@ -178,36 +179,78 @@ def stationary_prior(sde) -> ProductPrior | None:
     return ProductPrior(laws, descriptions)
 
 
+class PriorNotApplicable(SymscoreError):
+    """A prior kind does not apply to this SDE (or lacks the data it needs); ``auto`` tries the next."""
+
+
+#: Registered prior builders by kind, in the order ``kind="auto"`` tries them:
+#: ``builder(sde, *, data_mean, data_cov, endpoints) -> Prior`` or raise :class:`PriorNotApplicable`.
+PRIORS: dict = {}
+
+
+def register_prior(kind: str):
+    """Function decorator: register a prior builder under ``kind`` (tried by ``auto`` in registration order)."""
+    def register(builder):
+        if kind in PRIORS or kind == "auto":
+            raise SymscoreError(f"prior: {kind!r} is already registered")
+        PRIORS[kind] = builder
+        return builder
+
+    return register
+
+
+@register_prior("gaussian")
+def gaussian_prior(sde, *, data_mean=None, data_cov=None, endpoints=None) -> Prior:
+    """The exact Gaussian law of X_T of a linear SDE, from the data's mean and covariance (zero if unknown)."""
+    derivation = sde.derive()
+    if not derivation.is_linear:
+        raise PriorNotApplicable(f"prior: 'gaussian' needs a linear SDE; {sde.name!r} is {derivation.structure}")
+    m = sde.m
+    mean0 = np.zeros(m) if data_mean is None else np.asarray(data_mean, dtype=np.float64)
+    cov0 = np.zeros((m, m)) if data_cov is None else np.asarray(data_cov, dtype=np.float64)
+    if data_mean is None:
+        logger.info("prior: data moments unknown; using the law of X_T from X_0 = 0")
+    return GaussianPrior(*LinearMoments(NumericSDE(sde)).marginal(sde.T, mean0, cov0))
+
+
+@register_prior("stationary")
+def stationary_product_prior(sde, **data) -> Prior:
+    """The stationary product law of a separable, confining drift with diagonal sigma."""
+    prior = stationary_prior(sde)
+    if prior is None:
+        raise PriorNotApplicable(f"prior: {sde.name!r} has no stationary product law at T (the drift is not "
+                                 "separable, sigma is not diagonal, or the drift does not confine)")
+    return prior
+
+
+@register_prior("empirical")
+def empirical_prior(sde, *, endpoints=None, **data) -> Prior:
+    """The empirical law of forward-simulated data endpoints X_T (any SDE)."""
+    if endpoints is None:
+        raise PriorNotApplicable(f"prior: {sde.name!r} needs the empirical prior (forward-simulated data endpoints); "
+                                 "pass a ScoreModel trained by ss.train, data=..., or prior=<(n, m) array of X_T samples>")
+    logger.info("prior: empirical law of %d forward-simulated data endpoints X_T", len(endpoints))
+    return EmpiricalPrior(endpoints)
+
+
 def make_prior(sde, kind: str = "auto", *, data_mean=None, data_cov=None, endpoints=None) -> Prior:
-    """The prior at t = T for ``sde`` (see the module docstring for the rule ``kind="auto"`` follows).
+    """The prior at t = T for ``sde``.
 
     Args:
-        kind: ``"auto"``, ``"gaussian"`` (linear SDEs), ``"stationary"`` (separable drifts) or ``"empirical"``.
+        kind: a registered kind (``"gaussian"`` for linear SDEs, ``"stationary"`` for separable
+            confining drifts, ``"empirical"``), or ``"auto"``: the first registered kind that applies,
+            in that order (see the module docstring).
         data_mean, data_cov: moments of the data (Gaussian prior); zero when not known.
         endpoints: forward-simulated X_T of data points (empirical prior).
     """
-    kinds = ("auto", "gaussian", "stationary", "empirical")
-    if kind not in kinds:
-        raise SymscoreError(f"prior: expected one of {', '.join(map(repr, kinds))} or a Prior, got {kind!r}")
-    derivation = sde.derive()
-    if kind in ("auto", "gaussian") and derivation.is_linear:
-        m = sde.m
-        mean0 = np.zeros(m) if data_mean is None else np.asarray(data_mean, dtype=np.float64)
-        cov0 = np.zeros((m, m)) if data_cov is None else np.asarray(data_cov, dtype=np.float64)
-        if data_mean is None:
-            logger.info("prior: data moments unknown; using the law of X_T from X_0 = 0")
-        return GaussianPrior(*LinearMoments(NumericSDE(sde)).marginal(sde.T, mean0, cov0))
-    if kind == "gaussian":
-        raise SymscoreError(f"prior: 'gaussian' needs a linear SDE; {sde.name!r} is {derivation.structure}")
-    if kind in ("auto", "stationary"):
-        prior = stationary_prior(sde)
-        if prior is not None:
-            return prior
-        if kind == "stationary":
-            raise SymscoreError(f"prior: {sde.name!r} has no stationary product law at T (the drift is not "
-                                "separable, sigma is not diagonal, or the drift does not confine)")
-    if endpoints is None:
-        raise SymscoreError(f"prior: {sde.name!r} needs the empirical prior (forward-simulated data endpoints); "
-                            "pass a ScoreModel trained by ss.train, data=..., or prior=<(n, m) array of X_T samples>")
-    logger.info("prior: empirical law of %d forward-simulated data endpoints X_T", len(endpoints))
-    return EmpiricalPrior(endpoints)
+    if kind != "auto" and kind not in PRIORS:
+        raise SymscoreError(f"prior: expected one of {', '.join(map(repr, ('auto', *PRIORS)))} or a Prior, got {kind!r}")
+    data = {"data_mean": data_mean, "data_cov": data_cov, "endpoints": endpoints}
+    if kind != "auto":
+        return PRIORS[kind](sde, **data)
+    for builder in PRIORS.values():
+        try:
+            return builder(sde, **data)
+        except PriorNotApplicable as exc:
+            reason = exc
+    raise reason

@@ -1,0 +1,557 @@
+"""The intermediate representation (IR) of a score kernel: straight-line scalar assignments.
+
+The recursion of docs/math.md is written out entry by entry as SymPy expressions over named scalar
+symbols, so that
+
+* structurally zero entries of J, H, Y, C, ... disappear (a product with a literal 0 is 0),
+* the drift, J, H and sigma share one SymPy CSE pass,
+* one IR is printed by every backend's printer (numba: scalars inside a loop over paths; torch:
+  the same assignments on tensors vectorised over paths).
+
+Coordinates are first split into independent *components*: coordinates linked by the Jacobian
+pattern or by a shared noise column. The score target of a component depends on that component
+alone (Y, C, Zh, Q, R are block diagonal), so a separable SDE becomes m independent 1-D problems.
+Components whose local equations are identical (up to renaming the state) form one
+:class:`Block`, evaluated once per *lane* (one lane per component): a 64-d separable SDE compiles
+to a single 1-D recursion run over 64 lanes.
+
+The construction is a pipeline of pure functions over values, one per formula of the recursion:
+
+    coefficients(local system)              -> Coefficients  (b, J, H, sigma after CSE)
+    first_order_state(coefficients)         -> State         (X, Y, Yi, M, C: the carried symbols)
+    first_variation_step(state, coeffs)     -> StepPart      A = Yi sigma, S = A A^T, M, C, Y, Yi, X
+    second_variation_step(state, coeffs, S) -> StepPart      Zh, Q, R (adds them to the state)
+    weight_assembly(state)                  -> Weight        LDL^T of C, v, rho, the target
+
+Per step (left-point Euler, all right-hand sides use the values at t_k, see docs/math.md):
+
+    A = Yi sigma,  S = A A^T,  M += A dW,  C += S dt,
+    Q[i; j, b] += sum_a S[i, a] Zh[j; a, b] dt,
+    Ht[i; j, b] = sum_a C[i, a] Zh[j; a, b] - Q[i; j, b],
+    R[i; j, c] += sum_b (Ht[i; j, b] S[b, c] + S[j, b] Ht[i; c, b]) dt,
+    Zh[i; a, b] += sum_p Yi[i, p] sum_{q,w} H[p; q, w] Y[q, a] Y[w, b] dt,
+    Y += J Y dt,  Yi -= Yi J dt,  X += b dt + sigma dW.
+
+At a record time the weight is assembled from an LDL^T factorisation of C (+ ridge I):
+
+    v_b = sum_j Zh[j; j, b] - sum_{i,j} Cinv[i, j] Q[i; j, b],   rho_c = sum_{i,j} Cinv[i, j] R[i; j, c],
+    delta = Yi^T (Cinv M + v - Cinv rho),   target = -delta.
+
+Failure checks, cheap enough to stay on: the sums of the carried X, Y/Yi and C entries are
+tested for finiteness (a sum of finite numbers is finite unless it overflows, which is a failure
+too) at every record step, and by the torch kernel after every step; a non-finite value stays
+non-finite, so the numba kernel misses nothing and re-runs only the failed paths step by step to
+find the first failing step. At a record time C counts as ill-conditioned unless
+every LDL^T pivot is positive and the condition estimate
+
+    kappa = w sum_a C_aa (C^-1)_aa      (w = width of the block)
+
+stays below a threshold. kappa = tr(Cs) tr(Cs^-1) for the Jacobi-scaled Cs = diag(C)^-1/2 C
+diag(C)^-1/2, so kappa_2(Cs) <= kappa <= w^2 kappa_2(Cs): the scaling that LDL^T is insensitive
+to (a hypoelliptic C_t with entries of orders t, t^2, t^3) does not count against it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from itertools import product
+
+import numpy as np
+import sympy as sp
+
+from .._errors import SDESpecError
+from .runtime import HEALTH_BITS
+
+__all__ = ["Assignment", "Block", "KernelIR", "build_ir", "LocalSystem", "Coefficients", "State", "StepPart",
+           "Weight", "coefficients", "first_order_state", "noise_terms", "first_variation_step",
+           "second_variation_step", "weight_assembly", "block_of"]
+
+T_SYMBOL = sp.Symbol("t")
+DT_SYMBOL = sp.Symbol("dt")
+RIDGE_SYMBOL = sp.Symbol("ridge")
+ZERO = sp.S.Zero
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``lhs = rhs``; ``comment`` is the symbolic meaning shown in generated code."""
+
+    lhs: sp.Symbol
+    rhs: sp.Expr
+    comment: str = ""
+
+
+class _Lines:
+    """The assignments one formula writes: ``bind`` names an expression (numbers and plain symbols
+    are inlined, not named) and records it. Each pure function below owns one."""
+
+    def __init__(self):
+        self.assignments: list[Assignment] = []
+
+    def bind(self, name: str, expr, comment: str = "") -> sp.Expr:
+        expr = sp.sympify(expr)
+        if expr.is_Number or expr.is_Symbol:
+            return expr
+        symbol = sp.Symbol(name)
+        self.assignments.append(Assignment(symbol, expr, comment))
+        return symbol
+
+
+# -- the values passed between the formulas ------------------------------------------------------
+@dataclass(frozen=True)
+class LocalSystem:
+    """One component in local coordinates x_0, ..., x_{w-1} and time ``t``, parameters bound.
+
+    ``jacobian`` and ``hessian`` come from the :class:`~symscore.Derivation` (renamed, never
+    differentiated again); ``hessian`` holds the structurally non-zero H[p; q, r] with q <= r.
+    """
+
+    x: tuple[sp.Symbol, ...]
+    drift: tuple[sp.Expr, ...]
+    jacobian: sp.Matrix
+    hessian: dict
+    sigma: sp.Matrix
+
+    @property
+    def width(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_noise(self) -> int:
+        return self.sigma.cols
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """b, J, H (q <= r) and sigma as named symbols or inlined constants, and the assignments (CSE
+    temporaries first) that compute them at (t, x)."""
+
+    b: tuple[sp.Expr, ...]
+    J: sp.Matrix
+    H: dict
+    sigma: sp.Matrix
+    assignments: tuple[Assignment, ...]
+
+    def h(self, p: int, q: int, r: int) -> sp.Expr:
+        """H[p; q, r], symmetric in (q, r)."""
+        return self.H.get((p, min(q, r), max(q, r)), ZERO)
+
+
+@dataclass(frozen=True)
+class State:
+    """The carried state of one block: each entry a state symbol, or a literal 0 where structurally zero.
+
+    ``Zh[i, a, c]``, ``Q[i, j, c]`` and ``R[i, j, c]`` (second order only, else empty) are keyed
+    with a <= c for Zh and j <= c for R (both symmetric in those indices); ``initial`` lists every
+    carried symbol with its value at t = 0, in the order of the generated state.
+    """
+
+    x: tuple[sp.Symbol, ...]
+    Y: sp.Matrix
+    Yi: sp.Matrix
+    M: tuple[sp.Expr, ...]
+    C: sp.Matrix
+    Zh: dict = field(default_factory=dict)
+    Q: dict = field(default_factory=dict)
+    R: dict = field(default_factory=dict)
+    initial: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+
+    @property
+    def width(self) -> int:
+        return len(self.x)
+
+    @property
+    def second_order(self) -> bool:
+        return bool(self.Zh)
+
+    def zh(self, i: int, a: int, c: int) -> sp.Expr:
+        return self.Zh.get((i, min(a, c), max(a, c)), ZERO)
+
+    def r(self, i: int, j: int, c: int) -> sp.Expr:
+        return self.R.get((i, min(j, c), max(j, c)), ZERO)
+
+    def health(self) -> tuple[tuple[int, tuple[sp.Symbol, ...]], ...]:
+        """(bit, symbols) groups whose sum must stay finite: X, then Y and Yi, then C."""
+        carried = {s for s, _ in self.initial}
+        w = self.width
+        return (
+            (HEALTH_BITS["X"], tuple(self.x)),
+            (HEALTH_BITS["Y"], tuple(s for s in list(self.Y) + list(self.Yi) if s in carried)),
+            (HEALTH_BITS["C"], tuple(self.C[i, j] for i in range(w) for j in range(i, w) if self.C[i, j] in carried)),
+        )
+
+
+@dataclass(frozen=True)
+class StepPart:
+    """What one formula contributes to the step: assignments, then (state symbol, next value) updates."""
+
+    assignments: tuple[Assignment, ...]
+    updates: tuple[tuple[sp.Symbol, sp.Expr, str], ...]
+
+
+@dataclass(frozen=True)
+class Weight:
+    """The weight assembly at a record time: assignments, the local target, the LDL^T pivots and the
+    condition estimate kappa (module docstring)."""
+
+    assignments: tuple[Assignment, ...]
+    target: tuple[sp.Expr, ...]
+    pivots: tuple[sp.Expr, ...]
+    condition: sp.Expr
+
+
+@dataclass(frozen=True)
+class Block:
+    """One independent sub-system, run once per lane.
+
+    Attributes:
+        lanes: ``lanes[l][c]`` is the global state coordinate of local coordinate c in lane l.
+        noise_lanes: ``noise_lanes[l][e]`` is the global noise column of local column e.
+        x, dw: local state and noise-increment symbols.
+        state: (symbol, initial value) of every carried scalar; X's initial values are the x0
+            symbols ``x0_c``.
+        step: assignments computing next values from current ones (and t, dt, dw).
+        commit: (state symbol, next-value expression) pairs applied after ``step``.
+        weight: assignments assembling the target at a record time.
+        target: local target expressions (one per local coordinate).
+        pivots: the pivots of the LDL^T factorisation of C + ridge I (all positive for an SPD matrix).
+        condition: the condition estimate kappa of C + ridge I (module docstring), in weight symbols.
+        health: (bit, symbols) groups whose sum must stay finite after every step: bit 1 the
+            state X, bit 2 the first variation Y and its inverse Yi, bit 4 the Malliavin matrix C.
+        second_order: whether Zh, Q, R are carried (False for a linear drift).
+    """
+
+    lanes: tuple[tuple[int, ...], ...]
+    noise_lanes: tuple[tuple[int, ...], ...]
+    x: tuple[sp.Symbol, ...]
+    x0: tuple[sp.Symbol, ...]
+    dw: tuple[sp.Symbol, ...]
+    state: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    step: tuple[Assignment, ...]
+    commit: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    weight: tuple[Assignment, ...]
+    target: tuple[sp.Expr, ...]
+    pivots: tuple[sp.Expr, ...]
+    condition: sp.Expr
+    health: tuple[tuple[int, tuple[sp.Symbol, ...]], ...]
+    second_order: bool
+    description: str = ""
+
+    @property
+    def width(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_noise(self) -> int:
+        return len(self.dw)
+
+
+@dataclass(frozen=True)
+class KernelIR:
+    """The whole kernel: blocks covering every coordinate exactly once."""
+
+    m: int
+    d: int
+    blocks: tuple[Block, ...]
+    structure: str
+    header: tuple[str, ...] = field(default=())
+
+
+# -- the formulas, one pure function each ---------------------------------------------------------
+def coefficients(system: LocalSystem, second_order: bool) -> Coefficients:
+    """b, J, H (if ``second_order``) and sigma through one CSE pass; named outputs, constants inlined."""
+    w, e = system.width, system.n_noise
+    named: list[tuple[str, sp.Expr, str]] = [(f"b_{i}", system.drift[i], f"b_{i}") for i in range(w)]
+    named += [(f"J_{i}_{j}", system.jacobian[i, j], f"d b_{i} / d x_{j}") for i in range(w) for j in range(w)
+              if system.jacobian[i, j] != 0]
+    if second_order:
+        named += [(f"H_{p}_{q}_{r}", h, f"d^2 b_{p} / d x_{q} d x_{r}") for (p, q, r), h in sorted(system.hessian.items())]
+    named += [(f"sigma_{i}_{l}", system.sigma[i, l], f"sigma[{i}, {l}]") for i in range(w) for l in range(e)
+              if system.sigma[i, l] != 0]
+    symbolic = [(n, ex, c) for n, ex, c in named if not ex.is_Number]
+    temps, reduced = sp.cse([ex for _, ex, _ in symbolic], symbols=sp.numbered_symbols("tmp"), order="canonical")
+    assignments = [Assignment(tmp, ex) for tmp, ex in temps]
+    value = {n: ex for n, ex, _ in named}
+    for (name, original, comment), ex in zip(symbolic, reduced):
+        assignments.append(Assignment(sp.Symbol(name), ex, f"{comment} = {original}"))
+        value[name] = sp.Symbol(name)
+    return Coefficients(
+        b=tuple(value[f"b_{i}"] for i in range(w)),
+        J=sp.Matrix(w, w, lambda i, j: value.get(f"J_{i}_{j}", 0)),
+        H={k: value[f"H_{k[0]}_{k[1]}_{k[2]}"] for k in system.hessian} if second_order else {},
+        sigma=sp.Matrix(w, e, lambda i, l: value.get(f"sigma_{i}_{l}", 0)),
+        assignments=tuple(assignments),
+    )
+
+
+def variation_pattern(jacobian: sp.Matrix) -> np.ndarray:
+    """Structural pattern of Y (and of Yi): the reflexive-transitive closure of J's pattern."""
+    w = jacobian.rows
+    pattern = np.eye(w, dtype=bool) | (np.array(jacobian.tolist(), dtype=object) != 0)
+    closure = np.eye(w, dtype=bool)
+    while True:
+        grown = closure | ((pattern.astype(int) @ closure.astype(int)) > 0)
+        if (grown == closure).all():
+            return closure
+        closure = grown
+
+
+def _symmetric(w: int, entry) -> sp.Matrix:
+    values = {}
+    for i in range(w):
+        for j in range(i, w):
+            values[i, j] = values[j, i] = entry(i, j)
+    return sp.Matrix(w, w, lambda i, j: values[i, j])
+
+
+def first_order_state(x: tuple[sp.Symbol, ...], coeffs: Coefficients) -> State:
+    """X, Y, Yi (on the closure of J's pattern), M (where noise reaches) and C (where S can be non-zero).
+
+    Y = Yi = I, M = C = 0 and X = x0 initially. The pattern of A = Yi sigma decides M and C.
+    """
+    w, e = len(x), coeffs.sigma.cols
+    pattern = variation_pattern(coeffs.J)
+    Y = sp.Matrix(w, w, lambda i, j: sp.Symbol(f"Y_{i}_{j}") if pattern[i, j] else 0)
+    Yi = sp.Matrix(w, w, lambda i, j: sp.Symbol(f"Yi_{i}_{j}") if pattern[i, j] else 0)
+    reaches = [any(pattern[i, p] and coeffs.sigma[p, l] != 0 for p in range(w)) for i in range(w) for l in range(e)]
+    noisy = [any(reaches[i * e + l] for l in range(e)) for i in range(w)]
+    shared = [[any(reaches[i * e + l] and reaches[j * e + l] for l in range(e)) for j in range(w)] for i in range(w)]
+    M = tuple(sp.Symbol(f"M_{i}") if noisy[i] else ZERO for i in range(w))
+    C = _symmetric(w, lambda i, j: sp.Symbol(f"C_{i}_{j}") if shared[i][j] else ZERO)
+    initial = [(Y[i, j], sp.Integer(int(i == j))) for i, j in product(range(w), range(w)) if pattern[i, j]]
+    initial += [(Yi[i, j], sp.Integer(int(i == j))) for i, j in product(range(w), range(w)) if pattern[i, j]]
+    initial += [(s, ZERO) for s in M if s != 0]
+    initial += [(C[i, j], ZERO) for i in range(w) for j in range(i, w) if C[i, j] != 0]
+    return State(x=tuple(x), Y=Y, Yi=Yi, M=M, C=C, initial=tuple(initial))
+
+
+def noise_terms(state: State, coeffs: Coefficients) -> tuple[StepPart, sp.Matrix, sp.Matrix]:
+    """A = Yi sigma and S = A A^T (shared by both variation steps); returns the part, A and S."""
+    lines, w, e = _Lines(), state.width, coeffs.sigma.cols
+    A = sp.Matrix(w, e, lambda i, l: lines.bind(f"A_{i}_{l}", sum(state.Yi[i, p] * coeffs.sigma[p, l]
+                                                                  for p in range(w)), "A = Yi sigma"))
+    S = _symmetric(w, lambda i, j: lines.bind(f"S_{i}_{j}", sum(A[i, l] * A[j, l] for l in range(e)), "S = A A^T"))
+    return StepPart(tuple(lines.assignments), ()), A, S
+
+
+def first_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: sp.Matrix,
+                         dw: tuple[sp.Symbol, ...]) -> StepPart:
+    """M += A dW, C += S dt, Y += J Y dt, Yi -= Yi J dt, X += b dt + sigma dW."""
+    w, e, dt = state.width, coeffs.sigma.cols, DT_SYMBOL
+    updates = []
+    for i in range(w):
+        if state.M[i] != 0:
+            updates.append((state.M[i], state.M[i] + sum(A[i, l] * dw[l] for l in range(e)), "M += A dW"))
+        for j in range(i, w):
+            if state.C[i, j] != 0:
+                updates.append((state.C[i, j], state.C[i, j] + S[i, j] * dt, "C += S dt"))
+    JY, YiJ = coeffs.J * state.Y, state.Yi * coeffs.J
+    for i, j in product(range(w), range(w)):
+        if state.Y[i, j] != 0:
+            updates.append((state.Y[i, j], state.Y[i, j] + JY[i, j] * dt, "Y += J Y dt"))
+            updates.append((state.Yi[i, j], state.Yi[i, j] - YiJ[i, j] * dt, "Yi -= Yi J dt"))
+    for i in range(w):
+        updates.append((state.x[i], state.x[i] + coeffs.b[i] * dt + sum(coeffs.sigma[i, l] * dw[l] for l in range(e)),
+                        "X += b dt + sigma dW"))
+    return StepPart((), tuple(updates))
+
+
+def second_variation_step(state: State, coeffs: Coefficients, S: sp.Matrix) -> tuple[StepPart, State]:
+    """Zh, Q, R and their increments (the second-variation part of docs/math.md).
+
+    Returns the step part and the state with the entries of Zh, Q and R whose increments are
+    structurally non-zero added (all 0 initially).
+    """
+    lines, w, dt = _Lines(), state.width, DT_SYMBOL
+    rng, Y, Yi, C, h = range(w), state.Y, state.Yi, state.C, coeffs.h
+    T1 = {(p, r, a): lines.bind(f"T1_{p}_{r}_{a}", sum(h(p, q, r) * Y[q, a] for q in rng), "T1 = H[p; ., w] Y")
+          for p in rng for r in rng for a in rng}
+    T2 = {(p, a, c): lines.bind(f"T2_{p}_{a}_{c}", sum(T1[p, r, a] * Y[r, c] for r in rng), "T2 = H[p; Y., Y.]")
+          for p in rng for a in rng for c in range(a, w)}
+    dZh = {(i, a, c): sum(Yi[i, p] * T2[p, a, c] for p in rng) for i in rng for a in rng for c in range(a, w)}
+    Zh = {k: sp.Symbol(f"Zh_{k[0]}_{k[1]}_{k[2]}") for k, v in dZh.items() if v != 0}
+    with_zh = replace(state, Zh=Zh)
+    dQ = {(i, j, c): sum(S[i, a] * with_zh.zh(j, a, c) for a in rng) for i in rng for j in rng for c in rng}
+    Q = {k: sp.Symbol(f"Q_{k[0]}_{k[1]}_{k[2]}") for k, v in dQ.items() if v != 0}
+    Ht = {(i, j, c): lines.bind(f"Ht_{i}_{j}_{c}", sum(C[i, a] * with_zh.zh(j, a, c) for a in rng)
+                                - Q.get((i, j, c), ZERO), "Ht = C Zh - Q")
+          for i in rng for j in rng for c in rng}
+    dR = {(i, j, c): sum(Ht[i, j, a] * S[a, c] + S[j, a] * Ht[i, c, a] for a in rng)
+          for i in rng for j in rng for c in range(j, w)}
+    R = {k: sp.Symbol(f"R_{k[0]}_{k[1]}_{k[2]}") for k, v in dR.items() if v != 0}
+    updates = [(Q[k], Q[k] + v * dt, "Q += S Zh dt") for k, v in dQ.items() if v != 0]
+    updates += [(R[k], R[k] + v * dt, "R += (Ht S + S Ht^T) dt") for k, v in dR.items() if v != 0]
+    updates += [(Zh[k], Zh[k] + v * dt, "Zh += Yi H[Y, Y] dt") for k, v in dZh.items() if v != 0]
+    initial = state.initial + tuple((s, ZERO) for s in (*Zh.values(), *Q.values(), *R.values()))
+    return StepPart(tuple(lines.assignments), tuple(updates)), replace(state, Zh=Zh, Q=Q, R=R, initial=initial)
+
+
+def weight_assembly(state: State) -> Weight:
+    """The target at a record time from an LDL^T factorisation of C + ridge I (module docstring)."""
+    lines, w = _Lines(), state.width
+    Cr = state.C + RIDGE_SYMBOL * sp.eye(w)
+    D, invD, L = {}, {}, {}
+    for k in range(w):
+        D[k] = lines.bind(f"D_{k}", Cr[k, k] - sum(L[k, j] ** 2 * D[j] for j in range(k)), "LDL^T pivot of C")
+        invD[k] = lines.bind(f"invD_{k}", 1 / D[k], "")
+        for i in range(k + 1, w):
+            L[i, k] = lines.bind(f"L_{i}_{k}", (Cr[i, k] - sum(L[i, j] * L[k, j] * D[j] for j in range(k))) * invD[k],
+                                 "LDL^T factor of C")
+    Linv = {}
+    for i in range(w):
+        Linv[i, i] = sp.S.One
+        for k in range(i - 1, -1, -1):
+            Linv[i, k] = lines.bind(f"Li_{i}_{k}", -sum(L[i, j] * Linv[j, k] for j in range(k, i)), "L^-1")
+    Cinv = {}
+    for a in range(w):
+        for c in range(a, w):
+            Cinv[a, c] = Cinv[c, a] = lines.bind(f"Cinv_{a}_{c}", sum(Linv[k, a] * Linv[k, c] * invD[k] for k in range(c, w)),
+                                                 "C^-1 = L^-T D^-1 L^-1")
+    g = [sum(Cinv[i, j] * state.M[j] for j in range(w)) for i in range(w)]
+    if state.second_order:
+        v = [lines.bind(f"v_{c}", sum(state.zh(j, j, c) for j in range(w))
+                        - sum(Cinv[i, j] * state.Q.get((i, j, c), ZERO) for i in range(w) for j in range(w)),
+                        "v = tr Zh - <C^-1, Q>") for c in range(w)]
+        rho = [lines.bind(f"rho_{c}", sum(Cinv[i, j] * state.r(i, j, c) for i in range(w) for j in range(w)),
+                          "rho = <C^-1, R>") for c in range(w)]
+        g = [g[i] + v[i] - sum(Cinv[i, j] * rho[j] for j in range(w)) for i in range(w)]
+    g = [lines.bind(f"g_{i}", g[i], "C^-1 M + v - C^-1 rho") for i in range(w)]
+    target = [lines.bind(f"target_{a}", -sum(state.Yi[i, a] * g[i] for i in range(w)), "-Yi^T g") for a in range(w)]
+    condition = w * sum(Cr[a, a] * Cinv[a, a] for a in range(w))
+    return Weight(tuple(lines.assignments), tuple(target), tuple(D[k] for k in range(w)), condition)
+
+
+def _commit(parts: tuple[StepPart, ...]) -> tuple[tuple[Assignment, ...], tuple[tuple[sp.Symbol, sp.Expr], ...]]:
+    """Name every next value (``<symbol>_next``); an entry whose increment is structurally zero stays."""
+    lines = _Lines()
+    for part in parts:
+        lines.assignments.extend(part.assignments)
+    commit = []
+    for part in parts:
+        for symbol, expr, comment in part.updates:
+            nxt = lines.bind(f"{symbol}_next", expr, comment)
+            if nxt != symbol:
+                commit.append((symbol, nxt))
+    return tuple(lines.assignments), tuple(commit)
+
+
+def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool) -> Block:
+    """The block of one local system: the formulas above composed in the order of the recursion."""
+    second_order = second_order and bool(system.hessian)
+    coeffs = coefficients(system, second_order)
+    dw = tuple(sp.Symbol(f"dw_{l}") for l in range(system.n_noise))
+    state = first_order_state(system.x, coeffs)
+    noise, A, S = noise_terms(state, coeffs)
+    parts = [StepPart(coeffs.assignments, ()), noise]
+    if second_order:
+        second, state = second_variation_step(state, coeffs, S)
+        parts.append(second)
+    parts.append(first_variation_step(state, coeffs, A, S, dw))
+    step, commit = _commit(tuple(parts))
+    weight = weight_assembly(state)
+    state_symbols = state.initial + tuple((x, sp.Symbol(f"x0_{i}")) for i, x in enumerate(system.x))
+    return Block(
+        lanes=tuple(lanes), noise_lanes=tuple(noise_lanes), x=system.x,
+        x0=tuple(sp.Symbol(f"x0_{i}") for i in range(system.width)), dw=dw, state=state_symbols, step=step,
+        commit=commit, weight=weight.assignments, target=weight.target, pivots=weight.pivots,
+        condition=weight.condition, health=state.health(), second_order=second_order, description=description,
+    )
+
+
+# -- components and the whole kernel ----------------------------------------------------------------
+def _components(jac_pattern: np.ndarray, sigma_pattern: np.ndarray) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Connected components of coordinates linked by J's pattern or a shared noise column."""
+    m, d = sigma_pattern.shape
+    parent = list(range(m))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i, j):
+        parent[find(i)] = find(j)
+
+    for i, j in zip(*np.nonzero(jac_pattern)):
+        union(int(i), int(j))
+    for col in range(d):
+        rows = np.flatnonzero(sigma_pattern[:, col])
+        for r in rows[1:]:
+            union(int(rows[0]), int(r))
+    groups: dict[int, list[int]] = {}
+    for i in range(m):
+        groups.setdefault(find(i), []).append(i)
+    comps = []
+    for coords in sorted(groups.values()):
+        cols = tuple(c for c in range(d) if sigma_pattern[coords, c].any())
+        comps.append((tuple(coords), cols))
+    return comps
+
+
+def _local_system(derivation, coords, cols) -> LocalSystem:
+    """Component ``coords`` (noise columns ``cols``) renamed to local x_0..x_{w-1} and t, parameters bound.
+
+    J and H are the derivation's, restricted and renamed: nothing is differentiated here.
+    """
+    sde = derivation.sde
+    x = tuple(sp.Symbol(f"x_{c}") for c in range(len(coords)))
+    rename = {sde.state[g]: x[c] for c, g in enumerate(coords)} | {sde.time: T_SYMBOL}
+
+    def local(expr):
+        return expr.xreplace(sde.params).xreplace(rename)
+
+    drift = tuple(local(sde.drift[g]) for g in coords)
+    jacobian = sp.Matrix(len(coords), len(coords), lambda i, j: local(derivation.jacobian[coords[i], coords[j]]))
+    hessian = {}
+    for p, gp in enumerate(coords):
+        for q, gq in enumerate(coords):
+            for r in range(q, len(coords)):
+                if derivation.hessian_sparsity[gp, gq, coords[r]]:
+                    entry = local(derivation.hessian[gp, gq, coords[r]])
+                    if entry != 0:
+                        hessian[p, q, r] = entry
+    sigma = sde.diffusion.extract(list(coords), list(cols))
+    return LocalSystem(x=x, drift=drift, jacobian=jacobian, hessian=hessian, sigma=local(sigma))
+
+
+def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool = False) -> KernelIR:
+    """Build the kernel IR of a derivation.
+
+    Args:
+        derivation: a :class:`~symscore.Derivation` (its J and H are reused, not recomputed).
+        force_coupled: treat all coordinates as one component (testing the general path).
+        first_order_only: drop the second-variation terms (Zh, Q, R): a *wrong* target for a
+            nonlinear drift, kept to show that those terms matter.
+    """
+    sde = derivation.sde
+    m, d = sde.m, sde.d
+    sigma = sde.bound_diffusion()
+    sigma_pattern = np.array([[sigma[i, l] != 0 for l in range(d)] for i in range(m)], dtype=bool)
+    # the pattern with parameters bound (a parameter set to 0 removes a coupling)
+    bound_jacobian = derivation.jacobian.xreplace(sde.params)
+    jac_pattern = np.array([[bound_jacobian[i, j] != 0 for j in range(m)] for i in range(m)], dtype=bool)
+    if force_coupled:
+        comps = [(tuple(range(m)), tuple(range(d)))]
+    else:
+        comps = _components(jac_pattern, sigma_pattern)
+    for coords, cols in comps:
+        if not cols:
+            names = ", ".join(str(sde.state[i]) for i in coords)
+            raise SDESpecError(
+                f"diffusion: coordinate(s) {names} receive no noise, neither directly nor through the drift, "
+                "so the Malliavin matrix C_t is singular and the score target is undefined"
+            )
+    groups: dict[tuple, list] = {}
+    for coords, cols in comps:
+        system = _local_system(derivation, coords, cols)
+        key = (tuple(map(sp.srepr, system.drift)), sp.srepr(system.sigma))
+        groups.setdefault(key, [system, [], []])
+        groups[key][1].append(coords)
+        groups[key][2].append(cols)
+    blocks = []
+    for system, lanes, noise_lanes in groups.values():
+        names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
+        description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
+            " ..." if len(names) > 4 else "")
+        blocks.append(block_of(system, lanes, noise_lanes, description, second_order=not first_order_only))
+    return KernelIR(m=m, d=d, blocks=tuple(blocks), structure=derivation.structure)

@@ -1,0 +1,190 @@
+"""A loaded score kernel: :class:`Kernel` runs a generated module, :class:`Paths` holds the result.
+
+A kernel runs one Euler-Maruyama pass per path over the grid 0, dt, ..., times[-1] (dt =
+times[-1] / n_steps) carrying X and the processes of docs/math.md, and assembles the score target
+at every record time: the cost is O(n_steps) per path whatever the number of record times.
+
+:class:`Kernel` does what every backend does alike (the checks of :mod:`~symscore.compiler.runtime`,
+chunking, the failure policy); each backend's subclass (:mod:`symscore.compiler.backends`) adapts
+arrays and calls its generated module.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import number_at_least, positive_int
+from .._errors import SimulationInputError
+from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid
+
+__all__ = ["Kernel", "Paths"]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Simulated paths at the record times.
+
+    Attributes:
+        t: (K,) record times.
+        x: (n, K, m) states X_t.
+        target: (n, K, m) score targets with E[target | X_t] = grad log p_t(X_t).
+        failed: (n, K) bool, True where a record failed (non-finite X, Y or C, an ill-conditioned
+            Malliavin matrix, a non-finite target); those records hold NaN. All False unless
+            ``simulate(on_failure="keep")`` kept such paths.
+    """
+
+    t: np.ndarray
+    x: np.ndarray
+    target: np.ndarray
+    failed: np.ndarray | None = None
+
+
+class Kernel:
+    """A compiled score kernel. Use :meth:`simulate`; ``source`` is the generated module.
+
+    A backend's subclass implements the hooks below: option and array checks, output allocation,
+    the increment source and one chunk's run.
+    """
+
+    backend = ""
+    dtype_name = "float64"
+
+    def __init__(self, sde, module, path: Path, was_cached: bool):
+        self.sde, self.module, self.path, self.was_cached = sde, module, path, was_cached
+
+    @property
+    def source(self) -> str:
+        """The generated module source."""
+        return self.path.read_text().partition("\n")[2]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sde={self.sde.name!r}, backend={self.backend!r}, path={str(self.path)!r})"
+
+    def simulate(self, x0, times, n_steps, seed: int = 0, dW=None, *, ridge: float = 0.0,
+                 on_failure: str = "raise", cond_max: float | None = None, chunk_size: int | None = None,
+                 as_numpy: bool = False, on_singular: str | None = None) -> Paths:
+        """Simulate paths and their score targets.
+
+        Args:
+            x0: (n, m) initial points, one per path.
+            times: increasing 1-D record times in (0, T]; the grid runs from 0 to times[-1] in
+                n_steps equal steps and every record time must lie on it.
+            n_steps: number of Euler steps (>= 1).
+            seed: seed of the Brownian increments (ignored when dW is given).
+            dW: optional (n, n_steps, d) Brownian increments (each N(0, dt)); makes the run
+                fully deterministic.
+            ridge: Tikhonov parameter lambda >= 0: C_t is replaced by C_t + lambda I. Zero (exact)
+                by default; lambda > 0 biases the target by O(lambda / lambda_min(C_t)) but bounds
+                its variance at small t.
+            on_failure: what to do with paths whose X, Y or C become non-finite, whose Malliavin
+                matrix is singular or ill-conditioned, or whose target is not finite:
+                ``"raise"`` (default) raises an error saying how many paths failed, when, and what
+                to change; ``"drop"`` returns the other paths with a warning giving the count;
+                ``"keep"`` returns every path with a warning, NaN in the failed records and the
+                mask in ``paths.failed``.
+            cond_max: threshold on the condition estimate kappa = m sum_a C_aa (C^-1)_aa of the
+                Malliavin matrix per component (between the 2-norm condition number of the
+                Jacobi-scaled C and m^2 times it); default 1e12 (float64), 1e5 (float32).
+            chunk_size: simulate this many paths at a time (default: all), so that the memory
+                beyond the returned arrays is O(chunk_size). numba: the same seed gives the same
+                paths whatever the chunk size (per-path streams). torch: the seeded stream depends
+                on the chunk size (its generator runs through the chunks in turn); with dW given
+                the result is independent of it.
+            as_numpy: torch backend: return numpy arrays instead of tensors on the device.
+            on_singular: deprecated, use ``on_failure`` (``"warn"`` means ``"keep"``).
+
+        Returns:
+            :class:`Paths` with t (K,), x (n, K, m), target (n, K, m) and failed (n, K).
+        """
+        grid = TimeGrid.from_times(times, n_steps, self.sde.T)
+        x0 = self._check_x0(x0, self.sde.m)
+        n = x0.shape[0]
+        if on_singular is not None:
+            warnings.warn("simulate(on_singular=...) is deprecated: use on_failure='raise' | 'drop' | 'keep'",
+                          DeprecationWarning, stacklevel=2)
+            if on_singular not in ("raise", "warn"):
+                raise SimulationInputError(f"on_singular: expected 'raise' or 'warn', got {on_singular!r}")
+            on_failure = {"raise": "raise", "warn": "keep"}[on_singular]
+        ridge = number_at_least(ridge, "ridge", 0.0, error=SimulationInputError)
+        if on_failure not in ON_FAILURE:
+            raise SimulationInputError(f"on_failure: expected one of {', '.join(map(repr, ON_FAILURE))}, "
+                                       f"got {on_failure!r}")
+        cond_max = number_at_least(COND_MAX[self.dtype_name] if cond_max is None else cond_max, "cond_max", 1.0,
+                                   error=SimulationInputError)
+        seed = positive_int(seed, "seed", low=0, error=SimulationInputError)
+        chunk_size = n if chunk_size is None else positive_int(chunk_size, "chunk_size", error=SimulationInputError)
+        if dW is not None:
+            dW = self._check_dw(dW, (n, grid.n_steps, self.sde.d))
+        out = self._allocate(n, grid.n_records, self.sde.m, grid.n_steps)
+        streams = self._streams(seed, n, dW)
+        for start in range(0, n, chunk_size):
+            rows = slice(start, min(n, start + chunk_size))
+            self._run(x0[rows], grid, None if dW is None else dW[rows], streams, rows, ridge, cond_max, out)
+        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
+        report = FailureReport(grid, self._host(fail_step), self._host(fail_kind), self._host(illcond),
+                               ~self._host(target_finite), cond_max)
+        return self._apply_failure_policy(report, on_failure, grid.times, out_x, out_target, as_numpy)
+
+    def _apply_failure_policy(self, report: FailureReport, on_failure: str, times, out_x, out_target, as_numpy):
+        """raise, drop the failed paths, or keep them with NaN in their failed records (both with a warning)."""
+        failed = report.failed
+        if failed.any():
+            if on_failure == "raise":
+                report.raise_error()
+            keep_rows = ~failed.any(axis=1)
+            if on_failure == "drop":
+                if not keep_rows.any():
+                    report.raise_error()
+                warnings.warn(f"dropped {int((~keep_rows).sum())} of {len(keep_rows)} paths: {report.message()}",
+                              RuntimeWarning, stacklevel=3)
+                index = self._index(np.flatnonzero(keep_rows))
+                out_x, out_target = out_x[index], out_target[index]
+                failed = np.zeros((int(keep_rows.sum()), failed.shape[1]), dtype=bool)
+            else:
+                warnings.warn(f"kept failed paths, their failed records are NaN (see paths.failed): "
+                              f"{report.message()}", RuntimeWarning, stacklevel=3)
+                mask = self._index(failed)
+                out_x[mask] = np.nan
+                out_target[mask] = np.nan
+        return self._paths(times, out_x, out_target, failed, as_numpy)
+
+    # -- backend hooks --------------------------------------------------------------------------
+    @classmethod
+    def check_options(cls, dtype, device, use_compile) -> dict:
+        """Validate ``compile``'s options for this backend; returns the keyword arguments of ``__init__``."""
+        raise NotImplementedError
+
+    def _check_x0(self, x0, m: int):
+        """x0 checked by the rules of :func:`runtime.check_x0`, as the backend's array type."""
+        raise NotImplementedError
+
+    def _check_dw(self, dW, shape):
+        """dW checked by the rules of :func:`runtime.check_dw`, as the backend's array type."""
+        raise NotImplementedError
+
+    def _allocate(self, n, K, m, n_steps):
+        """(out_x, out_target, fail_step, fail_kind, illcond, target_finite) for n paths and K records."""
+        raise NotImplementedError
+
+    def _streams(self, seed, n, dW):
+        """The source of increments shared by every chunk (ignored where dW is given)."""
+        raise NotImplementedError
+
+    def _run(self, x0, grid: TimeGrid, dW, streams, rows, ridge, cond_max, out):
+        """Simulate the paths ``rows`` (a slice) into the slices ``rows`` of ``out``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _host(array) -> np.ndarray:
+        """A host numpy array of a backend array."""
+        return np.asarray(array)
+
+    def _index(self, mask_or_rows):
+        """A host mask or row list as an index into the backend's arrays."""
+        return mask_or_rows
+
+    def _paths(self, times, out_x, out_target, failed, as_numpy):
+        return Paths(t=times, x=out_x, target=out_target, failed=failed)

@@ -1,0 +1,397 @@
+"""The training loop: regress a score target on X_t with a :class:`ScoreModel`.
+
+Every step draws ``batch_size`` data points x0, simulates fresh paths to ``n_times`` record times
+drawn uniformly from the grid points k dt in [t_min, T] (or the user's ``times``), and takes one
+AdamW step on the time-weighted MSE  mean_t c_out(t)^-2 |s_theta(X_t, t) - target_t|^2  (or the
+sliced score matching loss for ``target="ssm"``). The learning rate follows a linear warm-up and
+a cosine decay; an exponential moving average (EMA) of the weights is what :func:`train` returns.
+
+Randomness is keyed by (seed, step): the data draw, the record times and the Brownian increments
+of step k depend only on ``seed`` and k. With the optimiser, scheduler and EMA states in the
+checkpoint, ``resume=`` therefore continues bit-identically on the same machine and thread count.
+
+Bias knobs (both off or small by default):
+* ``t_min``: no record time below t_min. The model is not trained on (0, t_min), and samplers
+  stop at t_min, so samples follow p_{t_min}, not p_0 (for VP roughly data + N(0, beta_min t_min)).
+* ``ridge``: Tikhonov lambda in (C_t + lambda I)^-1, which bounds the target's variance at small t
+  at a bias O(lambda / lambda_min(C_t)) (malliavin target only).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._checks import positive_float, positive_int
+from .._errors import NonFiniteSimulationError, SymscoreError
+from ..compiler.cache import atomic_write
+from ..compiler.runtime import TimeGrid
+from ..data import check_data, load
+from ..spec.sde import SDE
+from .model import ACTIVATIONS, ScoreModel, load_torch_file
+from .targets import TARGETS, make_target_source
+
+__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "symscore.checkpoint/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run's result; validated on construction.
+
+    ``asdict(config)``, with the network's configuration and the SDE's fingerprint, is the run
+    record stored in every checkpoint: a run resumes only from a checkpoint with the same record.
+    The arguments are those of :func:`train`.
+    """
+
+    steps: int = 2000
+    batch_size: int = 256
+    target: str = "malliavin"
+    backend: str = "numba"
+    t_min: float = 1e-3
+    seed: int = 0
+    times: tuple[float, ...] | None = None
+    n_times: int = 4
+    n_steps: int = 100
+    width: int = 128
+    depth: int = 3
+    activation: str = "silu"
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.999
+    clip_norm: float = 1.0
+    ridge: float = 0.0
+    pilot_size: int = 2048
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {self.target!r}")
+        if self.activation not in ACTIVATIONS:
+            raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        checked = {
+            "steps": positive_int(self.steps, "steps"), "batch_size": positive_int(self.batch_size, "batch_size"),
+            "seed": positive_int(self.seed, "seed", low=0), "n_times": positive_int(self.n_times, "n_times"),
+            "n_steps": positive_int(self.n_steps, "n_steps"), "pilot_size": positive_int(self.pilot_size, "pilot_size", 2),
+            "t_min": positive_float(self.t_min, "t_min", allow_zero=True), "lr": positive_float(self.lr, "lr"),
+            "weight_decay": positive_float(self.weight_decay, "weight_decay", allow_zero=True),
+            "ema_decay": positive_float(self.ema_decay, "ema_decay", allow_zero=True),
+            "clip_norm": positive_float(self.clip_norm, "clip_norm"),
+            "ridge": positive_float(self.ridge, "ridge", allow_zero=True),
+            "times": None if self.times is None else tuple(float(v) for v in np.ravel(self.times)),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # normalised (ints, floats, a tuple) on a frozen instance
+
+    def record(self, sde, model: ScoreModel) -> dict:
+        """The run record: ``asdict(self)`` with the network's configuration and the SDE's fingerprint."""
+        record = asdict(self)
+        record["times"] = None if self.times is None else list(self.times)
+        return record | {"model": dict(model.config), "sde": sde.fingerprint()}
+
+
+def _grid_steps(sde, config: TrainConfig):
+    """Candidate record steps k (time k dt) of the grid with dt = T / n_steps, at or after t_min."""
+    dt = sde.T / config.n_steps
+    if config.times is None:
+        first = max(1, math.ceil(config.t_min / dt - 1e-9))
+        return np.arange(first, config.n_steps + 1)
+    grid = TimeGrid.from_times(config.times, config.n_steps, sde.T, end=sde.T)
+    if grid.times[0] < config.t_min:
+        raise SymscoreError(f"times: record time {grid.times[0]} is below t_min = {config.t_min}")
+    return grid.record_steps
+
+
+def _check_data(sde, data) -> np.ndarray:
+    if not isinstance(sde, SDE):
+        raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
+    if isinstance(data, str | Path):
+        data = load(data, n=None)
+    return check_data(data, sde.m)
+
+
+def _step_seeds(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, step]))
+
+
+def _draw(rng, data, batch_size, candidates, n_times):
+    x0 = data[rng.integers(data.shape[0], size=batch_size)]
+    k = min(n_times, candidates.size)
+    record_steps = np.sort(rng.choice(candidates, size=k, replace=False))
+    return x0, record_steps, int(rng.integers(2**31 - 1))
+
+
+def _pilot(source, model, data, candidates, pilot_size, seed):
+    """Measure per-time mean/std of X_t and the target scale; store them and the prior data on the model."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
+    x0 = data[rng.choice(data.shape[0], size=min(pilot_size, data.shape[0]), replace=False)]
+    # geometric in t: the scales vary like powers of t (the model interpolates in log t)
+    record_steps = np.unique(np.append(np.geomspace(candidates[0], candidates[-1], 24).round().astype(int),
+                                       source.n_steps))
+    x, values = source.batch(x0, record_steps, int(rng.integers(2**31 - 1)))
+    x_std = np.maximum(x.std(axis=1), 1e-3 * max(1.0, float(np.abs(x).max())))
+    if values is None:  # ssm: scale of the score of a Gaussian with the same spread
+        out_scale = 1.0 / x_std
+    else:
+        out_scale = np.sqrt(np.mean(values**2, axis=1))
+        out_scale = np.maximum(out_scale, 1e-6 * out_scale.max())
+    times = record_steps * source.dt
+    model.set_preconditioning(times, x.mean(axis=1), x_std, out_scale)
+    model.set_prior_data(data.mean(axis=0), np.atleast_2d(np.cov(data.T)), x[-1])
+
+
+def _rows(array: np.ndarray, m: int, device) -> torch.Tensor:
+    """(K, n, m) samples as a float32 (K n, m) tensor, time-major like the repeated record times."""
+    return torch.as_tensor(np.ascontiguousarray(array).reshape(-1, m), dtype=torch.float32, device=device)
+
+
+def _loss(model, x, t, target, generator):
+    """Time-weighted MSE, or the sliced score matching loss when target is None."""
+    if target is not None:
+        raw, scale = model.preconditioned(x, t)
+        return ((raw - target / scale) ** 2).sum(dim=1).mean()
+    x = x.requires_grad_(True)
+    raw, scale = model.preconditioned(x, t)
+    score = raw * scale
+    v = torch.randint(0, 2, x.shape, generator=generator, dtype=x.dtype) * 2 - 1
+    projected = (score * v).sum()
+    grad = torch.autograd.grad(projected, x, create_graph=True)[0]
+    weight = 1.0 / (scale**2).mean(dim=1)  # the same time weighting c_out(t)^-2
+    return (weight * ((grad * v).sum(dim=1) + 0.5 * ((score * v).sum(dim=1)) ** 2)).mean()
+
+
+def _schedule(steps: int):
+    warmup = max(1, min(100, steps // 20))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+class Trainer:
+    """One training run: the network, its optimiser, scheduler and EMA, and the target source.
+
+    ``step()`` takes one optimisation step and returns its loss; ``run()`` takes the remaining
+    steps with a progress bar and checkpoints and returns the EMA model; ``ema_model()`` is the
+    EMA model at any time. The state after step k depends only on the config and k (randomness
+    keyed by (seed, step)), so ``resume=`` continues a run bit-identically.
+
+    Args:
+        sde, data: the forward SDE and the (n, m) data (or a dataset name / ``.npy`` path).
+        config: a :class:`TrainConfig`.
+        model: an existing ScoreModel to continue training (its preconditioning is re-measured).
+        checkpoint_dir, checkpoint_every, keep_checkpoints: see :func:`train`.
+        resume: a checkpoint file or folder whose run record matches, to continue from.
+        device: torch device of the network (default CPU).
+    """
+
+    def __init__(self, sde: SDE, data, config: TrainConfig, *, model: ScoreModel | None = None,
+                 checkpoint_dir=None, checkpoint_every: int = 500, keep_checkpoints: int = 3, resume=None,
+                 device=None):
+        if not isinstance(config, TrainConfig):
+            raise SymscoreError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        self.sde, self.config, self.data = sde, config, _check_data(sde, data)
+        if config.t_min >= sde.T:
+            raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {config.t_min}")
+        self.candidates = _grid_steps(sde, config)
+        self.source = make_target_source(config.target, sde, config.n_steps, backend=config.backend,
+                                         ridge=config.ridge)
+        torch.manual_seed(config.seed)
+        if model is None:
+            model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,
+                               t_min=float(self.candidates[0] * sde.T / config.n_steps))
+        elif not isinstance(model, ScoreModel) or model.m != sde.m:
+            raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
+        _pilot(self.source, model, self.data, self.candidates, config.pilot_size, config.seed)
+        self.device = torch.device(device or "cpu")
+        self.model = model.to(self.device)
+        self.record = config.record(sde, model)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config.steps))
+        self.ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(config.ema_decay))
+        self.step_count = 0 if resume is None else _restore(resume, self.record, model, self.ema, self.optimizer,
+                                                             self.scheduler)
+        self.checkpoints = _Checkpoints(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
+        self.checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+        self._generator = torch.Generator()
+
+    def step(self) -> float:
+        """One optimisation step on fresh paths; returns the loss (raises if it is not finite)."""
+        config, step = self.config, self.step_count
+        x0, record_steps, sim_seed = _draw(_step_seeds(config.seed, step), self.data, config.batch_size,
+                                           self.candidates, config.n_times)
+        x, values = self.source.batch(x0, record_steps, sim_seed)
+        t = np.repeat(record_steps * self.source.dt, config.batch_size)
+        self._generator.manual_seed(sim_seed)
+        m, device = self.sde.m, self.device
+        loss = _loss(self.model, _rows(x, m, device), torch.as_tensor(t, dtype=torch.float32, device=device),
+                     None if values is None else _rows(values, m, device), self._generator)
+        if not torch.isfinite(loss):
+            raise NonFiniteSimulationError(f"the loss became non-finite at step {step}: lower lr, raise t_min, "
+                                           "or pass ridge > 0 to bound the target's variance")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update_parameters(self.model)
+        value = float(loss.detach())
+        self.model.loss_history.append(value)
+        self.step_count += 1
+        if self.checkpoints is not None and (self.step_count % self.checkpoint_every == 0
+                                             or self.step_count == config.steps):
+            self.save_checkpoint()
+        return value
+
+    def save_checkpoint(self):
+        """Write ``checkpoint_<step>.pt`` (atomically) to the checkpoint folder; prune older ones."""
+        if self.checkpoints is None:
+            raise SymscoreError("checkpoint_dir: this Trainer was made without a checkpoint folder")
+        self.checkpoints.write(self.step_count, self.record, self.model, self.ema, self.optimizer, self.scheduler)
+
+    def run(self, progress: bool = True) -> ScoreModel:
+        """The remaining steps up to ``config.steps`` (tqdm bar with the loss); returns the EMA model."""
+        steps = self.config.steps
+        bar = tqdm(range(self.step_count, steps), initial=self.step_count, total=steps, disable=not progress,
+                   desc=f"train[{self.config.target}]")
+        for _ in bar:
+            loss = self.step()
+            if (self.step_count - 1) % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+        return self.ema_model()
+
+    def ema_model(self) -> ScoreModel:
+        """A copy of the network carrying the EMA weights (in eval mode)."""
+        return _ema_model(self.model, self.ema)
+
+
+def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str = "malliavin",
+          backend: str = "numba", t_min: float = 1e-3, checkpoint_dir=None, resume=None, seed: int = 0, *,
+          times=None, n_times: int = 4, n_steps: int = 100, model: ScoreModel | None = None,
+          width: int = 128, depth: int = 3, activation: str = "silu", lr: float = 5e-3,
+          weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
+          checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
+          progress: bool = True, device=None) -> ScoreModel:
+    """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
+
+    A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
+
+    Args:
+        sde: the forward SDE.
+        data: (n, m) array, a dataset name of :mod:`symscore.data` or a ``.npy`` path.
+        steps, batch_size: optimiser steps, and data points (paths) per step.
+        target: a name in :data:`symscore.learn.targets.TARGETS`: ``"malliavin"`` (default, any
+            SDE), ``"dsm"`` (linear SDEs), ``"ssm"`` or ``"local"`` (see :mod:`symscore.learn.targets`).
+        backend: kernel backend of the malliavin target (``"numba"`` or ``"torch"``).
+        t_min: smallest record time (a bias; see the module docstring).
+        checkpoint_dir: folder for ``checkpoint_<step>.pt`` files every ``checkpoint_every`` steps
+            and at the end, written atomically; the newest ``keep_checkpoints`` are kept.
+        resume: a checkpoint file, or a folder (its newest checkpoint), to continue from.
+        seed: seeds the network initialisation and every random draw.
+        times: fixed record times (on the grid of ``n_steps``) instead of uniform draws.
+        n_times: record times per step (each path contributes one sample per time).
+        n_steps: Euler steps over [0, T] (the grid of record times).
+        model: an existing ScoreModel to continue training (its preconditioning is re-measured);
+            otherwise one is built with ``width``, ``depth``, ``activation``.
+        lr, weight_decay: AdamW; the rate warms up linearly, then decays by a cosine to 5% of ``lr``.
+        ema_decay: EMA of the weights (the returned model); clip_norm: gradient-norm clipping.
+        ridge: Tikhonov lambda of the malliavin target (a bias; off by default).
+        progress: show a tqdm bar with the loss.
+        device: torch device of the network (default CPU).
+    """
+    config = TrainConfig(steps=steps, batch_size=batch_size, target=target, backend=backend, t_min=t_min, seed=seed,
+                         times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
+                         activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
+                         clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size)
+    trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
+                      device=device)
+    return trainer.run(progress)
+
+
+def _ema_average(decay: float):
+    """EMA update with warm-up: the decay is min(decay, (1 + k) / (10 + k)) after k updates, so a
+    short run is not dominated by its random initial weights."""
+
+    def average(averaged, current, num_averaged):
+        rate = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        return rate * averaged + (1 - rate) * current
+
+    return average
+
+
+def _ema_model(model: ScoreModel, ema) -> ScoreModel:
+    """A copy of ``model`` carrying the EMA weights (the EMA copy holds the same buffers)."""
+    result = ScoreModel.from_state(model.config, ema.module.state_dict(), model.loss_history)
+    return result.to(next(model.parameters()).device).eval()
+
+
+class _Checkpoints:
+    """checkpoint_<step>.pt files in one folder, written atomically; older ones pruned after a write."""
+
+    def __init__(self, folder, keep: int):
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise SymscoreError(f"checkpoint_dir: {str(self.folder)!r} exists and is not a folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep = positive_int(keep, "keep_checkpoints")
+
+    def write(self, step, run, model, ema, optimizer, scheduler):
+        payload = {"format": CHECKPOINT_FORMAT, "step": step, "run": run, "model": model.state_dict(),
+                   "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict(), "loss_history": list(model.loss_history)}
+        atomic_write(self.folder / f"checkpoint_{step:08d}.pt", lambda stream: torch.save(payload, stream))
+        for old in _checkpoint_files(self.folder)[:-self.keep]:
+            old.unlink(missing_ok=True)
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("checkpoint_*.pt"))
+
+
+def _read_checkpoint(source, what: str = "resume") -> dict:
+    """The payload of a checkpoint file, or of the newest one in a folder; clear errors otherwise."""
+    path = Path(source)
+    if path.is_dir():
+        files = _checkpoint_files(path)
+        if not files:
+            raise SymscoreError(f"{what}: no checkpoint_*.pt file in {str(path)!r}")
+        path = files[-1]
+    try:
+        payload = load_torch_file(path)
+    except SymscoreError as exc:
+        older = [p.name for p in _checkpoint_files(path.parent) if p != path]
+        hint = f"; earlier checkpoints in the folder: {', '.join(older)}" if older else ""
+        raise SymscoreError(f"{what}: {exc}{hint}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SymscoreError(f"{what}: {str(path)!r} is not a symscore training checkpoint")
+    return payload
+
+
+def load_checkpoint(source) -> ScoreModel:
+    """The EMA model stored in a training checkpoint (a file, or a folder's newest checkpoint)."""
+    payload = _read_checkpoint(source, what="checkpoint")
+    ema_state = {k.removeprefix("module."): v for k, v in payload["ema"].items() if k != "n_averaged"}
+    return ScoreModel.from_state(payload["run"]["model"], ema_state, payload["loss_history"]).eval()
+
+
+def _restore(resume, run, model, ema, optimizer, scheduler) -> int:
+    payload = _read_checkpoint(resume)
+    differ = [key for key in sorted(set(run) | set(payload["run"])) if payload["run"].get(key) != run.get(key)]
+    if differ:
+        raise SymscoreError("resume: the checkpoint was written by a run with different settings: "
+                            + ", ".join(f"{k}={payload['run'].get(k)!r} (now {run.get(k)!r})" for k in differ))
+    model.load_state_dict(payload["model"])
+    ema.load_state_dict(payload["ema"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    model.loss_history = list(payload["loss_history"])
+    return int(payload["step"])

@@ -1,0 +1,8 @@
+"""Stage 2, the symbolic derivation (SymPy only): J, H, the variation equations, structure.
+
+``derivation``   :class:`Derivation` of one SDE; J and H are computed here once and reused by every
+                 later stage (the compiler's IR, the numerical views);
+``closed_form``  closed forms of linear SDEs (Y_t, C_t, the Gaussian score), for tests and teaching;
+``numeric``      the SDE and its derivatives as vectorised numpy functions (lambdify), for the
+                 learning stage.
+"""

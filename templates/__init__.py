@@ -1,1 +1,0 @@
-"""Jinja2 templates of the generated kernel modules (shipped as package data)."""
