@@ -5,7 +5,7 @@
     symscore train SPEC --data NAME|FILE.npy --out DIR [--steps N ...]
     symscore sample DIR --n N --out FILE.npy [--plot PNG]
     symscore demo [--out DIR] [--benes]
-    symscore bench SPEC [--backend numba|torch|both]
+    symscore bench SPEC [--backend numba|torch|all]
 
 SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore.spec.parse`).
 A bad SPEC or argument is reported in one line on standard error with exit status 1 (usage
@@ -70,11 +70,12 @@ def _write_text(text: str, output: str | None) -> None:
 
 
 class _Registered(click.Choice):
-    """A choice among the names of a registry (targets, samplers, activations), read when first needed:
-    the registries live in the learning layer, which imports torch."""
+    """A choice among the names of a registry (backends, targets, samplers, activations), read when
+    needed: what is registered after this module is imported counts, and the learning layer's
+    registries (which import torch) load only for the commands that use them."""
 
-    def __init__(self, module: str, registry: str):
-        self._source = (module, registry)
+    def __init__(self, module: str, registry: str, extra: tuple[str, ...] = ()):
+        self._source, self._extra = (module, registry), extra
         super().__init__(())
 
     @property
@@ -82,7 +83,7 @@ class _Registered(click.Choice):
         import importlib
 
         module, registry = self._source
-        return tuple(getattr(importlib.import_module(module), registry))
+        return (*getattr(importlib.import_module(module), registry), *self._extra)
 
     @choices.setter
     def choices(self, value):  # click.Choice.__init__ assigns it; the registry is the source
@@ -127,7 +128,8 @@ def derive(spec, fmt, output):
 
 @main.command()
 @click.argument("spec")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="numba", show_default=True)
+@click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS"), default="numba",
+              show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @_spec_doc
 def emit(spec, backend, output):
@@ -293,7 +295,8 @@ def demo(out, steps, benes, quick):
 
 @main.command()
 @click.argument("spec")
-@click.option("--backend", type=click.Choice([*BACKENDS, "all", "both"]), default="all", show_default=True,
+@click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS", ("all", "both")), default="all",
+              show_default=True,
               help="A registered backend, or all of them ('both' is the old name of 'all').")
 @click.option("--paths", "n_paths", default=10_000, show_default=True)
 @click.option("--n-steps", default=200, show_default=True)

@@ -145,6 +145,6 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
     template = _environment().get_template(record.template)
     return template.render(
         name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
-        m=ir.m, d=ir.d, runtime=runtime_text(),
+        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(),
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )

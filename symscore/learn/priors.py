@@ -24,6 +24,7 @@ import sympy as sp
 from scipy import integrate, stats
 
 from .._errors import SymscoreError
+from .._registry import Registry
 from ..symbolic.numeric import LinearMoments, NumericSDE
 
 __all__ = ["Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior", "PRIORS", "register_prior",
@@ -185,18 +186,9 @@ class PriorNotApplicable(SymscoreError):
 
 #: Registered prior builders by kind, in the order ``kind="auto"`` tries them:
 #: ``builder(sde, *, data_mean, data_cov, endpoints) -> Prior`` or raise :class:`PriorNotApplicable`.
-PRIORS: dict = {}
-
-
-def register_prior(kind: str):
-    """Function decorator: register a prior builder under ``kind`` (tried by ``auto`` in registration order)."""
-    def register(builder):
-        if kind in PRIORS or kind == "auto":
-            raise SymscoreError(f"prior: {kind!r} is already registered")
-        PRIORS[kind] = builder
-        return builder
-
-    return register
+PRIORS = Registry("prior")
+#: Function decorator: register a prior builder under a kind (tried by ``auto`` in registration order).
+register_prior = PRIORS.register
 
 
 @register_prior("gaussian")
@@ -243,11 +235,9 @@ def make_prior(sde, kind: str = "auto", *, data_mean=None, data_cov=None, endpoi
         data_mean, data_cov: moments of the data (Gaussian prior); zero when not known.
         endpoints: forward-simulated X_T of data points (empirical prior).
     """
-    if kind != "auto" and kind not in PRIORS:
-        raise SymscoreError(f"prior: expected one of {', '.join(map(repr, ('auto', *PRIORS)))} or a Prior, got {kind!r}")
     data = {"data_mean": data_mean, "data_cov": data_cov, "endpoints": endpoints}
     if kind != "auto":
-        return PRIORS[kind](sde, **data)
+        return PRIORS.lookup(kind, extra=("auto",))(sde, **data)
     for builder in PRIORS.values():
         try:
             return builder(sde, **data)

@@ -25,6 +25,7 @@ from scipy.integrate import solve_ivp
 
 from .._checks import positive_int
 from .._errors import NonFiniteSimulationError, SymscoreError
+from .._registry import Registry
 from .model import ScoreModel
 from ..symbolic.numeric import NumericSDE
 from .priors import EmpiricalPrior, Prior, make_prior
@@ -55,18 +56,9 @@ class SamplerRun:
 
 
 #: Registered samplers by name (the ``method=`` of :func:`sample` and the CLI): ``run -> (n, m) samples``.
-SAMPLERS: dict = {}
-
-
-def register_sampler(name: str):
-    """Function decorator: register ``sampler(run: SamplerRun) -> np.ndarray`` under ``name``."""
-    def register(sampler):
-        if name in SAMPLERS:
-            raise SymscoreError(f"method: {name!r} is already registered")
-        SAMPLERS[name] = sampler
-        return sampler
-
-    return register
+SAMPLERS = Registry("method")
+#: Function decorator: register ``sampler(run: SamplerRun) -> np.ndarray`` under a name.
+register_sampler = SAMPLERS.register
 
 
 #: The registered method names (kept for callers of the former tuple).
@@ -159,14 +151,13 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
         (n, m) float64 samples.
     """
     t_end = _check_common(sde, n_steps, t_end, score)
-    if method not in SAMPLERS:
-        raise SymscoreError(f"method: expected one of {', '.join(map(repr, SAMPLERS))}, got {method!r}")
+    sampler = SAMPLERS.lookup(method)
     n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
     run = SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, np.linspace(sde.T, t_end, int(n_steps) + 1),
                      rng, adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
-    return SAMPLERS[method](run)
+    return sampler(run)
 
 
 @register_sampler("sde")

@@ -18,23 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import SymscoreError
+from .._registry import Registry
 from ..symbolic.numeric import LinearMoments, NumericSDE
 
 __all__ = ["TARGETS", "TargetSource", "register_target", "make_target_source"]
 
 #: Registered target sources by name (the ``target=`` of :func:`symscore.train` and the CLI).
-TARGETS: dict[str, type] = {}
-
-
-def register_target(name: str):
-    """Class decorator: register a :class:`TargetSource` subclass under ``name``."""
-    def register(cls):
-        if name in TARGETS:
-            raise SymscoreError(f"target: {name!r} is already registered")
-        TARGETS[name] = cls
-        return cls
-
-    return register
+TARGETS = Registry("target")
+#: Class decorator: register a :class:`TargetSource` subclass under a name.
+register_target = TARGETS.register
 
 
 class TargetSource:
@@ -141,6 +133,4 @@ class SlicedSource(TargetSource):
 def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,
                        device=None) -> TargetSource:
     """The :class:`TargetSource` registered as ``target`` (an unknown name lists the registered ones)."""
-    if target not in TARGETS:
-        raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {target!r}")
-    return TARGETS[target](sde, n_steps, backend=backend, ridge=ridge, device=device)
+    return TARGETS.lookup(target)(sde, n_steps, backend=backend, ridge=ridge, device=device)

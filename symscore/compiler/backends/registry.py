@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..._errors import SymscoreError
+from ..._registry import Registry
 
 __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "make_printer"]
 
@@ -34,22 +34,17 @@ class Backend:
 
 
 #: Registered backends by name.
-BACKENDS: dict[str, Backend] = {}
+BACKENDS = Registry("backend")
 
 
 def register_backend(backend: Backend) -> Backend:
     """Add ``backend`` to :data:`BACKENDS` (a name can be registered once)."""
-    if backend.name in BACKENDS:
-        raise SymscoreError(f"backend: {backend.name!r} is already registered")
-    BACKENDS[backend.name] = backend
-    return backend
+    return BACKENDS.register(backend.name)(backend)
 
 
 def get_backend(name) -> Backend:
     """The record of backend ``name``; an unknown name raises an error listing the known ones."""
-    if name not in BACKENDS:
-        raise SymscoreError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
-    return BACKENDS[name]
+    return BACKENDS.lookup(name)
 
 
 
