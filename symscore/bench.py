@@ -41,7 +41,6 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
 
     Returns one row per backend, then the baseline row (ratio 1).
     """
-    from .compiler.backends import get_backend
     from .compiler.build import compile as compile_kernel
     from .symbolic.numeric import NumericSDE
 
@@ -52,7 +51,6 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
     baseline = best_of(lambda: numeric.euler(x0, [n_steps], sde.T / n_steps, np.random.default_rng(seed)), repeats)
     rows = []
     for backend in backends:
-        get_backend(backend)  # an unknown name lists the registered ones
         kernel = compile_kernel(sde, backend=backend, device=None if backend == "numba" else device)
         seconds = best_of(lambda: kernel.simulate(x0, [sde.T], n_steps, seed=seed, as_numpy=True), repeats)
         rows.append(BenchRow(f"{backend} kernel (X, Y, Z, weights)", seconds, n_paths * n_steps / seconds,

@@ -56,14 +56,17 @@ def generator_text(backend: str) -> str:
 def _module_body(module) -> str:
     """The text of ``module`` after its docstring, imports and ``__all__``: the part that runs."""
     text = Path(module.__file__).read_text()
-    tree = ast.parse(text)
-    head = [node for node in tree.body[:8] if isinstance(node, (ast.Import, ast.ImportFrom)) or (
-        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
-        isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["__all__"])]
-    body_start = head[-1].end_lineno if head else 0
-    if any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in tree.body if node.lineno > body_start):
-        raise RuntimeError(f"{module.__name__}: imports after the body starts cannot be rendered verbatim")
-    return "\n".join(text.splitlines()[body_start:]).strip() + "\n"
+    body_start = 0
+    for node in ast.parse(text).body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        names = isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["__all__"]
+        if not (docstring or names or isinstance(node, (ast.Import, ast.ImportFrom))):
+            break
+        body_start = node.end_lineno
+    body = text.splitlines()[body_start:]
+    if any(line.startswith(("import ", "from ")) for line in body):
+        raise RuntimeError(f"{module.__name__}: an import after the body starts cannot be rendered verbatim")
+    return "\n".join(body).strip() + "\n"
 
 
 @cache

@@ -45,8 +45,8 @@ class Paths:
 class Kernel:
     """A compiled score kernel. Use :meth:`simulate`; ``source`` is the generated module.
 
-    A backend's subclass implements the hooks below: option and array checks, output allocation,
-    the increment source and one chunk's run.
+    A backend's subclass implements the hooks below: array checks, output allocation, the
+    increment source and one chunk's run (compile's options are checked by the backend's record).
     """
 
     backend = ""
@@ -152,11 +152,6 @@ class Kernel:
         return self._paths(times, out_x, out_target, failed, as_numpy)
 
     # -- backend hooks --------------------------------------------------------------------------
-    @classmethod
-    def check_options(cls, dtype, device, use_compile) -> dict:
-        """Validate ``compile``'s options for this backend; returns the keyword arguments of ``__init__``."""
-        raise NotImplementedError
-
     def _check_x0(self, x0, m: int):
         """x0 checked by the rules of :func:`runtime.check_x0`, as the backend's array type."""
         raise NotImplementedError

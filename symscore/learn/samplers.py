@@ -61,9 +61,6 @@ SAMPLERS = Registry("method")
 register_sampler = SAMPLERS.register
 
 
-#: The registered method names (kept for callers of the former tuple).
-METHODS = SAMPLERS
-
 
 def _score_function(score, m: int):
     """score(x, t) as a checked numpy function returning float64 (n, m)."""

@@ -42,7 +42,6 @@ class NumbaKernel(Kernel):
     """Kernel of the numba backend: float64 on the CPU, parallel over paths (``prange``)."""
 
     backend = "numba"
-    check_options = staticmethod(check_options)
 
     def _check_x0(self, x0, m):
         return check_x0(x0, m)

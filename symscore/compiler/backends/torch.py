@@ -66,7 +66,6 @@ class TorchKernel(Kernel):
     """Kernel of the torch backend: vectorised over paths, a Python loop over steps; CPU or GPU."""
 
     backend = "torch"
-    check_options = staticmethod(check_options)
 
     def __init__(self, sde, module, path, was_cached, *, dtype, device, use_compile):
         super().__init__(sde, module, path, was_cached)
