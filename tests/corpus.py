@@ -2,7 +2,8 @@
 
 Drifts mix rational, log, sqrt, atan, trigonometric, hyperbolic and error-function terms, nested
 quotients, polynomial terms and products across coordinates, on top of a confining -a x_i; the
-diffusion is the identity, lower triangular, time-dependent diagonal, or m x (m + 1).
+diffusion is the identity, lower triangular, time-dependent diagonal, m x (m + 1), or state-dependent
+(a diagonal 1 + c f(x_j) with bounded f, and lower entries c g(x_k): the general weight).
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ TERMS = [
     lambda u, v: sp.cosh(u / 2) / (1 + sp.cosh(v)),
     lambda u, v: sp.sech(u) ** 2 * sp.sinh(v / 2),
 ]
-SIGMA_KINDS = ["identity", "lower", "time", "rectangular"]
+SIGMA_KINDS = ["identity", "lower", "time", "rectangular", "state"]
+#: Bounded smooth functions for state-dependent diffusion entries (|f| <= 1, so 1 + f / 2 > 0).
+SIGMA_TERMS = [sp.tanh, lambda u: 2 * u / (1 + u**2), sp.sin, lambda u: sp.exp(-(u**2)), lambda u: sp.atan(u) / 2]
 _COEF = st.integers(-8, 8).map(lambda k: sp.Rational(k, 8))
 
 
@@ -64,7 +67,16 @@ def random_sdes(draw, max_m=3, min_m=1, coupled=False):
         sigma = sp.Matrix(m, m, lambda i, j: 1 + sp.Rational(i, 4) if i == j else (draw(_COEF) if i > j else 0))
     elif kind == "time":
         sigma = sp.diag(*[(1 + sp.Rational(i, 3)) * sp.sqrt(1 + t) for i in range(m)])
-    else:
+    elif kind == "rectangular":
         sigma = sp.Matrix(m, m + 1, lambda i, j: 1 if i == j else draw(_COEF) / 2)
+    else:
+        def entry(i, j):
+            term = SIGMA_TERMS[draw(st.integers(0, len(SIGMA_TERMS) - 1))]
+            u = x[draw(st.integers(0, m - 1))]
+            if i == j:
+                return 1 + term(u) / 2
+            return draw(_COEF) * term(u) / 2 if i > j else 0
+
+        sigma = sp.Matrix(m, m, entry)
     digest = hashlib.sha256(sp.srepr((tuple(drift), sigma)).encode()).hexdigest()[:10]
     return ss.SDE(drift, sigma, list(x), t, name=f"fuzz_{digest}", T=0.5)

@@ -18,6 +18,15 @@ at a record time, with Cr = C + ridge I,
 
     v_b = sum_j Zh[j; j, b] - sum_{ij} Cr^-1_ij Q[i; j, b],   rho_c = sum_{ij} Cr^-1_ij R[i; j, c],
     target = -Yi^T (Cr^-1 M + v - Cr^-1 rho).
+
+For a state-dependent sigma(t, x) (G_l = d sigma_l / dx, Hs_l = d^2 sigma_l / dx^2 by SymPy here
+too), the general weight of docs/math.md, with RK and RPsi carried separately:
+
+    Y += J Y dt + G_l Y dW_l,   Yi += -Yi J dt - Yi G_l dW_l + Yi G_l G_k dW_l dW_k,
+    Zh += Yi (H - G_l Hs_l)[Y., Y.] dt + Yi Hs_l[Y., Y.] dW_l,   K_l = Yi G_l Y,
+    P[i; j, b] += A[i, l] K_l[j, b] dt,   RK += (P S + S P^T) dt,
+    RPsi[i; j, c] += sum_a C[i, a] (K_e[j, a] A[c, e] + A[j, e] K_e[c, a]) dt,
+    v += <Cr^-1, P>,   rho = <Cr^-1, R + RK - RPsi>   (sums over repeated l, k, e).
 """
 from __future__ import annotations
 
@@ -38,8 +47,9 @@ def _lambdified(exprs, args, shape):
     return evaluate
 
 
-def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=False):
-    """(x, target) of shape (n, K, m) for shared increments dW (n, n_steps, d)."""
+def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=False, drop=()):
+    """(x, target) of shape (n, K, m) for shared increments dW (n, n_steps, d); ``drop`` may name
+    "P" or "RPsi" (the wrong variants of a state-dependent sigma)."""
     drift, sigma = sde.bound_drift(), sde.bound_diffusion()
     state, time = list(sde.state), sde.time
     m, d = sde.m, sde.d
@@ -50,6 +60,11 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
     J_f = _lambdified(list(jac), args, (m, m))
     H_f = _lambdified(hess, args, (m, m, m))
     sigma_f = _lambdified(list(sigma), args, (m, d))
+    # G[l, p, q] = d sigma[p, l] / d x_q and Hs[l, p, q, w]
+    grads = [sp.diff(sigma[p, l], state[q]) for l in range(d) for p in range(m) for q in range(m)]
+    multiplicative = any(g != 0 for g in grads)
+    G_f = _lambdified(grads, args, (d, m, m))
+    Hs_f = _lambdified([sp.diff(g, state[w]) for g in grads for w in range(m)], args, (d, m, m, m))
 
     x0 = np.asarray(x0, dtype=np.float64)
     dW = np.asarray(dW, dtype=np.float64)
@@ -63,7 +78,7 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
     Y, Yi = eye.copy(), eye.copy()
     M = np.zeros((n, m))
     C = np.zeros((n, m, m))
-    Zh, Q, R = (np.zeros((n, m, m, m)) for _ in range(3))
+    Zh, Q, R, P, RK, RPsi = (np.zeros((n, m, m, m)) for _ in range(6))
     out_x = np.empty((n, len(times), m))
     out_target = np.empty((n, len(times), m))
     rec = 0
@@ -76,21 +91,35 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
         S = A @ A.transpose(0, 2, 1)
         M_next = M + np.einsum("nil,nl->ni", A, dw)
         C_next = C + S * dt
+        G = G_f(t_k, X) if multiplicative else np.zeros((n, d, m, m))
+        Hs = Hs_f(t_k, X) if multiplicative and not first_order_only else np.zeros((n, d, m, m, m))
+        K = np.einsum("nip,nlpq,nqb->nlib", Yi, G, Y)
         if not first_order_only:
             Q_next = Q + np.einsum("nia,njab->nijb", S, Zh) * dt
             Ht = np.einsum("nia,njab->nijb", C, Zh) - Q
             R_next = R + (np.einsum("nijb,nbc->nijc", Ht, S) + np.einsum("njb,nicb->nijc", S, Ht)) * dt
-            Zh_next = Zh + np.einsum("nip,npqw,nqa,nwb->niab", Yi, H, Y, Y) * dt
-            Q, R, Zh = Q_next, R_next, Zh_next
-        Y, Yi = Y + J @ Y * dt, Yi - Yi @ J * dt
+            RK_next = RK + (np.einsum("nijb,nbc->nijc", P, S) + np.einsum("njb,nicb->nijc", S, P)) * dt
+            psi_inner = np.einsum("nlja,ncl->njac", K, A) + np.einsum("njl,nlca->njac", A, K)
+            RPsi_next = RPsi + np.einsum("nia,njac->nijc", C, psi_inner) * dt
+            P_next = P + np.einsum("nil,nljb->nijb", A, K) * dt
+            drift_tensor = H - np.einsum("nlpu,nluqw->npqw", G, Hs)
+            Zh_next = (Zh + np.einsum("nip,npqw,nqa,nwb->niab", Yi, drift_tensor, Y, Y) * dt
+                       + np.einsum("nip,nlpqw,nqa,nwb,nl->niab", Yi, Hs, Y, Y, dw))
+            Q, R, Zh, P, RK, RPsi = Q_next, R_next, Zh_next, P_next, RK_next, RPsi_next
+        GdW = np.einsum("nlpq,nl->npq", G, dw)
+        Y, Yi = Y + J @ Y * dt + GdW @ Y, Yi - Yi @ J * dt - Yi @ GdW + Yi @ GdW @ GdW
         X = X + b * dt + np.einsum("nil,nl->ni", sig, dw)
         M, C = M_next, C_next
         if k + 1 == record_steps[rec]:
             Cinv = np.linalg.inv(C + ridge * eye)
             g = np.einsum("nij,nj->ni", Cinv, M)
             if not first_order_only:
-                v = np.einsum("njjb->nb", Zh) - np.einsum("nij,nijb->nb", Cinv, Q)
-                rho = np.einsum("nij,nijc->nc", Cinv, R)
+                P_used = 0 * P if "P" in drop else P
+                RK_used = 0 * RK if "P" in drop else RK
+                RPsi_used = 0 * RPsi if "RPsi" in drop else RPsi
+                v = (np.einsum("njjb->nb", Zh) - np.einsum("nij,nijb->nb", Cinv, Q)
+                     + np.einsum("nij,nijb->nb", Cinv, P_used))
+                rho = np.einsum("nij,nijc->nc", Cinv, R + RK_used - RPsi_used)
                 g = g + v - np.einsum("nij,nj->ni", Cinv, rho)
             out_x[:, rec] = X
             out_target[:, rec] = -np.einsum("nia,ni->na", Yi, g)

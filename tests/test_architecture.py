@@ -158,7 +158,8 @@ def test_ir_functions_are_pure_and_reuse_the_derivation():
     state = ir.first_order_state(system.x, coeffs)
     assert not state.second_order and state.Y.shape == (2, 2)
     _, A, S = ir.noise_terms(state, coeffs)
-    part, with_second = ir.second_variation_step(state, coeffs, S)
+    dw = tuple(sp.Symbol(f"dw_{l}") for l in range(2))
+    part, with_second = ir.second_variation_step(state, coeffs, A, S, dw)
     assert with_second.second_order and not state.second_order  # the input state is untouched
     weight = ir.weight_assembly(with_second)
     assert len(weight.target) == 2 and len(weight.pivots) == 2

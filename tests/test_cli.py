@@ -114,7 +114,6 @@ BAD_SPECS = {
     "attribute": ('drift = ["x.real", "-y"]', "attribute access 'x.real'"),
     "unbound symbol": ('drift = ["-k*x", "-y"]', "unbound symbol 'k'"),
     "bad toml": ('drift = ["-x", ', "not valid TOML"),
-    "state diffusion": ('drift = ["-x", "-y"]\ndiffusion = "x"', "depends on the state"),
 }
 
 

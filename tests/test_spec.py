@@ -22,7 +22,6 @@ def test_rectangular_diffusion_sets_d():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(diffusion=sp.Matrix([[x1, 0], [0, 1]])), r"diffusion\[0, 0\] = x1 depends on the state"),
         (dict(drift=[-x1]), r"drift: expected 2 expressions"),
         (dict(diffusion=sp.Matrix([[1, 0, 0]])), r"diffusion: expected an m x d matrix with m = 2 rows"),
         (dict(drift=[-a * x1, -x2]), r"unbound symbols a"),

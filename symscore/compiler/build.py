@@ -21,7 +21,7 @@ __all__ = ["compile", "emit", "generate_source", "module_key"]
 
 
 def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=None, *, compile: bool = False,
-            _force_coupled: bool = False, _first_order_only: bool = False):
+            _force_coupled: bool = False, _first_order_only: bool = False, _drop: tuple[str, ...] = ()):
     """Generate, cache and load the score kernel of ``sde``.
 
     Args:
@@ -40,7 +40,7 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
     """
     record = _backend_of(sde, backend)
     options = record.check_options(dtype, device, compile)
-    switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only}
+    switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only, "drop": tuple(_drop)}
     key = module_key(sde, backend, **switches)
     module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, **switches))
     return record.kernel()(sde, module, Path(path), cached, **options)
@@ -61,10 +61,11 @@ def module_key(sde: SDE, backend: str, **switches) -> str:
     return f"{backend}_{sde.slug}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
 
 
-def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False) -> str:
+def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False,
+                    drop: tuple[str, ...] = ()) -> str:
     """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
-    key = module_key(sde, backend, force_coupled=force_coupled, first_order_only=first_order_only)
-    ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only)
+    key = module_key(sde, backend, force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop))
+    ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop))
     return render_source(sde, ir, backend, key)
 
 

@@ -101,8 +101,10 @@ class _Lines:
 class LocalSystem:
     """One component in local coordinates x_0, ..., x_{w-1} and time ``t``, parameters bound.
 
-    ``jacobian`` and ``hessian`` come from the :class:`~symscore.Derivation` (renamed, never
-    differentiated again); ``hessian`` holds the structurally non-zero H[p; q, r] with q <= r.
+    ``jacobian``, ``hessian`` and the diffusion's derivatives come from the
+    :class:`~symscore.Derivation` (renamed, never differentiated again): ``hessian`` holds the
+    structurally non-zero H[p; q, r] with q <= r, ``diffusion_gradient`` G_l[p, q] keyed (p, l, q)
+    and ``diffusion_hessian`` Hs_l[p; q, r] keyed (p, l, q, r), q <= r (empty for sigma(t)).
     """
 
     x: tuple[sp.Symbol, ...]
@@ -110,6 +112,8 @@ class LocalSystem:
     jacobian: sp.Matrix
     hessian: dict
     sigma: sp.Matrix
+    diffusion_gradient: dict = field(default_factory=dict)
+    diffusion_hessian: dict = field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -130,10 +134,21 @@ class Coefficients:
     H: dict
     sigma: sp.Matrix
     assignments: tuple[Assignment, ...]
+    G: tuple[sp.Matrix, ...] = ()
+    Hs: dict = field(default_factory=dict)
 
     def h(self, p: int, q: int, r: int) -> sp.Expr:
         """H[p; q, r], symmetric in (q, r)."""
         return self.H.get((p, min(q, r), max(q, r)), ZERO)
+
+    def hs(self, l: int, p: int, q: int, r: int) -> sp.Expr:
+        """Hs_l[p; q, r] = d^2 sigma[p, l] / d x_q d x_r, symmetric in (q, r)."""
+        return self.Hs.get((p, l, min(q, r), max(q, r)), ZERO)
+
+    @property
+    def state_dependent(self) -> bool:
+        """Whether sigma depends on the state (G_l carried in the recursion)."""
+        return bool(self.G)
 
 
 @dataclass(frozen=True)
@@ -141,8 +156,10 @@ class State:
     """The carried state of one block: each entry a state symbol, or a literal 0 where structurally zero.
 
     ``Zh[i, a, c]``, ``Q[i, j, c]`` and ``R[i, j, c]`` (second order only, else empty) are keyed
-    with a <= c for Zh and j <= c for R (both symmetric in those indices); ``initial`` lists every
-    carried symbol with its value at t = 0, in the order of the generated state.
+    with a <= c for Zh and j <= c for R (both symmetric in those indices), and ``P[i, j, b]`` (a
+    state-dependent sigma only); R holds R + RK - RPsi of docs/math.md when sigma depends on the
+    state. ``initial`` lists every carried symbol with its value at t = 0, in the order of the
+    generated state; ``second_order`` says whether the weight uses the second-order terms.
     """
 
     x: tuple[sp.Symbol, ...]
@@ -153,15 +170,13 @@ class State:
     Zh: dict = field(default_factory=dict)
     Q: dict = field(default_factory=dict)
     R: dict = field(default_factory=dict)
+    P: dict = field(default_factory=dict)
     initial: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+    second_order: bool = False
 
     @property
     def width(self) -> int:
         return len(self.x)
-
-    @property
-    def second_order(self) -> bool:
-        return bool(self.Zh)
 
     def zh(self, i: int, a: int, c: int) -> sp.Expr:
         return self.Zh.get((i, min(a, c), max(a, c)), ZERO)
@@ -258,7 +273,8 @@ class KernelIR:
 
 # -- the formulas, one pure function each ---------------------------------------------------------
 def coefficients(system: LocalSystem, second_order: bool) -> Coefficients:
-    """b, J, H (if ``second_order``) and sigma through one CSE pass; named outputs, constants inlined."""
+    """b, J, H (if ``second_order``), sigma and for sigma(t, x) G_l (and Hs_l if ``second_order``)
+    through one CSE pass; named outputs, constants inlined."""
     w, e = system.width, system.n_noise
     named: list[tuple[str, sp.Expr, str]] = [(f"b_{i}", system.drift[i], f"b_{i}") for i in range(w)]
     named += [(f"J_{i}_{j}", system.jacobian[i, j], f"d b_{i} / d x_{j}") for i in range(w) for j in range(w)
@@ -267,6 +283,10 @@ def coefficients(system: LocalSystem, second_order: bool) -> Coefficients:
         named += [(f"H_{p}_{q}_{r}", h, f"d^2 b_{p} / d x_{q} d x_{r}") for (p, q, r), h in sorted(system.hessian.items())]
     named += [(f"sigma_{i}_{l}", system.sigma[i, l], f"sigma[{i}, {l}]") for i in range(w) for l in range(e)
               if system.sigma[i, l] != 0]
+    named += [(f"G_{l}_{p}_{q}", g, f"d sigma[{p}, {l}] / d x_{q}") for (p, l, q), g in sorted(system.diffusion_gradient.items())]
+    if second_order:
+        named += [(f"Hs_{l}_{p}_{q}_{r}", h, f"d^2 sigma[{p}, {l}] / d x_{q} d x_{r}")
+                  for (p, l, q, r), h in sorted(system.diffusion_hessian.items())]
     symbolic = [(n, ex, c) for n, ex, c in named if not ex.is_Number]
     temps, reduced = sp.cse([ex for _, ex, _ in symbolic], symbols=sp.numbered_symbols("tmp"), order="canonical")
     assignments = [Assignment(tmp, ex) for tmp, ex in temps]
@@ -280,13 +300,19 @@ def coefficients(system: LocalSystem, second_order: bool) -> Coefficients:
         H={k: value[f"H_{k[0]}_{k[1]}_{k[2]}"] for k in system.hessian} if second_order else {},
         sigma=sp.Matrix(w, e, lambda i, l: value.get(f"sigma_{i}_{l}", 0)),
         assignments=tuple(assignments),
+        G=tuple(sp.Matrix(w, w, lambda p, q: value.get(f"G_{l}_{p}_{q}", 0)) for l in range(e))
+        if system.diffusion_gradient else (),
+        Hs={k: value[f"Hs_{k[1]}_{k[0]}_{k[2]}_{k[3]}"] for k in system.diffusion_hessian} if second_order else {},
     )
 
 
-def variation_pattern(jacobian: sp.Matrix) -> np.ndarray:
-    """Structural pattern of Y (and of Yi): the reflexive-transitive closure of J's pattern."""
+def variation_pattern(jacobian: sp.Matrix, gradients: tuple[sp.Matrix, ...] = ()) -> np.ndarray:
+    """Structural pattern of Y (and of Yi): the reflexive-transitive closure of the pattern of J and
+    of the G_l (dY = J Y dt + sum_l G_l Y dB^l)."""
     w = jacobian.rows
     pattern = np.eye(w, dtype=bool) | (np.array(jacobian.tolist(), dtype=object) != 0)
+    for g in gradients:
+        pattern |= np.array(g.tolist(), dtype=object) != 0
     closure = np.eye(w, dtype=bool)
     while True:
         grown = closure | ((pattern.astype(int) @ closure.astype(int)) > 0)
@@ -309,7 +335,7 @@ def first_order_state(x: tuple[sp.Symbol, ...], coeffs: Coefficients) -> State:
     Y = Yi = I, M = C = 0 and X = x0 initially. The pattern of A = Yi sigma decides M and C.
     """
     w, e = len(x), coeffs.sigma.cols
-    pattern = variation_pattern(coeffs.J)
+    pattern = variation_pattern(coeffs.J, coeffs.G)
     Y = sp.Matrix(w, w, lambda i, j: sp.Symbol(f"Y_{i}_{j}") if pattern[i, j] else 0)
     Yi = sp.Matrix(w, w, lambda i, j: sp.Symbol(f"Yi_{i}_{j}") if pattern[i, j] else 0)
     reaches = [any(pattern[i, p] and coeffs.sigma[p, l] != 0 for p in range(w)) for i in range(w) for l in range(e)]
@@ -335,7 +361,17 @@ def noise_terms(state: State, coeffs: Coefficients) -> tuple[StepPart, sp.Matrix
 
 def first_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: sp.Matrix,
                          dw: tuple[sp.Symbol, ...]) -> StepPart:
-    """M += A dW, C += S dt, Y += J Y dt, Yi -= Yi J dt, X += b dt + sigma dW."""
+    """M += A dW, C += S dt, Y += J Y dt, Yi -= Yi J dt, X += b dt + sigma dW.
+
+    For sigma(t, x) the Ito first variation Y += J Y dt + sum_l G_l Y dW_l, and Yi takes the
+    inverse of that step to second order, Yi <- Yi (I - E + E^2) with E = J dt + sum_l G_l dW_l,
+    keeping the terms of order dt:
+
+        Yi += -Yi J dt - sum_l Yi G_l dW_l + sum_{l,l'} Yi G_l G_l' dW_l dW_l'
+
+    (the Ito rule with dW_l dW_l' in place of its mean delta_ll' dt): Y Yi = I + O(dt^3/2) per
+    step, so Yi stays the inverse of Y to O(dt) along the path (Ito's rule alone: O(dt^1/2)).
+    """
     w, e, dt = state.width, coeffs.sigma.cols, DT_SYMBOL
     updates = []
     for i in range(w):
@@ -345,8 +381,20 @@ def first_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: sp
             if state.C[i, j] != 0:
                 updates.append((state.C[i, j], state.C[i, j] + S[i, j] * dt, "C += S dt"))
     JY, YiJ = coeffs.J * state.Y, state.Yi * coeffs.J
+    if coeffs.state_dependent:
+        GY = [g * state.Y for g in coeffs.G]
+        YiG = [state.Yi * g for g in coeffs.G]
+        second = state.Yi * sum((coeffs.G[l] * coeffs.G[k] * dw[l] * dw[k] for l in range(e) for k in range(e)),
+                                sp.zeros(w, w))
     for i, j in product(range(w), range(w)):
-        if state.Y[i, j] != 0:
+        if state.Y[i, j] == 0:
+            continue
+        if coeffs.state_dependent:
+            updates.append((state.Y[i, j], state.Y[i, j] + JY[i, j] * dt + sum(GY[l][i, j] * dw[l] for l in range(e)),
+                            "Y += J Y dt + G_l Y dW_l"))
+            updates.append((state.Yi[i, j], state.Yi[i, j] - YiJ[i, j] * dt - sum(YiG[l][i, j] * dw[l] for l in range(e))
+                            + second[i, j], "Yi += -Yi J dt - Yi G_l dW_l + Yi G_l G_k dW_l dW_k"))
+        else:
             updates.append((state.Y[i, j], state.Y[i, j] + JY[i, j] * dt, "Y += J Y dt"))
             updates.append((state.Yi[i, j], state.Yi[i, j] - YiJ[i, j] * dt, "Yi -= Yi J dt"))
     for i in range(w):
@@ -355,34 +403,81 @@ def first_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: sp
     return StepPart((), tuple(updates))
 
 
-def second_variation_step(state: State, coeffs: Coefficients, S: sp.Matrix) -> tuple[StepPart, State]:
-    """Zh, Q, R and their increments (the second-variation part of docs/math.md).
+def _pulled_back(lines: _Lines, name: str, tensor, state: State) -> dict:
+    """Yi T[Y., Y.] for a tensor T[p; q, r] symmetric in (q, r): {(i, a, c): expression}, a <= c,
+    through the named temporaries T1 = T[p; ., r] Y and T2 = T[p; Y., Y.]."""
+    w, Y, Yi = state.width, state.Y, state.Yi
+    rng = range(w)
+    T1 = {(p, r, a): lines.bind(f"{name}1_{p}_{r}_{a}", sum(tensor(p, q, r) * Y[q, a] for q in rng),
+                                f"{name}1 = {name}[p; ., w] Y") for p in rng for r in rng for a in rng}
+    T2 = {(p, a, c): lines.bind(f"{name}2_{p}_{a}_{c}", sum(T1[p, r, a] * Y[r, c] for r in rng),
+                                f"{name}2 = {name}[p; Y., Y.]") for p in rng for a in rng for c in range(a, w)}
+    return {(i, a, c): sum(Yi[i, p] * T2[p, a, c] for p in rng) for i in rng for a in rng for c in range(a, w)}
 
-    Returns the step part and the state with the entries of Zh, Q and R whose increments are
+
+def second_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: sp.Matrix,
+                          dw: tuple[sp.Symbol, ...], drop: frozenset = frozenset()) -> tuple[StepPart, State]:
+    """Zh, Q, R (and P for sigma(t, x)) and their increments (the second-order part of docs/math.md).
+
+    sigma(t): Zh += Yi H[Y., Y.] dt, Q += S Zh dt, R += (Ht S + S Ht^T) dt with Ht = C Zh - Q.
+    sigma(t, x): Zh += Yi (H - G_l Hs_l)[Y., Y.] dt + Yi Hs_l[Y., Y.] dW_l, K_l = Yi G_l Y,
+    P += A_l K_l dt, and R carries R + RK - RPsi: R += ((Ht + P) S + S (Ht + P)^T - Psi) dt with
+    Psi[i; j, c] = sum_a C[i, a] sum_e (K_e[j, a] A[c, e] + A[j, e] K_e[c, a]). ``drop`` may name
+    "P" or "RPsi" (wrong targets, kept to show that those terms matter).
+
+    Returns the step part and the state with the entries of Zh, Q, R, P whose increments are
     structurally non-zero added (all 0 initially).
     """
-    lines, w, dt = _Lines(), state.width, DT_SYMBOL
-    rng, Y, Yi, C, h = range(w), state.Y, state.Yi, state.C, coeffs.h
-    T1 = {(p, r, a): lines.bind(f"T1_{p}_{r}_{a}", sum(h(p, q, r) * Y[q, a] for q in rng), "T1 = H[p; ., w] Y")
-          for p in rng for r in rng for a in rng}
-    T2 = {(p, a, c): lines.bind(f"T2_{p}_{a}_{c}", sum(T1[p, r, a] * Y[r, c] for r in rng), "T2 = H[p; Y., Y.]")
-          for p in rng for a in rng for c in range(a, w)}
-    dZh = {(i, a, c): sum(Yi[i, p] * T2[p, a, c] for p in rng) for i in rng for a in rng for c in range(a, w)}
-    Zh = {k: sp.Symbol(f"Zh_{k[0]}_{k[1]}_{k[2]}") for k, v in dZh.items() if v != 0}
+    lines, w, e, dt = _Lines(), state.width, len(dw), DT_SYMBOL
+    rng, Y, Yi, C, G = range(w), state.Y, state.Yi, state.C, coeffs.G
+    if coeffs.state_dependent:
+        def drift_part(p, q, r):  # (H - sum_l G_l Hs_l)[p; q, r]
+            return coeffs.h(p, q, r) - sum(G[l][p, u] * coeffs.hs(l, u, q, r) for l in range(e) for u in rng)
+
+        dZh_dt = _pulled_back(lines, "T", drift_part, state)
+        dZh_dw = [_pulled_back(lines, f"U{l}_", lambda p, q, r, l=l: coeffs.hs(l, p, q, r), state)
+                  if any(k[1] == l for k in coeffs.Hs) else {} for l in range(e)]
+    else:
+        dZh_dt, dZh_dw = _pulled_back(lines, "T", coeffs.h, state), []
+    dZh = {k: (v, [part.get(k, ZERO) for part in dZh_dw]) for k, v in dZh_dt.items()}
+    Zh = {k: sp.Symbol(f"Zh_{k[0]}_{k[1]}_{k[2]}") for k, (v, vw) in dZh.items() if v != 0 or any(x != 0 for x in vw)}
     with_zh = replace(state, Zh=Zh)
     dQ = {(i, j, c): sum(S[i, a] * with_zh.zh(j, a, c) for a in rng) for i in rng for j in rng for c in rng}
     Q = {k: sp.Symbol(f"Q_{k[0]}_{k[1]}_{k[2]}") for k, v in dQ.items() if v != 0}
     Ht = {(i, j, c): lines.bind(f"Ht_{i}_{j}_{c}", sum(C[i, a] * with_zh.zh(j, a, c) for a in rng)
                                 - Q.get((i, j, c), ZERO), "Ht = C Zh - Q")
           for i in rng for j in rng for c in rng}
-    dR = {(i, j, c): sum(Ht[i, j, a] * S[a, c] + S[j, a] * Ht[i, c, a] for a in rng)
-          for i in rng for j in rng for c in range(j, w)}
+    K = [sp.Matrix(w, w, lambda j, b, l=l: lines.bind(f"K_{l}_{j}_{b}", sum(Yi[j, p] * G[l][p, q] * Y[q, b]
+                                                                          for p in rng for q in rng), "K_l = Yi G_l Y"))
+         for l in range(e)] if coeffs.state_dependent else []
+    dP = {(i, j, b): sum(A[i, l] * K[l][j, b] for l in range(e)) for i in rng for j in rng for b in rng} if K else {}
+    P = {k: sp.Symbol(f"P_{k[0]}_{k[1]}_{k[2]}") for k, v in dP.items() if v != 0} if "P" not in drop else {}
+
+    def p_(i, j, b):
+        return P.get((i, j, b), ZERO)
+
+    def psi(i, j, c):
+        if not K or "RPsi" in drop:
+            return ZERO
+        return sum(C[i, a] * sum(K[l][j, a] * A[c, l] + A[j, l] * K[l][c, a] for l in range(e)) for a in rng)
+
+    dR = {(i, j, c): sum((Ht[i, j, a] + p_(i, j, a)) * S[a, c] + S[j, a] * (Ht[i, c, a] + p_(i, c, a)) for a in rng)
+          - psi(i, j, c) for i in rng for j in rng for c in range(j, w)}
     R = {k: sp.Symbol(f"R_{k[0]}_{k[1]}_{k[2]}") for k, v in dR.items() if v != 0}
+    r_comment = "R += ((Ht + P) S + S (Ht + P)^T - Psi) dt" if K else "R += (Ht S + S Ht^T) dt"
     updates = [(Q[k], Q[k] + v * dt, "Q += S Zh dt") for k, v in dQ.items() if v != 0]
-    updates += [(R[k], R[k] + v * dt, "R += (Ht S + S Ht^T) dt") for k, v in dR.items() if v != 0]
-    updates += [(Zh[k], Zh[k] + v * dt, "Zh += Yi H[Y, Y] dt") for k, v in dZh.items() if v != 0]
-    initial = state.initial + tuple((s, ZERO) for s in (*Zh.values(), *Q.values(), *R.values()))
-    return StepPart(tuple(lines.assignments), tuple(updates)), replace(state, Zh=Zh, Q=Q, R=R, initial=initial)
+    updates += [(R[k], R[k] + v * dt, r_comment) for k, v in dR.items() if v != 0]
+    for k, (v, vw) in dZh.items():
+        if k in Zh:
+            if coeffs.state_dependent:
+                updates.append((Zh[k], Zh[k] + v * dt + sum(x * dw[l] for l, x in enumerate(vw)),
+                                "Zh += Yi (H - G Hs)[Y, Y] dt + Yi Hs_l[Y, Y] dW_l"))
+            else:
+                updates.append((Zh[k], Zh[k] + v * dt, "Zh += Yi H[Y, Y] dt"))
+    updates += [(P[k], P[k] + dP[k] * dt, "P += A_l K_l dt") for k in P]
+    initial = state.initial + tuple((s, ZERO) for s in (*Zh.values(), *Q.values(), *R.values(), *P.values()))
+    return StepPart(tuple(lines.assignments), tuple(updates)), replace(state, Zh=Zh, Q=Q, R=R, P=P, initial=initial,
+                                                                       second_order=True)
 
 
 def weight_assembly(state: State) -> Weight:
@@ -409,8 +504,9 @@ def weight_assembly(state: State) -> Weight:
     g = [sum(Cinv[i, j] * state.M[j] for j in range(w)) for i in range(w)]
     if state.second_order:
         v = [lines.bind(f"v_{c}", sum(state.zh(j, j, c) for j in range(w))
-                        - sum(Cinv[i, j] * state.Q.get((i, j, c), ZERO) for i in range(w) for j in range(w)),
-                        "v = tr Zh - <C^-1, Q>") for c in range(w)]
+                        - sum(Cinv[i, j] * state.Q.get((i, j, c), ZERO) for i in range(w) for j in range(w))
+                        + sum(Cinv[i, j] * state.P.get((i, j, c), ZERO) for i in range(w) for j in range(w)),
+                        "v = tr Zh - <C^-1, Q> + <C^-1, P>" if state.P else "v = tr Zh - <C^-1, Q>") for c in range(w)]
         rho = [lines.bind(f"rho_{c}", sum(Cinv[i, j] * state.r(i, j, c) for i in range(w) for j in range(w)),
                           "rho = <C^-1, R>") for c in range(w)]
         g = [g[i] + v[i] - sum(Cinv[i, j] * rho[j] for j in range(w)) for i in range(w)]
@@ -434,16 +530,17 @@ def _commit(parts: tuple[StepPart, ...]) -> tuple[tuple[Assignment, ...], tuple[
     return tuple(lines.assignments), tuple(commit)
 
 
-def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool) -> Block:
+def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool,
+             drop: frozenset = frozenset()) -> Block:
     """The block of one local system: the formulas above composed in the order of the recursion."""
-    second_order = second_order and bool(system.hessian)
+    second_order = second_order and (bool(system.hessian) or bool(system.diffusion_gradient))
     coeffs = coefficients(system, second_order)
     dw = tuple(sp.Symbol(f"dw_{l}") for l in range(system.n_noise))
     state = first_order_state(system.x, coeffs)
     noise, A, S = noise_terms(state, coeffs)
     parts = [StepPart(coeffs.assignments, ()), noise]
     if second_order:
-        second, state = second_variation_step(state, coeffs, S)
+        second, state = second_variation_step(state, coeffs, A, S, dw, drop)
         parts.append(second)
     parts.append(first_variation_step(state, coeffs, A, S, dw))
     step, commit = _commit(tuple(parts))
@@ -511,17 +608,34 @@ def _local_system(derivation, coords, cols) -> LocalSystem:
                     if entry != 0:
                         hessian[p, q, r] = entry
     sigma = sde.diffusion.extract(list(coords), list(cols))
-    return LocalSystem(x=x, drift=drift, jacobian=jacobian, hessian=hessian, sigma=local(sigma))
+    local_coord = {g: c for c, g in enumerate(coords)}
+    local_col = {g: e for e, g in enumerate(cols)}
+    gradient, hessian_s = {}, {}
+    for (gp, gl, gq), entry in derivation.diffusion_gradient.items():
+        if gp in local_coord and gl in local_col:
+            entry = local(entry)
+            if entry != 0:
+                gradient[local_coord[gp], local_col[gl], local_coord[gq]] = entry
+    for (gp, gl, gq, gw), entry in derivation.diffusion_hessian.items():
+        if gp in local_coord and gl in local_col:
+            entry = local(entry)
+            if entry != 0:
+                q, r = sorted((local_coord[gq], local_coord[gw]))
+                hessian_s[local_coord[gp], local_col[gl], q, r] = entry
+    return LocalSystem(x=x, drift=drift, jacobian=jacobian, hessian=hessian, sigma=local(sigma),
+                       diffusion_gradient=gradient, diffusion_hessian=hessian_s)
 
 
-def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool = False) -> KernelIR:
+def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool = False,
+             drop: tuple[str, ...] = ()) -> KernelIR:
     """Build the kernel IR of a derivation.
 
     Args:
         derivation: a :class:`~symscore.Derivation` (its J and H are reused, not recomputed).
         force_coupled: treat all coordinates as one component (testing the general path).
-        first_order_only: drop the second-variation terms (Zh, Q, R): a *wrong* target for a
+        first_order_only: drop the second-order terms (Zh, Q, R, P): a *wrong* target for a
             nonlinear drift, kept to show that those terms matter.
+        drop: for sigma(t, x), leave out "P" and/or "RPsi" (wrong targets, for the same purpose).
     """
     sde = derivation.sde
     m, d = sde.m, sde.d
@@ -530,6 +644,8 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
     # the pattern with parameters bound (a parameter set to 0 removes a coupling)
     bound_jacobian = derivation.jacobian.xreplace(sde.params)
     jac_pattern = np.array([[bound_jacobian[i, j] != 0 for j in range(m)] for i in range(m)], dtype=bool)
+    for p, _, q in derivation.diffusion_gradient:  # sigma[p, l] depends on x_q: p and q are linked
+        jac_pattern[p, q] = True
     if force_coupled:
         comps = [(tuple(range(m)), tuple(range(d)))]
     else:
@@ -553,5 +669,6 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
         names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
         description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
             " ..." if len(names) > 4 else "")
-        blocks.append(block_of(system, lanes, noise_lanes, description, second_order=not first_order_only))
+        blocks.append(block_of(system, lanes, noise_lanes, description, second_order=not first_order_only,
+                               drop=frozenset(drop)))
     return KernelIR(m=m, d=d, blocks=tuple(blocks), structure=derivation.structure)

@@ -1,11 +1,14 @@
 """Reverse-time sampling and likelihoods from a learned (or exact) score s(x, t) ~ grad log p_t(x).
 
-With D(t) = sigma(t) sigma(t)^T the forward SDE dX = b dt + sigma dB has
+With D = sigma sigma^T the forward SDE dX = b dt + sigma dB has
 
-* the reverse-time SDE   dX = [b - D s] dt + sigma dB-bar   (run from T down to t_end), and
-* the probability-flow ODE   dx/dt = f(t, x) = b - D s / 2,  which moves p_T back to p_{t_end}
+* the reverse-time SDE   dX = [b - div D - D s] dt + sigma dB-bar   (run from T down to t_end), and
+* the probability-flow ODE   dx/dt = f(t, x) = b - div D / 2 - D s / 2,  which moves p_T back to p_{t_end}
   deterministically; along it  d log p_t(x_t)/dt = -div f(t, x_t),  so
   log p_{t_end}(x) = log p_T(x_T) + int_{t_end}^T div f(t, x_t) dt  (Chen et al. 2018; Song et al. 2021).
+
+div D (with (div D)_i = sum_j d_j D_ij) vanishes unless sigma depends on the state; then
+div f = div b - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2 - tr(D J_s) / 2.
 
 ``method="sde"`` is Euler-Maruyama on the reverse SDE (no noise on the last step), ``"ode"`` the
 probability-flow ODE by fixed-step RK4 (or scipy's adaptive RK45 with ``adaptive=True``), and
@@ -178,8 +181,11 @@ def predictor_corrector(run: SamplerRun) -> np.ndarray:
 
 
 def _flow_velocity(numeric, score_fn, t, x):
-    """f(t, x) = b(t, x) - D(t) s(x, t) / 2."""
-    return numeric.drift(t, x) - 0.5 * score_fn(x, t) @ numeric.diffusion_matrix(t).T
+    """f(t, x) = b(t, x) - D(t, x) s(x, t) / 2 - (div D)(t, x) / 2 (the last term for sigma(t, x))."""
+    velocity = numeric.drift(t, x) - numeric.apply_diffusion(t, x, 0.5 * score_fn(x, t))
+    if numeric.state_dependent:
+        velocity = velocity - 0.5 * numeric.diffusion_divergence(t, x)
+    return velocity
 
 
 def _flow_adaptive(numeric, score_fn, x, t_start, t_stop, rtol, atol):
@@ -206,13 +212,15 @@ def _limited(step: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int]:
 def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
     last, n_capped = len(grid) - 2, 0
     for i, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
-        h = t0 - t1
-        sigma = numeric.sigma(t0)
-        drift = numeric.drift(t0, x) - score_fn(x, t0) @ (sigma @ sigma.T).T
+        h, x_left = t0 - t1, x
+        # reverse-time drift b - D s (- div D for sigma(t, x)), every coefficient at the left point
+        drift = numeric.drift(t0, x) - numeric.apply_diffusion(t0, x, score_fn(x, t0))
+        if numeric.state_dependent:
+            drift = drift - numeric.diffusion_divergence(t0, x)
         step, capped = _limited(-drift * h, x)
         x, n_capped = x + step, n_capped + capped
         if i < last:
-            x = x + np.sqrt(h) * rng.standard_normal((x.shape[0], sigma.shape[1])) @ sigma.T
+            x = x + numeric.noise(t0, x_left, np.sqrt(h) * rng.standard_normal((x.shape[0], numeric.d)))
         for _ in range(n_corrector):
             x = _langevin(score_fn, x, t1, rng, snr)
     if not np.isfinite(x).all():
@@ -247,14 +255,25 @@ def _directional(score, score_fn, x, t, v):
 
 
 def _divergence(numeric, score, score_fn, t, x, probes):
-    """div f = div b - tr(D J_s) / 2, exactly (probes None) or by Hutchinson's estimator."""
-    D = numeric.diffusion_matrix(t)
+    """div f = div b - tr(D J_s) / 2, exactly (probes None) or by Hutchinson's estimator; for
+    sigma(t, x) also - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2."""
+    if not numeric.state_dependent:
+        D = numeric.diffusion_matrix(t)
+        if probes is None:
+            trace = sum(_directional(score, score_fn, x, t, np.broadcast_to(e, x.shape)) @ D[j]
+                        for j, e in enumerate(np.eye(x.shape[1])))
+        else:
+            trace = np.mean([np.sum((v @ D) * _directional(score, score_fn, x, t, v), axis=1) for v in probes], axis=0)
+        return numeric.drift_divergence(t, x) - 0.5 * trace
+    D = numeric.diffusion_at(t, x)
     if probes is None:
-        trace = sum(_directional(score, score_fn, x, t, np.broadcast_to(e, x.shape)) @ D[j]
+        trace = sum(np.einsum("nk,nk->n", _directional(score, score_fn, x, t, np.broadcast_to(e, x.shape)), D[:, j])
                     for j, e in enumerate(np.eye(x.shape[1])))
     else:
-        trace = np.mean([np.sum((v @ D) * _directional(score, score_fn, x, t, v), axis=1) for v in probes], axis=0)
-    return numeric.drift_divergence(t, x) - 0.5 * trace
+        trace = np.mean([np.einsum("nk,nkl,nl->n", v, D, _directional(score, score_fn, x, t, v)) for v in probes],
+                        axis=0)
+    extra = numeric.diffusion_second_divergence(t, x) + np.sum(numeric.diffusion_divergence(t, x) * score_fn(x, t), axis=1)
+    return numeric.drift_divergence(t, x) - 0.5 * trace - 0.5 * extra
 
 
 def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float | None = None,

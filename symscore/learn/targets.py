@@ -66,8 +66,10 @@ class DenoisingSource(TargetSource):
         super().__init__(sde, n_steps)
         derivation = sde.derive()
         if not derivation.is_linear:
-            raise SymscoreError(f"target: 'dsm' needs a linear SDE (a Gaussian transition); {sde.name!r} is "
-                                f"{derivation.structure}. Use target='malliavin', 'local' or 'ssm'.")
+            why = ("its diffusion depends on the state" if derivation.state_dependent_diffusion
+                   else f"it is {derivation.structure}")
+            raise SymscoreError(f"target: 'dsm' needs a linear SDE with sigma(t) (a Gaussian transition); "
+                                f"{sde.name!r} is not: {why}. Use target='malliavin', 'local' or 'ssm'.")
         self.phi, self.offset, cov = LinearMoments(NumericSDE(sde))(np.arange(n_steps + 1) * self.dt)
         self.chol = np.full_like(cov, np.nan)  # NaN marks a singular Sigma_t (t = 0 always)
         for k in range(1, n_steps + 1):
@@ -104,17 +106,20 @@ class LocalSource(TargetSource):
         xs, targets = [], []
         for k in record_steps:
             before, after, t_before = x_at[int(k) - 1], x_at[int(k)], (int(k) - 1) * self.dt
-            covariance = self.numeric.diffusion_matrix(t_before) * self.dt
+            # sigma sigma^T h at the left point: one matrix for sigma(t), one per path for sigma(t, x)
+            covariance = (self.numeric.diffusion_at(t_before, before) if self.numeric.state_dependent
+                          else self.numeric.diffusion_matrix(t_before)) * self.dt
             try:
                 precision = np.linalg.inv(covariance)
             except np.linalg.LinAlgError:
                 precision = None
-            if precision is None or not np.isfinite(precision).all() or np.linalg.cond(covariance) > 1e12:
+            if precision is None or not np.isfinite(precision).all() or np.max(np.linalg.cond(covariance)) > 1e12:
                 raise SymscoreError("target: 'local' needs sigma sigma^T invertible at every record time; "
                                     f"it is singular at t = {t_before:g}")
             residual = after - before - self.numeric.drift(t_before, before) * self.dt
             xs.append(after)
-            targets.append(-residual @ precision.T)
+            targets.append(-(np.einsum("nij,nj->ni", precision, residual) if precision.ndim == 3
+                             else residual @ precision.T))
         return np.stack(xs), np.stack(targets)
 
 

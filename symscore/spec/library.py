@@ -11,7 +11,8 @@ import sympy as sp
 from .sde import SDE
 
 __all__ = ["vp", "subvp", "ve", "ou", "cubic", "benes", "cauchy", "double_well", "benes_score",
-           "benes_mixture_sample", "benes_mixture_score", "BUILTINS"]
+           "benes_mixture_sample", "benes_mixture_score", "gbm", "gbm_score", "sinh_benes", "sinh_benes_score",
+           "heavy_ou", "BUILTINS"]
 
 t = sp.Symbol("t")
 
@@ -133,5 +134,63 @@ def double_well(m: int = 2, s: float = 1.0, T: float = 1.0) -> SDE:
     return SDE([xi - xi**3 for xi in x], s_sym, x, t, {"s": s}, name="double_well", T=T)
 
 
+# -- state-dependent diffusion sigma(t, x) ----------------------------------------------------------
+def gbm(m: int = 1, mu: float = 0.0, s: float = 0.5, T: float = 1.0) -> SDE:
+    """Geometric Brownian motion per coordinate: dX_i = mu X_i dt + s X_i dB_i (Ito), for X_i > 0.
+
+    From X_0 = x0, log X_t ~ N(log x0 + (mu - s^2 / 2) t, s^2 t): the score is :func:`gbm_score`
+    (per path, with B_t the path's Brownian motion, -(s t + B_t) / (s t X_t)).
+    """
+    x = _state(m)
+    mu_s, s_s = sp.symbols("mu s")
+    return SDE([mu_s * xi for xi in x], sp.diag(*[s_s * xi for xi in x]), x, t, {"mu": mu, "s": s}, name="gbm", T=T)
+
+
+def gbm_score(y, t_value: float, x0, mu: float = 0.0, s: float = 0.5) -> np.ndarray:
+    """Exact score of :func:`gbm` from X_0 = x0 (y > 0): -(1 + (log(y / x0) - (mu - s^2/2) t) / (s^2 t)) / y."""
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    z = np.log(y / np.asarray(x0, dtype=np.float64)) - (mu - s**2 / 2) * t_value
+    return -(1 + z / (s**2 * t_value)) / y
+
+
+def sinh_benes(theta: float = 1.5, T: float = 1.0) -> SDE:
+    """The 1-D Benes SDE seen through x = sinh(z): a Lamperti image with sigma(x) = sqrt(1 + x^2),
+
+        dX = [sqrt(1 + X^2) theta tanh(theta asinh X) + X / 2] dt + sqrt(1 + X^2) dB,
+
+    so Z = asinh(X) is the Benes SDE dZ = theta tanh(theta Z) dt + dB and the score is known
+    exactly (:func:`sinh_benes_score`).
+    """
+    x = sp.Symbol("x1")
+    theta_s = sp.Symbol("theta")
+    sigma = sp.sqrt(1 + x**2)
+    drift = sigma * theta_s * sp.tanh(theta_s * sp.asinh(x)) + x / 2
+    return SDE([drift], sigma, [x], t, {"theta": theta}, name="sinh_benes", T=T)
+
+
+def sinh_benes_score(y, t_value: float, x0, theta: float = 1.5) -> np.ndarray:
+    """Exact score of :func:`sinh_benes` from X_0 = x0: (score_Z(asinh y) - sigma'(y)) / sigma(y) with
+    score_Z the Benes score and sigma(y) = sqrt(1 + y^2)."""
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    sigma = np.sqrt(1 + y**2)
+    score_z = benes_score(np.arcsinh(y), t_value, np.arcsinh(np.asarray(x0, dtype=np.float64)), theta)
+    return (score_z - y / sigma) / sigma
+
+
+def heavy_ou(m: int = 2, theta: float = 1.0, s: float = 1.0, T: float = 1.0) -> SDE:
+    """A mean-reverting forward process whose noise grows with |x|, per coordinate:
+
+        dX_i = -theta X_i dt + s sqrt(1 + X_i^2) dB_i.
+
+    Its stationary law has density proportional to (1 + x^2)^-(1 + theta / s^2) (power tails, a
+    scaled Student t with 1 + 2 theta / s^2 degrees of freedom): a forward process that forgets the
+    data like an OU process but spreads it onto heavy tails, nonlinear in its diffusion.
+    """
+    x = _state(m)
+    theta_s, s_s = sp.symbols("theta s")
+    return SDE([-theta_s * xi for xi in x], sp.diag(*[s_s * sp.sqrt(1 + xi**2) for xi in x]), x, t,
+               {"theta": theta, "s": s}, name="heavy_ou", T=T)
+
+
 #: Built-in SDEs by name (the registry the command line and SPEC strings use).
-BUILTINS = {f.__name__: f for f in (vp, subvp, ve, ou, cubic, benes, cauchy, double_well)}
+BUILTINS = {f.__name__: f for f in (vp, subvp, ve, ou, cubic, benes, cauchy, double_well, gbm, sinh_benes, heavy_ou)}

@@ -1,4 +1,4 @@
-"""The SDE specification: drift b(t, x) and state-independent diffusion sigma(t) in SymPy.
+"""The SDE specification: drift b(t, x) and diffusion sigma(t, x) in SymPy.
 
     dX_t = b(t, X_t) dt + sigma(t) dB_t,   X_t in R^m,  B a d-dimensional Brownian motion.
 
@@ -69,8 +69,8 @@ class SDE:
     Args:
         drift: m expressions b_i(t, x), one per state symbol.
         diffusion: an m x d SymPy Matrix (or nested list) sigma(t), or a scalar s meaning s * I_m.
-            It must not depend on the state: the closed-form Malliavin target of docs/math.md needs a
-            state-independent diffusion.
+            It may depend on the state (Ito; the general weight of docs/math.md, "State-dependent
+            diffusion"), then it must be twice differentiable in the state.
         state: the m distinct state Symbols x_1..x_m.
         time: the time Symbol t.
         params: numeric values of the remaining symbols, ``{"theta": 1.5}`` or ``{theta: 1.5}``.
@@ -133,13 +133,6 @@ class SDE:
             matrix = matrix.applyfunc(lambda e: _sympify(e, "diffusion entry"))
         else:
             matrix = _sympify(diffusion, "diffusion") * sp.eye(m)
-        for (i, j), entry in sorted(matrix.todok().items()):
-            depends = sorted(str(s) for s in entry.free_symbols & set(self.state))
-            if depends:
-                raise SDESpecError(
-                    f"diffusion[{i}, {j}] = {entry} depends on the state ({', '.join(depends)}): the "
-                    "closed-form Malliavin target needs a state-independent diffusion sigma(t)"
-                )
         return matrix
 
     def _check_symbols(self) -> None:

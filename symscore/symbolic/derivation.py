@@ -18,10 +18,24 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .._errors import SymscoreError
+from .._errors import SDESpecError, SymscoreError
 from ..spec.sde import SDE
 
 __all__ = ["Derivation"]
+
+# What a derivative that SymPy cannot write in closed form contains: an unevaluated derivative
+# (of Abs or re/im of a complex symbol), a delta or a step (of Heaviside, sign) - no kernel can use it.
+_NOT_SMOOTH = (sp.Derivative, sp.DiracDelta, sp.Heaviside, sp.sign, sp.re, sp.im, sp.Subs)
+
+
+def _check_differentiable(entry, derivative, where, symbol):
+    """The state-dependent diffusion must be twice differentiable in closed form (the weight uses
+    G_l and Hs_l); raise an error naming the entry otherwise."""
+    if derivative.has(*_NOT_SMOOTH):
+        raise SDESpecError(
+            f"diffusion[{where[0]}, {where[1]}] = {entry}: its derivative in {symbol} is {derivative}, not a "
+            "closed-form smooth expression; a state-dependent diffusion must be twice differentiable in the "
+            "state (write |x| as sqrt(x**2 + eps**2), for instance)")
 
 
 class Derivation:
@@ -53,26 +67,58 @@ class Derivation:
         self.jacobian_sparsity = np.array([[self.jacobian[i, j] != 0 for j in range(m)] for i in range(m)])
         # from the nested list: indexing an sp.Array m^3 times costs seconds at m = 64
         self.hessian_sparsity = np.array([[[e != 0 for e in row] for row in block] for block in entries], dtype=bool)
+        # sigma(t, x): G_l[p, q] = d sigma[p, l] / d x_q and Hs_l[p; q, w] (q <= w), structurally
+        # non-zero entries only, differentiating each entry by the state symbols it contains
+        self.diffusion_gradient: dict[tuple[int, int, int], sp.Expr] = {}
+        self.diffusion_hessian: dict[tuple[int, int, int, int], sp.Expr] = {}
+        index = {symbol: i for i, symbol in enumerate(x)}
+        for (p, l), entry in sorted(sde.diffusion.todok().items()):
+            depends = sorted(index[s] for s in entry.free_symbols if s in index)
+            for q in depends:
+                g = sp.diff(entry, x[q])
+                _check_differentiable(entry, g, (p, l), x[q])
+                if g != 0:
+                    self.diffusion_gradient[p, l, q] = g
+                    for w in depends:
+                        if w >= q:
+                            h = sp.diff(g, x[w])
+                            _check_differentiable(entry, h, (p, l), x[w])
+                            if h != 0:
+                                self.diffusion_hessian[p, l, q, w] = h
 
     # -- structure ---------------------------------------------------------------------------
     @property
+    def state_dependent_diffusion(self) -> bool:
+        """True when some sigma[p, l] depends on the state (G_l != 0): the general weight of
+        docs/math.md, "State-dependent diffusion"."""
+        return bool(self.diffusion_gradient)
+
+    @property
     def is_linear(self) -> bool:
-        """True when the Hessian of the drift is identically zero."""
-        return not self.hessian_sparsity.any()
+        """True when the Hessian of the drift is identically zero and sigma does not depend on the
+        state: then X_t given X_0 is Gaussian."""
+        return not self.hessian_sparsity.any() and not self.state_dependent_diffusion
 
     @property
     def is_separable(self) -> bool:
-        """True when b_i depends on (t, x_i) only and sigma is square and diagonal."""
+        """True when b_i and sigma_ii depend on (t, x_i) only and sigma is square and diagonal."""
         sigma = self.sde.diffusion
         diagonal = sigma.rows == sigma.cols and all(sigma[i, j] == 0 for i, j in np.argwhere(~np.eye(sigma.rows, dtype=bool)))
-        return diagonal and not (self.jacobian_sparsity & ~np.eye(self.sde.m, dtype=bool)).any()
+        own_noise = all(q == p for p, _, q in self.diffusion_gradient)
+        return diagonal and own_noise and not (self.jacobian_sparsity & ~np.eye(self.sde.m, dtype=bool)).any()
 
     @property
     def structure(self) -> str:
-        """``"linear"`` (H = 0), ``"separable"`` (m independent 1-D problems) or ``"coupled"``."""
+        """``"linear"`` (H = 0, sigma(t)), ``"separable"`` (m independent 1-D problems) or ``"coupled"``;
+        :attr:`diffusion_structure` says whether sigma depends on the state."""
         if self.is_linear:
             return "linear"
         return "separable" if self.is_separable else "coupled"
+
+    @property
+    def diffusion_structure(self) -> str:
+        """``"state-dependent"`` (sigma(t, x)) or ``"additive"`` (sigma(t))."""
+        return "state-dependent" if self.state_dependent_diffusion else "additive"
 
     # -- equations ---------------------------------------------------------------------------
     def _matrix_function(self, name: str, rows: int, cols: int) -> sp.Matrix:

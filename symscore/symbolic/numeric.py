@@ -26,36 +26,89 @@ __all__ = ["NumericSDE", "LinearMoments"]
 
 
 class NumericSDE:
-    """b(t, x), sigma(t) and div b(t, x) of an :class:`~symscore.SDE` as numpy functions.
+    """b(t, x), sigma(t, x) and the derivatives the samplers need, as numpy functions.
 
-    ``x`` is always an (n, m) array and ``t`` a scalar; results are float64 arrays.
+    ``x`` is always an (n, m) array and ``t`` a scalar; results are float64 arrays. With a
+    state-dependent diffusion, D = sigma sigma^T varies with x and the reverse-time equations
+    gain its divergence (docs/math.md, "State-dependent diffusion"):
+
+        (div D)_i = sum_j d_j D_ij,      div div D = sum_{ij} d_i d_j D_ij.
     """
 
     def __init__(self, sde):
         self.sde, self.m, self.d = sde, sde.m, sde.d
         t, x = sde.time, sde.state
         drift, sigma = sde.bound_drift(), sde.bound_diffusion()
-        jacobian = sde.derive().jacobian.xreplace(sde.params)  # J is derived once, in the Derivation
+        derivation = sde.derive()
+        jacobian = derivation.jacobian.xreplace(sde.params)  # J is derived once, in the Derivation
+        self.state_dependent = derivation.state_dependent_diffusion
         self._drift = sp.lambdify((t, *x), list(drift), "numpy")
-        self._sigma = sp.lambdify((t,), sigma, "numpy")
         self._divergence = sp.lambdify((t, *x), jacobian.trace(), "numpy")
-        self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
-                              sp.lambdify((t,), list(drift.xreplace({xi: 0 for xi in x})), "numpy"))
+        if self.state_dependent:
+            D = sigma * sigma.T
+            div_D = [sum(sp.diff(D[i, j], x[j]) for j in range(self.m)) for i in range(self.m)]
+            self._sigma_x = sp.lambdify((t, *x), list(sigma), "numpy")
+            self._div_D = sp.lambdify((t, *x), div_D, "numpy")
+            self._div_div_D = sp.lambdify((t, *x), sum(sp.diff(div_D[i], x[i]) for i in range(self.m)), "numpy")
+        else:
+            self._sigma = sp.lambdify((t,), sigma, "numpy")
+            self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
+                                  sp.lambdify((t,), list(drift.xreplace({xi: 0 for xi in x})), "numpy"))
+
+    @staticmethod
+    def _columns(values, n: int) -> np.ndarray:
+        return np.stack([np.broadcast_to(np.asarray(c, dtype=np.float64), (n,)) for c in values], axis=1)
 
     def drift(self, t: float, x: np.ndarray) -> np.ndarray:
         """b(t, x) for x of shape (n, m)."""
-        n = x.shape[0]
-        columns = self._drift(float(t), *x.T)
-        return np.stack([np.broadcast_to(np.asarray(c, dtype=np.float64), (n,)) for c in columns], axis=1)
+        return self._columns(self._drift(float(t), *x.T), x.shape[0])
 
     def sigma(self, t: float) -> np.ndarray:
-        """sigma(t), shape (m, d)."""
+        """sigma(t), shape (m, d) (a diffusion that does not depend on the state)."""
+        if self.state_dependent:
+            raise SymscoreError(f"sde: sigma of {self.sde.name!r} depends on the state; use sigma_at(t, x)")
         return np.asarray(self._sigma(float(t)), dtype=np.float64).reshape(self.m, self.d)
 
     def diffusion_matrix(self, t: float) -> np.ndarray:
-        """sigma(t) sigma(t)^T, shape (m, m)."""
+        """sigma(t) sigma(t)^T, shape (m, m) (a diffusion that does not depend on the state)."""
         s = self.sigma(t)
         return s @ s.T
+
+    def sigma_at(self, t: float, x: np.ndarray) -> np.ndarray:
+        """sigma(t, x) per point, shape (n, m, d)."""
+        if not self.state_dependent:
+            return np.broadcast_to(self.sigma(t), (x.shape[0], self.m, self.d))
+        return self._columns(self._sigma_x(float(t), *x.T), x.shape[0]).reshape(x.shape[0], self.m, self.d)
+
+    def noise(self, t: float, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """sigma(t, x) z per point for z of shape (n, d)."""
+        if not self.state_dependent:
+            return z @ self.sigma(t).T
+        return np.einsum("nil,nl->ni", self.sigma_at(t, x), z)
+
+    def apply_diffusion(self, t: float, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """D(t, x) v per point, D = sigma sigma^T, for v of shape (n, m)."""
+        if not self.state_dependent:
+            return v @ self.diffusion_matrix(t).T
+        s = self.sigma_at(t, x)
+        return np.einsum("nil,njl,nj->ni", s, s, v)
+
+    def diffusion_at(self, t: float, x: np.ndarray) -> np.ndarray:
+        """D(t, x) = sigma sigma^T per point, shape (n, m, m)."""
+        s = self.sigma_at(t, x)
+        return np.einsum("nil,njl->nij", s, s)
+
+    def diffusion_divergence(self, t: float, x: np.ndarray) -> np.ndarray:
+        """(div D)_i = sum_j d_j D_ij, shape (n, m); zero when sigma does not depend on the state."""
+        if not self.state_dependent:
+            return np.zeros_like(x)
+        return self._columns(self._div_D(float(t), *x.T), x.shape[0])
+
+    def diffusion_second_divergence(self, t: float, x: np.ndarray) -> np.ndarray:
+        """sum_{ij} d_i d_j D_ij, shape (n,); zero when sigma does not depend on the state."""
+        if not self.state_dependent:
+            return np.zeros(x.shape[0])
+        return np.broadcast_to(np.asarray(self._div_div_D(float(t), *x.T), dtype=np.float64), (x.shape[0],))
 
     def drift_divergence(self, t: float, x: np.ndarray) -> np.ndarray:
         """div_x b(t, x) = trace of the Jacobian, shape (n,)."""
@@ -67,14 +120,14 @@ class NumericSDE:
         x, out, k_out = np.array(x0, dtype=np.float64), [], 0
         for k in range(int(record_steps[-1])):
             noise = rng.standard_normal((x.shape[0], self.d)) * np.sqrt(dt)
-            x = x + self.drift(k * dt, x) * dt + noise @ self.sigma(k * dt).T
+            x = x + self.drift(k * dt, x) * dt + self.noise(k * dt, x, noise)
             while k_out < len(record_steps) and record_steps[k_out] == k + 1:
                 out.append(x.copy())
                 k_out += 1
         return np.stack(out)
 
     def linear_parts(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """(B(t), c(t)) of a linear drift b = B(t) x + c(t)."""
+        """(B(t), c(t)) of a linear drift b = B(t) x + c(t) (and sigma(t))."""
         B = np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).reshape(self.m, self.m)
         c = np.broadcast_to(np.asarray(self._linear_parts[1](float(t)), dtype=np.float64).ravel(), (self.m,))
         return B, c

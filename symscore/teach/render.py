@@ -255,8 +255,63 @@ def _linear_sections(der) -> list[Section]:
     return sections
 
 
+# -- a diffusion that depends on the state (docs/math.md, "State-dependent diffusion") -----------------
+def _diffusion_derivatives_section(der) -> Section:
+    x = der.sde.state
+    entries = [rf"G_{{{l + 1}}}[{p + 1}, {q + 1}] = \frac{{\partial \sigma_{{{p + 1}{l + 1}}}}}{{\partial {L(x[q])}}} = {L(g)}"
+               for (p, l, q), g in sorted(der.diffusion_gradient.items())]
+    second = [rf"H^\sigma_{{{l + 1}}}[{p + 1}; {q + 1}, {w + 1}] = {L(h)}"
+              for (p, l, q, w), h in sorted(der.diffusion_hessian.items())]
+    return Section("Derivatives of the diffusion",
+                   r"$\sigma$ depends on the state, so its columns $\sigma_l$ have a Jacobian $G_l$ and a Hessian "
+                   r"$H^\sigma_l$ (non-zero entries, Ito calculus throughout).",
+                   (*_listed(entries), *_listed(second)) or (r"G_l \equiv 0",))
+
+
+def _ito_first_variation_section(der) -> Section:
+    return Section("First variation (Ito)",
+                   "The noise now enters the linearisation: $Y_t$ solves a linear SDE, and its inverse gets an Ito "
+                   "correction. The kernel steps $Y^{-1}$ by the inverse of the Euler step of $Y$ to second order, "
+                   "so that $Y Y^{-1} = I + O(dt^{3/2})$ per step.",
+                   (r"dY_t = J\, Y_t\, dt + \sum_l G_l\, Y_t\, dB^l_t,\qquad Y_0 = I",
+                    r"dY_t^{-1} = Y_t^{-1}\Big(-J + \sum_l G_l G_l\Big) dt - \sum_l Y_t^{-1} G_l\, dB^l_t"))
+
+
+def _ito_second_variation_section(der) -> Section:
+    return Section("Second variation (Ito)",
+                   "The reduced second variation gains a noise term driven by the Hessians of the diffusion "
+                   "columns.",
+                   (r"d\hat Z_t = Y_t^{-1}\Big(H - \sum_l G_l H^\sigma_l\Big)[Y_t\cdot, Y_t\cdot]\, dt"
+                    r" + \sum_l Y_t^{-1} H^\sigma_l[Y_t\cdot, Y_t\cdot]\, dB^l_t,\qquad \hat Z_0 = 0",
+                    r"(G_l H^\sigma_l)[p; q, w] = \sum_u G_l[p, u]\, H^\sigma_l[u; q, w]"))
+
+
+_STATE_DEPENDENT_INTEGRALS = Section(
+    "Running integrals of a state-dependent diffusion",
+    r"Besides $C$, $M$, $Q$ and $R$ (as before, with $A_t = Y_t^{-1}\sigma(t, X_t)$), three more integrals "
+    "run forward with the path.",
+    (r"K^l_t = Y_t^{-1} G_l\, Y_t,\qquad P_t[i; j, b] = \int_0^t \sum_l A_s[i, l]\, K^l_s[j, b]\, ds",
+     r"RK_t[i; j, c] = \int_0^t \sum_b \left(P_s[i; j, b]\, S_s[b, c] + S_s[j, b]\, P_s[i; c, b]\right) ds",
+     r"R\Psi_t[i; j, c] = \int_0^t \sum_a C_s[i, a] \sum_e \left(K^e_s[j, a]\, A_s[c, e] + A_s[j, e]\, K^e_s[c, a]\right) ds"))
+
+
+_STATE_DEPENDENT_TARGET = Section(
+    "The weight and the target",
+    r"The weight keeps its form; $P$ enters $v$, and $RK$ and $R\Psi$ enter $\rho$. With $\sigma$ "
+    "independent of the state, $G = 0$ and these reduce to the formulas above.",
+    (r"v_b = \sum_j \hat Z_t[j; j, b] - \sum_{i,j} (C_t^{-1})_{ij}\, Q_t[i; j, b] + \sum_{i,j} (C_t^{-1})_{ij}\, P_t[i; j, b]",
+     r"\rho_c = \sum_{i,j} (C_t^{-1})_{ij}\, \left(R_t + RK_t - R\Psi_t\right)[i; j, c]",
+     r"\delta_t = Y_t^{-\top}\left(C_t^{-1} M_t + v - C_t^{-1} \rho\right),\qquad \text{target}_t = -\delta_t"))
+
+
 def sections(der) -> list[Section]:
     """All sections of the derivation of ``der`` (a :class:`~symscore.Derivation`), in order."""
+    if der.state_dependent_diffusion:
+        return [_sde_section(der), _jacobian_section(der), _hessian_section(der),
+                _diffusion_derivatives_section(der), _ito_first_variation_section(der),
+                _ito_second_variation_section(der), _malliavin_derivative_section(der),
+                _malliavin_matrix_section(der), _COVERING, _SKOROKHOD, _RUNNING_INTEGRALS,
+                _STATE_DEPENDENT_INTEGRALS, _STATE_DEPENDENT_TARGET]
     parts = [_sde_section(der), _jacobian_section(der), _hessian_section(der), _first_variation_section(der),
              _second_variation_section(der), _malliavin_derivative_section(der), _malliavin_matrix_section(der),
              _COVERING, _SKOROKHOD, _derivative_of_y_section(der),
