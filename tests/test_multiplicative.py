@@ -256,3 +256,12 @@ def test_a_diagonal_sigma_with_a_separable_drift_stays_one_dimensional_per_lane(
     derivation = ss.library.heavy_ou(m=4).derive()
     assert derivation.structure == "separable"
     assert [(block.width, len(block.lanes)) for block in build_ir(derivation).blocks] == [(1, 4)]
+
+
+def test_a_path_where_sigma_vanishes_is_reported_like_any_failure():
+    kernel = ss.compile(ss.library.gbm())  # sigma = s x: the path from x0 = 0 stays at 0 with C_t = 0
+    with pytest.raises(ss.SingularMalliavinMatrixError, match="1 of 3 paths failed"):
+        kernel.simulate(np.array([[1.0], [0.0], [2.0]]), [0.5, 1.0], 10)
+    with pytest.warns(RuntimeWarning, match="dropped 1 of 3 paths"):
+        paths = kernel.simulate(np.array([[1.0], [0.0], [2.0]]), [0.5, 1.0], 10, on_failure="drop")
+    assert paths.target.shape == (2, 2, 1) and np.isfinite(paths.target).all()
