@@ -135,7 +135,7 @@ def _binned_bias(paths, r, t_r, x0):
 
 
 def test_lamperti_benes_binned_means_match_the_exact_score_and_the_wrong_weights_do_not():
-    """20 bins per record time; tolerance 4 SE + the Euler bias at 400 steps (measured below 0.013)."""
+    """20 bins per record time; tolerance 4 SE + an Euler-bias allowance (largest binned bias measured at 200, 400, 800 steps: 0.013)."""
     sde, x0, n, bias = ss.library.sinh_benes(), 0.3, 200_000, 0.02
     for drop in ((), ("P",), ("RPsi",)):
         paths = ss.compile(sde, _drop=drop).simulate(np.full((n, 1), x0), [0.5, 1.0], 400, seed=3)
