@@ -52,6 +52,7 @@ to (a hypoelliptic C_t with entries of orders t, t^2, t^3) does not count agains
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from itertools import product
 
@@ -431,6 +432,7 @@ def second_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: s
     lines, w, e, dt = _Lines(), state.width, len(dw), DT_SYMBOL
     rng, Y, Yi, C, G = range(w), state.Y, state.Yi, state.C, coeffs.G
     if coeffs.state_dependent:
+        @functools.cache  # _pulled_back asks for each entry w times
         def drift_part(p, q, r):  # (H - sum_l G_l Hs_l)[p; q, r]
             return coeffs.h(p, q, r) - sum(G[l][p, u] * coeffs.hs(l, u, q, r) for l in range(e) for u in rng)
 

@@ -49,8 +49,8 @@ class TimeGrid:
     record_steps: np.ndarray
 
     @classmethod
-    def from_times(cls, times, n_steps, horizon: float | None = None, *, end: float | None = None) -> "TimeGrid":
-        """Check ``times`` and ``n_steps`` (and ``times[-1] <= horizon`` when given) and build the grid.
+    def from_times(cls, times, n_steps, horizon: float, *, end: float | None = None) -> "TimeGrid":
+        """Check ``times`` (in (0, horizon]) and ``n_steps`` and build the grid.
 
         The grid runs from 0 to ``end`` (default ``times[-1]``) in ``n_steps`` steps. Raises
         :class:`SimulationInputError` naming the argument: times not a non-empty increasing 1-D
@@ -67,9 +67,8 @@ class TimeGrid:
             raise SimulationInputError(f"times: expected finite values, got {times}")
         if np.any(np.diff(times) <= 0):
             raise SimulationInputError(f"times: expected strictly increasing record times, got {times}")
-        if times[0] <= 0 or (horizon is not None and times[-1] > horizon * (1 + 1e-12)):
-            raise SimulationInputError(f"times: every record time must lie in (0, T] = (0, {horizon}], got {times}"
-                                       if horizon is not None else f"times: expected record times > 0, got {times}")
+        if times[0] <= 0 or times[-1] > horizon * (1 + 1e-12):
+            raise SimulationInputError(f"times: every record time must lie in (0, T] = (0, {horizon}], got {times}")
         dt = float(times[-1] if end is None else end) / n_steps
         steps = times / dt
         record_steps = np.rint(steps).astype(np.int64)

@@ -182,7 +182,12 @@ def predictor_corrector(run: SamplerRun) -> np.ndarray:
 
 def _flow_velocity(numeric, score_fn, t, x):
     """f(t, x) = b(t, x) - D(t, x) s(x, t) / 2 - (div D)(t, x) / 2 (the last term for sigma(t, x))."""
-    velocity = numeric.drift(t, x) - numeric.apply_diffusion(t, x, 0.5 * score_fn(x, t))
+    return _velocity(numeric, score_fn(x, t), t, x)
+
+
+def _velocity(numeric, score, t, x):
+    """The flow velocity for the score values ``score`` (n, m) at (t, x)."""
+    velocity = numeric.drift(t, x) - numeric.apply_diffusion(t, x, 0.5 * score)
     if numeric.state_dependent:
         velocity = velocity - 0.5 * numeric.diffusion_divergence(t, x)
     return velocity
@@ -254,9 +259,9 @@ def _directional(score, score_fn, x, t, v):
     return (score_fn(x + eps * v, t) - score_fn(x - eps * v, t)) / (2 * eps)
 
 
-def _divergence(numeric, score, score_fn, t, x, probes):
+def _divergence(numeric, score, score_fn, t, x, probes, score_values):
     """div f = div b - tr(D J_s) / 2, exactly (probes None) or by Hutchinson's estimator; for
-    sigma(t, x) also - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2."""
+    sigma(t, x) also - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2 (s = ``score_values`` at (t, x))."""
     if not numeric.state_dependent:
         D = numeric.diffusion_matrix(t)
         if probes is None:
@@ -272,7 +277,7 @@ def _divergence(numeric, score, score_fn, t, x, probes):
     else:
         trace = np.mean([np.einsum("nk,nkl,nl->n", v, D, _directional(score, score_fn, x, t, v)) for v in probes],
                         axis=0)
-    extra = numeric.diffusion_second_divergence(t, x) + np.sum(numeric.diffusion_divergence(t, x) * score_fn(x, t), axis=1)
+    extra = numeric.diffusion_second_divergence(t, x) + np.sum(numeric.diffusion_divergence(t, x) * score_values, axis=1)
     return numeric.drift_divergence(t, x) - 0.5 * trace - 0.5 * extra
 
 
@@ -298,8 +303,9 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
 
     def rhs(t, state):
         y = state[: n * m].reshape(n, m)
-        return np.concatenate([_flow_velocity(numeric, score_fn, t, y).ravel(),
-                               _divergence(numeric, score, score_fn, t, y, probes)])
+        score_values = score_fn(y, t)
+        return np.concatenate([_velocity(numeric, score_values, t, y).ravel(),
+                               _divergence(numeric, score, score_fn, t, y, probes, score_values)])
 
     state = np.concatenate([x.ravel(), np.zeros(n)])
     if adaptive:
