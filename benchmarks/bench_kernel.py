@@ -2,7 +2,8 @@
 
 For each case: path-steps per second of ``kernel.simulate`` (one path advancing one step, all m
 coordinates and all variation processes), the ratio of its time to a hand-written numba EM loop
-that only moves X (same parallel loop, same per-path seeding and normal generator), and
+that only moves X (same parallel loop; its normals come from numba's np.random, the generator the kernels
+used before the counter-based Philox stream of symscore.compiler.runtime), and
 time(2N) / time(N) of the kernel (it must be linear in the number of steps).
 
     python benchmarks/bench_kernel.py [--quick]

@@ -23,13 +23,14 @@ from ._errors import (
 )
 from .compiler.build import compile, emit
 from .compiler.kernel import Kernel, Paths
+from .compiler.runtime import brownian_increments
 from .compiler.printing import UnsupportedExpressionError
 from .spec.sde import SDE
 from .spec.parse import load_spec, parse_expression, to_toml
 from ._version import __version__
 
 __all__ = [
-    "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Kernel", "Paths", "library", "cache_dir",
+    "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Kernel", "Paths", "brownian_increments", "library", "cache_dir",
     "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots",
     "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",

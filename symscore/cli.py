@@ -184,9 +184,13 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in OUT/checkpoints.")
 @click.option("--force", is_flag=True, help="Overwrite a model already in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS"), default="numba",
+              show_default=True, help="Kernel backend of the malliavin target.")
+@click.option("--device", default=None, help="torch device of the network, e.g. cuda (default: cpu); with "
+              "--backend torch the targets are simulated there too.")
 @_spec_doc
 def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, activation, lr, t_min, n_data, seed,
-          resume, force, quiet):
+          resume, force, quiet, backend, device):
     """Train a score network for SPEC on DATA; writes OUT/model.pt, OUT/sde.toml, OUT/run.json, checkpoints.
 
     \b
@@ -194,6 +198,7 @@ def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, act
       symscore train cubic --data checkerboard --out runs/cubic --steps 4000 --n-steps 400
       symscore train vp --data moons --out runs/vp --target dsm
       symscore train mine.toml --data points.npy --out runs/mine
+      symscore train cauchy --data moons --out runs/gpu --backend torch --device cuda
     """
     from . import data as datasets
     from . import plots
@@ -203,12 +208,14 @@ def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, act
     array = datasets.load(data, n=n_data, seed=seed)
     _prepare_run_folder(out, resume, force)
     options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
-               "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed}
+               "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
+               "backend": backend}
     _record_sde(sde, spec, out, options)
     checkpoints = out / CHECKPOINTS
     model = train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
                         checkpoint_dir=checkpoints, resume=checkpoints if resume else None, seed=seed,
-                        n_steps=n_steps, width=width, depth=depth, activation=activation, lr=lr, progress=not quiet)
+                        n_steps=n_steps, width=width, depth=depth, activation=activation, lr=lr, progress=not quiet,
+                        backend=backend, device=device)
     model.save(out / MODEL_FILE)
     plots.plot_loss({spec: model.loss_history}, out / "loss.png")
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "

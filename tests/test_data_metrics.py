@@ -75,7 +75,7 @@ def test_demo_small_mode(tmp_path):
     lines = []
     from symscore.demo import run_demo
 
-    report = run_demo(out=tmp_path, steps=400, batch_size=64, n_samples=300, n_train=1000, sample_steps=200,
+    report = run_demo(out=tmp_path, steps=800, batch_size=64, n_samples=300, n_train=1000, sample_steps=200,
                               width=64, depth=2, progress=False, print_fn=lines.append)
     assert set(report) == {"cubic + malliavin", "vp + dsm", "data (noise floor)"}
     written = {p.name for p in tmp_path.iterdir()}

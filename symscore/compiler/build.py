@@ -15,13 +15,14 @@ from ..spec.sde import SDE
 from .backends import get_backend
 from .cache import atomic_write, load_or_write_module
 from .codegen import generator_text, render_source, template_text
-from .ir import build_ir
+from .ir import FORMS, build_ir
 
 __all__ = ["compile", "emit", "generate_source", "module_key"]
 
 
 def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=None, *, compile: bool = False,
-            _force_coupled: bool = False, _first_order_only: bool = False, _drop: tuple[str, ...] = ()):
+            form: str = "auto", _force_coupled: bool = False, _first_order_only: bool = False,
+            _drop: tuple[str, ...] = ()):
     """Generate, cache and load the score kernel of ``sde``.
 
     Args:
@@ -33,23 +34,31 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
         device: numba: None or ``"cpu"``; torch: None (CPU), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         compile: torch only, wrap the generated step and weight functions in ``torch.compile``
             (needs a C++ compiler; tens of seconds the first time). Off by default.
+        form: ``"auto"`` (default): a block whose unrolled code would exceed
+            :data:`~symscore.compiler.ir.LOOP_FORM_TERMS` terms (a coupled component of width 5 or
+            more) runs in the loop form (small per-path arrays and loops over index ranges, see
+            :mod:`symscore.compiler.dense`), the others unrolled; ``"unrolled"`` or ``"loop"``
+            force one form for every block. The module's header says which form each block has.
 
     Every backend prints the same intermediate representation. The generated module is written to
     the cache folder (:func:`symscore.cache_dir`) under a hash of the SDE; numba's compiled code is
     cached beside it, so a second process starts fast.
     """
-    record = _backend_of(sde, backend)
+    record = _backend_of(sde, backend, form)
     options = record.check_options(dtype, device, compile)
-    switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only, "drop": tuple(_drop)}
+    switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only, "drop": tuple(_drop),
+                "form": form}
     key = module_key(sde, backend, **switches)
     module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, **switches))
     return record.kernel()(sde, module, Path(path), cached, **options)
 
 
-def _backend_of(sde, backend: str):
-    """Validate the (sde, backend) pair shared by compile and emit; the backend's record."""
+def _backend_of(sde, backend: str, form: str):
+    """Validate the (sde, backend, form) shared by compile and emit; the backend's record."""
     if not isinstance(sde, SDE):
         raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
+    if form not in FORMS:
+        raise SymscoreError(f"form: expected one of {', '.join(map(repr, FORMS))}, got {form!r}")
     return get_backend(backend)
 
 
@@ -62,14 +71,16 @@ def module_key(sde: SDE, backend: str, **switches) -> str:
 
 
 def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False,
-                    drop: tuple[str, ...] = ()) -> str:
+                    drop: tuple[str, ...] = (), form: str = "auto") -> str:
     """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
-    key = module_key(sde, backend, force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop))
-    ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop))
+    key = module_key(sde, backend, force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
+                     form=form)
+    ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
+                  form=form)
     return render_source(sde, ir, backend, key)
 
 
-def emit(sde: SDE, backend: str = "numba", path=None) -> str:
+def emit(sde: SDE, backend: str = "numba", path=None, *, form: str = "auto") -> str:
     """The standalone kernel module of ``sde`` as source text; written to ``path`` if given.
 
     The module imports only numpy + numba (``backend="numba"``) or numpy + torch (``"torch"``) and
@@ -79,8 +90,8 @@ def emit(sde: SDE, backend: str = "numba", path=None) -> str:
     symscore version and the hash; the same SDE gives byte-identical source. An existing file at
     ``path`` is replaced atomically (never left half-written).
     """
-    _backend_of(sde, backend)
-    source = generate_source(sde, backend)
+    _backend_of(sde, backend, form)
+    source = generate_source(sde, backend, form=form)
     if path is not None:
         target = Path(path)
         if target.is_dir():

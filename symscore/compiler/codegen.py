@@ -17,12 +17,13 @@ import sympy as sp
 
 from .. import _checks, _errors
 from .._version import __version__
-from . import runtime
+from . import dense, runtime
 from .backends import get_backend
-from .ir import KernelIR
+from .ir import LOOP_FORM_TERMS, KernelIR, LoopBlock
 from .printing import print_expr
 
-__all__ = ["render_source", "header_lines", "safe_text", "template_text", "generator_text", "runtime_text"]
+__all__ = ["render_source", "header_lines", "safe_text", "template_text", "generator_text", "runtime_text",
+           "dense_text"]
 
 
 @cache
@@ -49,7 +50,8 @@ def generator_text(backend: str) -> str:
     """
     from . import ir, printing
 
-    files = [Path(module.__file__) for module in (ir, printing, runtime, _errors, _checks, sys.modules[__name__])]
+    files = [Path(module.__file__) for module in (ir, printing, runtime, dense, _errors, _checks,
+                                                  sys.modules[__name__])]
     return "\n".join(path.read_text() for path in files + [get_backend(backend).source_file])
 
 
@@ -77,6 +79,13 @@ def runtime_text() -> str:
                          + _module_body(m) for m in (_errors, _checks, runtime))
 
 
+@cache
+def dense_text() -> str:
+    """The loop form's step and weight (:mod:`~symscore.compiler.dense`), rendered verbatim into
+    numba modules that have a loop-form block."""
+    return "# ---- from symscore/compiler/dense.py\n" + _module_body(dense)
+
+
 def header_lines(sde, structure: str) -> list[str]:
     """The SDE in readable form, for the module docstring."""
     lines = [f"State {', '.join(map(str, sde.state))}; time {sde.time}; m = {sde.m}, d = {sde.d}; "
@@ -88,7 +97,40 @@ def header_lines(sde, structure: str) -> list[str]:
     return lines
 
 
+def _printed_loop_block(block: LoopBlock, printer):
+    """The template's view of a loop-form block: the factor assignments printed, the tables as lists."""
+    factors = []
+    previous = None
+    for a in block.factors:
+        name = str(a.lhs)
+        index = int(name.rpartition("_")[2]) if name.startswith("factor_") else None
+        section = _one_line(a.comment) if a.comment and a.comment != previous else ""
+        factors.append({"lhs": name, "index": index, "rhs": print_expr(printer, sp.sympify(a.rhs)), "section": section})
+        previous = a.comment
+    return {
+        "form": "loop",
+        "description": safe_text(block.description),
+        "lanes": [list(lane) for lane in block.lanes],
+        "noise_lanes": [list(lane) for lane in block.noise_lanes],
+        "width": block.width,
+        "n_noise": block.n_noise,
+        "second_order": block.second_order,
+        "state_dependent": block.state_dependent,
+        "keep_p": block.keep_p,
+        "keep_psi": block.keep_psi,
+        "n_factors": block.n_factors,
+        "estimated_terms": block.estimated_terms,
+        "factors": factors,
+        "tables": [{"name": t.name, "shape": list(t.shape), "index": list(t.index),
+                    "coefficient": [repr(float(c)) for c in t.coefficient], "which": list(t.which),
+                    "variable": any(k >= 0 for k in t.which)} for t in block.tables],
+    }
+
+
 def _printed_block(block, printer):
+    if isinstance(block, LoopBlock):
+        return _printed_loop_block(block, printer)
+
     def show(expr):
         return print_expr(printer, sp.sympify(expr))
 
@@ -103,6 +145,7 @@ def _printed_block(block, printer):
 
     commit = dict(block.commit)
     return {
+        "form": "unrolled",
         "description": safe_text(block.description),
         "lanes": [list(lane) for lane in block.lanes],
         "noise_lanes": [list(lane) for lane in block.noise_lanes],
@@ -148,6 +191,7 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
     template = _environment().get_template(record.template)
     return template.render(
         name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
-        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(),
+        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), dense=dense_text(),
+        loop_threshold=LOOP_FORM_TERMS, any_loop=any(isinstance(b, LoopBlock) for b in ir.blocks),
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )

@@ -59,10 +59,11 @@ from itertools import product
 import numpy as np
 import sympy as sp
 
-from .._errors import SDESpecError
+from .._errors import SDESpecError, SymscoreError
 from .runtime import HEALTH_BITS
 
-__all__ = ["Assignment", "Block", "KernelIR", "build_ir", "LocalSystem", "Coefficients", "State", "StepPart",
+__all__ = ["Assignment", "Block", "LoopBlock", "CoefficientTable", "LOOP_FORM_TERMS", "unrolled_terms",
+           "loop_block_of", "KernelIR", "build_ir", "LocalSystem", "Coefficients", "State", "StepPart",
            "Weight", "coefficients", "first_order_state", "noise_terms", "first_variation_step",
            "second_variation_step", "weight_assembly", "block_of"]
 
@@ -251,6 +252,7 @@ class Block:
     health: tuple[tuple[int, tuple[sp.Symbol, ...]], ...]
     second_order: bool
     description: str = ""
+    form = "unrolled"
 
     @property
     def width(self) -> int:
@@ -262,12 +264,66 @@ class Block:
 
 
 @dataclass(frozen=True)
+class CoefficientTable:
+    """The entries of one coefficient array of a loop-form block: ``array.flat[index[k]] =
+    coefficient[k] * factor[which[k]]``, or the constant ``coefficient[k]`` where ``which[k] = -1``.
+
+    ``name`` is one of b (w,), J (w, w), H (w, w, w), sigma (w, e), G (e, w, w), Hs (e, w, w, w):
+    H[p; q, r] and Hs[l; p, q, r] are listed in both orders of (q, r); G[l; p, q] = d sigma[p, l] / d x_q.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    index: tuple[int, ...]
+    coefficient: tuple[float, ...]
+    which: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoopBlock:
+    """A block too wide to unroll, run by the loop form (:mod:`symscore.compiler.dense`).
+
+    Attributes:
+        lanes, noise_lanes, x: as for :class:`Block`.
+        factors: assignments (CSE temporaries, then ``factor_k`` for k < n_factors) of the distinct
+            factors of the coefficients at (t, x): every entry of b, J, H, sigma, G, Hs is a number
+            times one factor (module docstring of :mod:`symscore.compiler.dense`).
+        tables: one :class:`CoefficientTable` per coefficient array.
+        second_order, state_dependent: whether Zh, Q, R (and P) are carried; whether sigma depends on x.
+        keep_p, keep_psi: False only for the wrong variants of ``build_ir(drop=...)``.
+        estimated_terms: the unrolled form's estimated size (:func:`unrolled_terms`), for the header.
+    """
+
+    lanes: tuple[tuple[int, ...], ...]
+    noise_lanes: tuple[tuple[int, ...], ...]
+    x: tuple[sp.Symbol, ...]
+    factors: tuple[Assignment, ...]
+    n_factors: int
+    tables: tuple[CoefficientTable, ...]
+    second_order: bool
+    state_dependent: bool
+    keep_p: bool
+    keep_psi: bool
+    estimated_terms: int
+    description: str = ""
+    form = "loop"
+
+    @property
+    def width(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_noise(self) -> int:
+        return len(self.noise_lanes[0])
+
+
+@dataclass(frozen=True)
 class KernelIR:
     """The whole kernel: blocks covering every coordinate exactly once."""
 
     m: int
     d: int
-    blocks: tuple[Block, ...]
+    blocks: tuple[Block | LoopBlock, ...]
     structure: str
     header: tuple[str, ...] = field(default=())
 
@@ -556,6 +612,106 @@ def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, secon
     )
 
 
+# -- the loop form ----------------------------------------------------------------------------------
+#: Blocks whose unrolled form would exceed this many terms (:func:`unrolled_terms`) use the loop form.
+#: Measured on 2 cores (benchmarks/bench_wide.py): a coupled w = 4 block (256 terms) unrolls into a
+#: kernel numba compiles in about 12 s, w = 6 (1296) takes minutes, w = 8 does not finish.
+LOOP_FORM_TERMS = 500
+FORMS = ("auto", "unrolled", "loop")
+
+
+def unrolled_terms(system: LocalSystem, second_order: bool) -> int:
+    """The size of the unrolled form, estimated before building it: w^2 nnz(Y) products for the
+    second-order contractions (w nnz(Y) for the first order), nnz(Y) from J's and G's pattern."""
+    gradients = tuple(sp.Matrix(system.width, system.width, lambda p, q, l=l: system.diffusion_gradient.get((p, l, q), 0))
+                      for l in range(system.n_noise)) if system.diffusion_gradient else ()
+    n_y = int(variation_pattern(system.jacobian, gradients).sum())
+    w = system.width
+    return w * w * n_y if second_order else w * n_y
+
+
+def _entries(system: LocalSystem, second_order: bool):
+    """(table name, shape, flat index, expression) of every structurally non-zero coefficient entry."""
+    w, e = system.width, system.n_noise
+    yield from (("b", (w,), i, system.drift[i]) for i in range(w))
+    yield from (("J", (w, w), i * w + j, system.jacobian[i, j]) for i in range(w) for j in range(w))
+    if second_order:
+        for (p, q, r), h in sorted(system.hessian.items()):
+            yield "H", (w, w, w), (p * w + q) * w + r, h
+            if q != r:
+                yield "H", (w, w, w), (p * w + r) * w + q, h
+    yield from (("sigma", (w, e), i * e + l, system.sigma[i, l]) for i in range(w) for l in range(e))
+    for (p, l, q), g in sorted(system.diffusion_gradient.items()):
+        yield "G", (e, w, w), (l * w + p) * w + q, g
+    if second_order:
+        for (p, l, q, r), h in sorted(system.diffusion_hessian.items()):
+            yield "Hs", (e, w, w, w), ((l * w + p) * w + q) * w + r, h
+            if q != r:
+                yield "Hs", (e, w, w, w), ((l * w + p) * w + r) * w + q, h
+
+
+def _number_times_factor(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """expr = number * factor, with the numbers of every sum among the factor's multiplicands pulled
+    out too (SymPy distributes a number into a sum: 0.18 - 0.18 t is 0.18 (1 - t)), so that entries
+    that differ by a constant factor share one factor."""
+    number, rest = expr.as_coeff_Mul()
+    factors = []
+    for term in sp.Mul.make_args(rest):
+        base, power = term.as_base_exp()
+        if isinstance(base, sp.Add) and power.is_Integer:
+            scale = base.args[0].as_coeff_Mul()[0]  # args are in canonical order
+            if scale != 0 and scale != 1:
+                base = sp.Add(*(c / scale * r for c, r in (a.as_coeff_Mul() for a in base.args)))
+                number *= scale**power
+        factors.append(base**power)
+    return number, sp.Mul(*factors)
+
+
+def loop_block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool,
+                  drop: frozenset = frozenset()) -> LoopBlock:
+    """The loop-form block of one local system: the coefficients' distinct factors through one CSE
+    pass, and a table of (index, number, factor) per coefficient array."""
+    second_order = second_order and (bool(system.hessian) or bool(system.diffusion_gradient))
+    factor_of: dict[sp.Expr, int] = {}
+    factor_exprs: list[sp.Expr] = []
+    factor_comments: list[str] = []
+    tables: dict[str, tuple] = {}
+    shapes = {"b": None, "J": None, "H": None, "sigma": None, "G": None, "Hs": None}
+    for name, shape, index, expr in _entries(system, second_order):
+        shapes[name] = shape
+        expr = sp.sympify(expr)
+        if expr == 0:
+            continue
+        coefficient, rest = _number_times_factor(expr)
+        if rest == 1:
+            which = -1
+        else:
+            if rest not in factor_of:
+                factor_of[rest] = len(factor_exprs)
+                factor_exprs.append(rest)
+                factor_comments.append(f"{name}{[int(i) for i in np.unravel_index(index, shape)]} = {expr}")
+            which = factor_of[rest]
+        table = tables.setdefault(name, ([], [], []))
+        table[0].append(int(index))
+        table[1].append(float(coefficient))
+        table[2].append(which)
+    temps, reduced = sp.cse(factor_exprs, symbols=sp.numbered_symbols("tmp"), order="canonical")
+    factors = [Assignment(tmp, ex) for tmp, ex in temps]
+    factors += [Assignment(sp.Symbol(f"factor_{k}"), ex, comment)
+                for k, (ex, comment) in enumerate(zip(reduced, factor_comments))]
+    w, e = system.width, system.n_noise
+    default_shapes = {"b": (w,), "J": (w, w), "H": (w, w, w), "sigma": (w, e), "G": (e, w, w), "Hs": (e, w, w, w)}
+    return LoopBlock(
+        lanes=tuple(lanes), noise_lanes=tuple(noise_lanes), x=system.x, factors=tuple(factors),
+        n_factors=len(factor_exprs),
+        tables=tuple(CoefficientTable(name, default_shapes[name], *map(tuple, tables.get(name, ([], [], []))))
+                     for name in default_shapes),
+        second_order=second_order, state_dependent=bool(system.diffusion_gradient),
+        keep_p="P" not in drop, keep_psi="RPsi" not in drop,
+        estimated_terms=unrolled_terms(system, second_order), description=description,
+    )
+
+
 # -- components and the whole kernel ----------------------------------------------------------------
 def _components(jac_pattern: np.ndarray, sigma_pattern: np.ndarray) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Connected components of coordinates linked by J's pattern or a shared noise column."""
@@ -629,7 +785,7 @@ def _local_system(derivation, coords, cols) -> LocalSystem:
 
 
 def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool = False,
-             drop: tuple[str, ...] = ()) -> KernelIR:
+             drop: tuple[str, ...] = (), form: str = "auto") -> KernelIR:
     """Build the kernel IR of a derivation.
 
     Args:
@@ -638,7 +794,11 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
         first_order_only: drop the second-order terms (Zh, Q, R, P): a *wrong* target for a
             nonlinear drift, kept to show that those terms matter.
         drop: for sigma(t, x), leave out "P" and/or "RPsi" (wrong targets, for the same purpose).
+        form: "unrolled" (straight-line scalar code), "loop" (:class:`LoopBlock`) or "auto": the
+            loop form for blocks whose unrolled form exceeds :data:`LOOP_FORM_TERMS` terms.
     """
+    if form not in FORMS:
+        raise SymscoreError(f"form: expected one of {', '.join(map(repr, FORMS))}, got {form!r}")
     sde = derivation.sde
     m, d = sde.m, sde.d
     sigma = sde.bound_diffusion()
@@ -671,6 +831,9 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
         names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
         description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
             " ..." if len(names) > 4 else "")
-        blocks.append(block_of(system, lanes, noise_lanes, description, second_order=not first_order_only,
-                               drop=frozenset(drop)))
+        second_order = not first_order_only
+        loop = form == "loop" or (form == "auto" and unrolled_terms(system, second_order) > LOOP_FORM_TERMS)
+        make = loop_block_of if loop else block_of
+        blocks.append(make(system, lanes, noise_lanes, description + (" (loop form)" if loop else ""),
+                           second_order=second_order, drop=frozenset(drop)))
     return KernelIR(m=m, d=d, blocks=tuple(blocks), structure=derivation.structure)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._checks import number_at_least, positive_int
 from .._errors import SimulationInputError
-from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid
+from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid, check_seed
 
 __all__ = ["Kernel", "Paths"]
 
@@ -65,7 +65,7 @@ class Kernel:
 
     def simulate(self, x0, times, n_steps, seed: int = 0, dW=None, *, ridge: float = 0.0,
                  on_failure: str = "raise", cond_max: float | None = None, chunk_size: int | None = None,
-                 as_numpy: bool = False, on_singular: str | None = None) -> Paths:
+                 as_numpy: bool = False, on_singular: str | None = None, path_offset: int = 0) -> Paths:
         """Simulate paths and their score targets.
 
         Args:
@@ -73,7 +73,10 @@ class Kernel:
             times: increasing 1-D record times in (0, T]; the grid runs from 0 to times[-1] in
                 n_steps equal steps and every record time must lie on it.
             n_steps: number of Euler steps (>= 1).
-            seed: seed of the Brownian increments (ignored when dW is given).
+            seed: seed of the Brownian increments (ignored when dW is given), an integer in
+                [0, 2^64): the increment of path p, step k, noise column l is a function of
+                (seed, path_offset + p, k, l) alone (Philox4x32-10; :func:`brownian_increments`),
+                the same on every backend, for any chunk size or thread count.
             dW: optional (n, n_steps, d) Brownian increments (each N(0, dt)); makes the run
                 fully deterministic.
             ridge: Tikhonov parameter lambda >= 0: C_t is replaced by C_t + lambda I. Zero (exact)
@@ -89,12 +92,11 @@ class Kernel:
                 Malliavin matrix per component (between the 2-norm condition number of the
                 Jacobi-scaled C and m^2 times it); default 1e12 (float64), 1e5 (float32).
             chunk_size: simulate this many paths at a time (default: all), so that the memory
-                beyond the returned arrays is O(chunk_size). numba: the same seed gives the same
-                paths whatever the chunk size (per-path streams). torch: the seeded stream depends
-                on the chunk size (its generator runs through the chunks in turn); with dW given
-                the result is independent of it.
+                beyond the returned arrays is O(chunk_size); the result does not depend on it.
             as_numpy: torch backend: return numpy arrays instead of tensors on the device.
             on_singular: deprecated, use ``on_failure`` (``"warn"`` means ``"keep"``).
+            path_offset: the global index of the first path (its increments are those of path
+                ``path_offset``): processes that share a seed simulate disjoint paths with it.
 
         Returns:
             :class:`Paths` with t (K,), x (n, K, m), target (n, K, m) and failed (n, K).
@@ -114,15 +116,16 @@ class Kernel:
                                        f"got {on_failure!r}")
         cond_max = number_at_least(COND_MAX[self.dtype_name] if cond_max is None else cond_max, "cond_max", 1.0,
                                    error=SimulationInputError)
-        seed = positive_int(seed, "seed", low=0, error=SimulationInputError)
+        seed = check_seed(seed)
+        path_offset = positive_int(path_offset, "path_offset", low=0, error=SimulationInputError)
         chunk_size = n if chunk_size is None else positive_int(chunk_size, "chunk_size", error=SimulationInputError)
         if dW is not None:
             dW = self._check_dw(dW, (n, grid.n_steps, self.sde.d))
         out = self._allocate(n, grid.n_records, self.sde.m, grid.n_steps)
-        streams = self._streams(seed, n, dW)
         for start in range(0, n, chunk_size):
             rows = slice(start, min(n, start + chunk_size))
-            self._run(x0[rows], grid, None if dW is None else dW[rows], streams, rows, ridge, cond_max, out)
+            self._run(x0[rows], grid, None if dW is None else dW[rows], seed, path_offset + start, rows, ridge,
+                      cond_max, out)
         out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
         report = FailureReport(grid, self._host(fail_step), self._host(fail_kind), self._host(illcond),
                                ~self._host(target_finite), cond_max)
@@ -164,12 +167,9 @@ class Kernel:
         """(out_x, out_target, fail_step, fail_kind, illcond, target_finite) for n paths and K records."""
         raise NotImplementedError
 
-    def _streams(self, seed, n, dW):
-        """The source of increments shared by every chunk (ignored where dW is given)."""
-        raise NotImplementedError
-
-    def _run(self, x0, grid: TimeGrid, dW, streams, rows, ridge, cond_max, out):
-        """Simulate the paths ``rows`` (a slice) into the slices ``rows`` of ``out``."""
+    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
+        """Simulate the paths ``rows`` (a slice; global path indices from ``first_path``) into the
+        slices ``rows`` of ``out``; increments from ``dW``, else the counter-based stream of ``seed``."""
         raise NotImplementedError
 
     @staticmethod

@@ -19,8 +19,9 @@ import numpy as np
 from .._checks import positive_int
 from .._errors import NonFiniteSimulationError, SimulationInputError, SingularMalliavinMatrixError
 
-__all__ = ["TimeGrid", "GRID_RTOL", "check_x0", "check_dw", "check_shape", "FailureReport", "ON_FAILURE",
-           "COND_MAX", "HEALTH_BITS"]
+__all__ = ["TimeGrid", "GRID_RTOL", "check_x0", "check_dw", "check_shape", "check_seed", "FailureReport",
+           "ON_FAILURE", "COND_MAX", "HEALTH_BITS", "philox4x32", "philox_normals4", "philox_normal",
+           "brownian_increments"]
 
 #: Relative tolerance of "a record time lies on the grid": |t_r / dt - k_r| <= GRID_RTOL max(1, k_r).
 GRID_RTOL = 1e-9
@@ -117,6 +118,69 @@ def check_dw(dW, shape) -> np.ndarray:
     if not np.isfinite(array).all():
         raise SimulationInputError("dW: expected finite Brownian increments, found NaN or inf")
     return np.ascontiguousarray(array, dtype=np.float64)
+
+
+# ---- counter-based increments ----------------------------------------------------------------
+# The Brownian increment of path p (its global index), step k and noise column l under a seed is
+# sqrt(dt) z[p, k, l], where one Philox4x32-10 call (Salmon et al. 2011, the generator of Random123,
+# cuRAND and triton's tl.philox) gives the normals of four consecutive steps 4j .. 4j + 3:
+#     (r0, r1, r2, r3) = Philox4x32-10(counter = (p mod 2^32, p div 2^32, j, l), key = (seed mod 2^32,
+#                                      seed div 2^32)),
+#     steps 4j, 4j + 1: rho cos(a), rho sin(a) with rho = sqrt(-2 ln((r0 + 1) 2^-32)), a = 2 pi r1 2^-32,
+#     steps 4j + 2, 4j + 3: the same from (r2, r3)   (Box-Muller: both outputs are independent N(0, 1)).
+# A value depends on (seed, p, k, l) alone: every backend, thread count, chunk size and number of
+# processes draws the same increments. (r + 1) 2^-32 lies in (0, 1], so z is finite (|z| <= 6.7).
+# The functions below take numpy uint64 arrays or scalars (numba compiles them for its kernels).
+_PHILOX_M0, _PHILOX_M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
+_PHILOX_W0, _PHILOX_W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
+_LOW32, _SHIFT32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+_TWO_PI, _TWO_M32 = 6.283185307179586, 2.3283064365386963e-10  # 2 pi, 2^-32
+
+
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of the counter (c0, c1, c2, c3) under the key (k0, k1): four 32-bit words, each
+    held in a uint64 (inputs too)."""
+    for _ in range(10):
+        p0, p1 = c0 * _PHILOX_M0, c2 * _PHILOX_M1  # 32 x 32 -> 64-bit products: (hi, lo) words
+        c0, c1, c2, c3 = (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _LOW32, (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _LOW32
+        k0, k1 = (k0 + _PHILOX_W0) & _LOW32, (k1 + _PHILOX_W1) & _LOW32
+    return c0, c1, c2, c3
+
+
+def philox_normals4(seed, path, group, column):
+    """The standard normals of steps 4 group .. 4 group + 3 of (seed, path, column) (uint64 values)."""
+    r0, r1, r2, r3 = philox4x32(path & _LOW32, path >> _SHIFT32, group, column, seed & _LOW32, seed >> _SHIFT32)
+    rho01, angle01 = np.sqrt(-2.0 * np.log((r0 + 1.0) * _TWO_M32)), _TWO_PI * (r1 * _TWO_M32)
+    rho23, angle23 = np.sqrt(-2.0 * np.log((r2 + 1.0) * _TWO_M32)), _TWO_PI * (r3 * _TWO_M32)
+    return rho01 * np.cos(angle01), rho01 * np.sin(angle01), rho23 * np.cos(angle23), rho23 * np.sin(angle23)
+
+
+def philox_normal(seed, path, step, column):
+    """The standard normal of (seed, path, step, column) (uint64 arrays or scalars that broadcast)."""
+    z = philox_normals4(seed, path, step >> np.uint64(2), column)
+    phase = step & np.uint64(3)
+    return np.where(phase == 0, z[0], np.where(phase == 1, z[1], np.where(phase == 2, z[2], z[3])))
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2^64) (the Philox key), else :class:`SimulationInputError`."""
+    seed = positive_int(seed, "seed", low=0, error=SimulationInputError)
+    if seed >= 2**64:
+        raise SimulationInputError(f"seed: expected an integer in [0, 2^64), got {seed!r}")
+    return seed
+
+
+def brownian_increments(seed, n_paths, n_steps, d, dt, path_offset=0) -> np.ndarray:
+    """The (n_paths, n_steps, d) increments every kernel draws for ``seed`` (paths ``path_offset`` on).
+
+    ``kernel.simulate(x0, times, n_steps, seed)`` equals ``simulate(..., dW=brownian_increments(seed,
+    n, n_steps, d, times[-1] / n_steps))`` to rounding, on every backend.
+    """
+    seed = np.uint64(check_seed(seed))
+    paths = np.uint64(path_offset) + np.arange(n_paths, dtype=np.uint64)[:, None, None]
+    steps = np.arange(n_steps, dtype=np.uint64)[None, :, None]
+    columns = np.arange(d, dtype=np.uint64)[None, None, :]
+    return philox_normal(seed, paths, steps, columns) * np.sqrt(dt)
 
 
 _KINDS = tuple((bit, name) for name, bit in HEALTH_BITS.items())

@@ -30,7 +30,8 @@ register_target = TARGETS.register
 
 
 class TargetSource:
-    """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m).
+    """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m) (numpy, or
+    torch tensors on the training device).
 
     A subclass is constructed as ``cls(sde, n_steps, backend=..., ridge=..., device=...)`` (a
     source takes the options it uses) and registered with :func:`register_target`.
@@ -55,9 +56,9 @@ class MalliavinSource(TargetSource):
         self.ridge = ridge
 
     def batch(self, x0, record_steps, seed):
-        paths = self.kernel.simulate(x0, record_steps * self.dt, int(record_steps[-1]), seed=seed,
-                                     ridge=self.ridge, as_numpy=True)
-        return np.swapaxes(paths.x, 0, 1), np.swapaxes(paths.target, 0, 1)
+        """numba: numpy arrays; torch: tensors on the kernel's device (no trip through the host)."""
+        paths = self.kernel.simulate(x0, record_steps * self.dt, int(record_steps[-1]), seed=seed, ridge=self.ridge)
+        return paths.x.swapaxes(0, 1), paths.target.swapaxes(0, 1)
 
 
 @register_target("dsm")

@@ -132,7 +132,7 @@ def _pilot(source, model, data, candidates, pilot_size, seed):
     # geometric in t: the scales vary like powers of t (the model interpolates in log t)
     record_steps = np.unique(np.append(np.geomspace(candidates[0], candidates[-1], 24).round().astype(int),
                                        source.n_steps))
-    x, values = source.batch(x0, record_steps, int(rng.integers(2**31 - 1)))
+    x, values = (_host(a) for a in source.batch(x0, record_steps, int(rng.integers(2**31 - 1))))
     x_std = np.maximum(x.std(axis=1), 1e-3 * max(1.0, float(np.abs(x).max())))
     if values is None:  # ssm: scale of the score of a Gaussian with the same spread
         out_scale = 1.0 / x_std
@@ -144,8 +144,16 @@ def _pilot(source, model, data, candidates, pilot_size, seed):
     model.set_prior_data(data.mean(axis=0), np.atleast_2d(np.cov(data.T)), x[-1])
 
 
-def _rows(array: np.ndarray, m: int, device) -> torch.Tensor:
-    """(K, n, m) samples as a float32 (K n, m) tensor, time-major like the repeated record times."""
+def _host(array):
+    """A numpy array of a numpy array or tensor (None stays None)."""
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array
+
+
+def _rows(array, m: int, device) -> torch.Tensor:
+    """(K, n, m) samples (numpy, or a tensor already on the device) as a float32 (K n, m) tensor,
+    time-major like the repeated record times."""
+    if isinstance(array, torch.Tensor):
+        return array.reshape(-1, m).to(device=device, dtype=torch.float32)
     return torch.as_tensor(np.ascontiguousarray(array).reshape(-1, m), dtype=torch.float32, device=device)
 
 
@@ -202,8 +210,9 @@ class Trainer:
         if config.t_min >= sde.T:
             raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {config.t_min}")
         self.candidates = _grid_steps(sde, config)
+        # a torch kernel simulates on the network's device (its targets never visit the host)
         self.source = make_target_source(config.target, sde, config.n_steps, backend=config.backend,
-                                         ridge=config.ridge)
+                                         ridge=config.ridge, device=None if config.backend == "numba" else device)
         torch.manual_seed(config.seed)
         if model is None:
             model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,

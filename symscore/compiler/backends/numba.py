@@ -2,8 +2,8 @@
 
 The generated module (``templates/numba_kernel.py.j2``) compiles with ``numba.njit(parallel=True,
 cache=True)``; its compiled code is cached beside the module, so a second process starts fast.
-Increments come from one numpy stream per path (seeded by ``SeedSequence(seed)``), so the paths
-do not depend on threads or chunks.
+Increments come from the counter-based Philox stream of :mod:`~symscore.compiler.runtime` (compiled
+by numba inside the kernel), so the paths do not depend on threads or chunks.
 """
 from __future__ import annotations
 
@@ -53,15 +53,11 @@ class NumbaKernel(Kernel):
         return (np.empty((n, K, m)), np.empty((n, K, m)), np.full(n, n_steps + 1, dtype=np.int64),
                 np.zeros(n, dtype=np.int64), np.zeros((n, K), dtype=np.bool_), np.zeros((n, K), dtype=np.bool_))
 
-    def _streams(self, seed, n, dW):
-        # one seed per path: the increments of path p do not depend on chunks or threads
-        return np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32) if dW is None else None
-
-    def _run(self, x0, grid: TimeGrid, dW, streams, rows, ridge, cond_max, out):
-        path_seeds = streams[rows] if dW is None else np.zeros(x0.shape[0], dtype=np.uint32)
+    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
+        path_index = np.arange(first_path, first_path + x0.shape[0], dtype=np.int64)
         out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
         # basic slices are views: the module writes into the rows of the outputs
-        self.module.run_paths(x0, grid, dW, path_seeds, ridge, cond_max, out_x[rows], out_target[rows],
+        self.module.run_paths(x0, grid, dW, seed, path_index, ridge, cond_max, out_x[rows], out_target[rows],
                               fail_step[rows], fail_kind[rows], illcond[rows])
         target_finite[rows] = np.isfinite(out_target[rows]).all(axis=2)  # temporaries O(chunk)
 

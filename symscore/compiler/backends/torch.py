@@ -2,7 +2,8 @@
 
 The generated module (``templates/torch_kernel.py.j2``) holds one ``init``/``step``/``weight``/
 ``health`` function per block over a named-tuple state; ``compile=True`` wraps step and weight in
-``torch.compile``. Increments come from one ``torch.Generator`` drawn through the chunks in turn.
+``torch.compile``. Increments come from the counter-based Philox stream (the module's
+``philox_normals4_torch``: the same values as the numba kernel's), drawn on the device.
 torch itself is imported on first use (SymPy's ``TorchPrinter`` module imports it too).
 """
 from __future__ import annotations
@@ -105,14 +106,10 @@ class TorchKernel(Kernel):
                 torch.zeros((n,), dtype=torch.long, device=device), torch.zeros((n, K), dtype=torch.bool, device=device),
                 torch.zeros((n, K), dtype=torch.bool, device=device))
 
-    def _streams(self, seed, n, dW):
-        # one generator, drawn from chunk after chunk: the stream depends on the chunk size
-        return self.torch.Generator(device=self.device).manual_seed(seed) if dW is None else None
-
-    def _run(self, x0, grid: TimeGrid, dW, streams, rows, ridge, cond_max, out):
+    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
         out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
         with self.torch.no_grad():
-            self.module.simulate_kernel(x0, grid.dt, grid.n_steps, grid.record_steps.tolist(), dW, streams, ridge,
+            self.module.simulate_kernel(x0, grid.dt, grid.n_steps, grid.record_steps.tolist(), dW, seed, first_path, ridge,
                                         cond_max, out_x[rows], out_target[rows], fail_step[rows], fail_kind[rows],
                                         illcond[rows], blocks=self.blocks)
             target_finite[rows] = self.torch.isfinite(out_target[rows]).all(dim=2)  # temporaries O(chunk)

@@ -1,0 +1,161 @@
+"""The loop form of wide components (symscore/compiler/dense.py) against the dense reference.
+
+The loop form evaluates only the distinct factors of b, J, H, sigma (G_l, Hs_l) from generated
+code and runs the recursion in loops (numba) or einsums (torch): with shared increments it must
+agree with tests/reference.py per path to 1e-10, for sigma(t) and sigma(t, x) (rectangular
+included), at first order, with the wrong variants (no P, no RPsi), and through emitted modules;
+the automatic choice must pick it for wide coupled blocks only. Numba compiles a loop-form module
+in about 20 s cold, so the numba cases are few and each covers several code paths; torch runs
+the whole list.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symscore as ss
+from conftest import FACTORIES
+from reference import reference_simulate, relative_error
+from symscore.compiler.ir import LOOP_FORM_TERMS, build_ir
+from test_multiplicative import full_2d, rect_3d
+from test_reference import hypoelliptic_nonlinear, rational_coupled_3d
+
+RTOL = 1e-10
+t = sp.Symbol("t")
+
+
+def wide_tanh(m: int, seed: int = 0) -> ss.SDE:
+    """b = theta tanh(theta . x) - x / 2 + a rational cross term, sigma = I: every coordinate coupled."""
+    x = sp.symbols(f"x1:{m + 1}")
+    theta = np.random.default_rng(seed).normal(size=m)
+    theta = [sp.Float(v) for v in 1.5 * theta / np.linalg.norm(theta)]
+    s = sum(a * xi for a, xi in zip(theta, x))
+    drift = [a * sp.tanh(s) - xi / 2 for a, xi in zip(theta, x)]
+    drift[0] += x[1] / (2 + x[-1] ** 2)
+    return ss.SDE(drift, 1, list(x), t, name=f"wide_tanh{m}")
+
+
+def rect_wide() -> ss.SDE:
+    """m = 3, d = 4 (more noise columns than coordinates), sigma(x) coupled, a log and an atan drift."""
+    x1, x2, x3 = sp.symbols("x1 x2 x3")
+    drift = [-x1 + sp.atan(x2 * x3), -x2 + sp.log(1 + x1**2) / 2, -x3 ** 3 / (1 + x1**2)]
+    sigma = sp.Matrix([[1 + x2**2 / 4, 0, sp.Rational(1, 3), 0], [0, sp.sqrt(1 + x1**2), 0, sp.Rational(1, 4)],
+                       [x3 / 3, 0, 1, sp.exp(-x2**2) / 2]])
+    return ss.SDE(drift, sigma, [x1, x2, x3], t, name="rect_wide")
+
+
+TORCH_CASES = {
+    **{name: FACTORIES[name] for name in ("coupled2d", "coupled3d", "linear_coupled", "benes2d", "cubic3", "vp2")},
+    "hypoelliptic": hypoelliptic_nonlinear, "rational3d": rational_coupled_3d, "full2d": full_2d,
+    "rect3d": rect_3d, "rect_wide": rect_wide, "gbm2": lambda: ss.library.gbm(m=2, mu=0.1, s=0.4),
+    "heavy_ou": lambda: ss.library.heavy_ou(m=2), "wide_tanh6": lambda: wide_tanh(6),
+}
+OFFSET = {"gbm2": 1.0}
+
+
+def _inputs(sde, offset=0.0, n=24, n_steps=40, seed=3):
+    rng = np.random.default_rng(seed)
+    x0 = offset + 0.5 * rng.normal(size=(n, sde.m))
+    dW = ss.brownian_increments(seed, n, n_steps, sde.d, sde.T / n_steps)
+    return x0, [0.5 * sde.T, sde.T], n_steps, dW
+
+
+def _check(kernel, sde, label, offset=0.0, **reference_switches):
+    x0, times, n_steps, dW = _inputs(sde, offset)
+    paths = kernel.simulate(x0, times, n_steps, dW=dW, **({"as_numpy": True} if kernel.backend == "torch" else {}))
+    ref_x, ref_target = reference_simulate(sde, x0, times, n_steps, dW, **reference_switches)
+    err = max(relative_error(paths.x, ref_x), relative_error(paths.target, ref_target))
+    assert err <= RTOL, f"{label}: relative error {err:.2e}"
+    return paths
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_CASES))
+def test_torch_loop_form_matches_the_reference(name):
+    sde = TORCH_CASES[name]()
+    kernel = ss.compile(sde, backend="torch", form="loop")
+    assert "Kernel form per block: loop" in kernel.source
+    _check(kernel, sde, name, OFFSET.get(name, 0.0))
+
+
+@pytest.mark.parametrize("name", ["rect_wide", "rational3d"])
+def test_numba_loop_form_matches_the_reference(name):
+    """rect_wide: sigma(t, x) with d > m (G, Hs, K, P, Psi, Yi's second-order step); rational3d: sigma(t)."""
+    sde = TORCH_CASES[name]()
+    kernel = ss.compile(sde, form="loop")
+    assert "loop form" in kernel.source
+    _check(kernel, sde, name)
+
+
+@pytest.mark.parametrize("drop", [("P",), ("RPsi",)])
+def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
+    sde = rect_wide()
+    kernel = ss.compile(sde, backend="torch", form="loop", _drop=drop)
+    wrong = _check(kernel, sde, f"drop {drop}", drop=drop)
+    full = ss.compile(sde, backend="torch", form="loop")
+    x0, times, n_steps, dW = _inputs(sde)
+    right = full.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
+    assert relative_error(wrong.target, right.target) > 1e-3  # the dropped terms matter
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_first_order_loop_form_matches_the_first_order_reference(backend):
+    sde = rational_coupled_3d()
+    kernel = ss.compile(sde, backend=backend, form="loop", _first_order_only=True)
+    _check(kernel, sde, "first order", first_order_only=True)
+
+
+def test_auto_picks_the_loop_form_for_wide_coupled_blocks_only():
+    """A coupled m = 6 block (6^4 = 1296 terms) is built in the loop form without unrolling; a
+    64-d separable SDE stays 64 unrolled 1-D lanes, a coupled 2-D SDE stays unrolled."""
+    wide = build_ir(wide_tanh(6).derive())
+    assert [b.form for b in wide.blocks] == ["loop"] and wide.blocks[0].estimated_terms == 6**4 > LOOP_FORM_TERMS
+    assert [b.form for b in build_ir(ss.library.cubic(m=64).derive()).blocks] == ["unrolled"]
+    assert [b.form for b in build_ir(ss.library.benes(m=2).derive()).blocks] == ["unrolled"]
+    # the rank-one Hessian of theta tanh(theta . x) is one factor times a table of numbers
+    x = list(sp.symbols("x1:6"))
+    a, c = [0.3, -0.5, 0.7, 0.2, 0.4], [0.6, 0.1, -0.4, 0.9, -0.2]
+    s = sum(sp.Float(ci) * xi for ci, xi in zip(c, x))
+    tanh_only = ss.SDE([sp.Float(ai) * sp.tanh(s) for ai in a], 1, x, t, name="rank_one")
+    block = build_ir(tanh_only.derive()).blocks[0]
+    h_table = next(table for table in block.tables if table.name == "H")
+    assert len(h_table.index) == 5**3 and len(set(h_table.which)) == 1
+
+
+def test_a_wide_block_compiles_through_numba_and_its_emitted_module_agrees(tmp_path):
+    """m = 6 coupled (auto: loop form) against the reference, and the emitted numba module."""
+    sde = wide_tanh(6)
+    kernel = ss.compile(sde)
+    assert "Kernel form per block: loop" in kernel.source
+    paths = _check(kernel, sde, "wide m=6")
+    path = tmp_path / "wide6_kernel.py"
+    ss.emit(sde, path=path)
+    spec = importlib.util.spec_from_file_location("wide6_kernel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x0, times, n_steps, dW = _inputs(sde)
+    _, x, target = module.simulate(x0, times, n_steps, dW=dW)
+    assert relative_error(target, paths.target) <= RTOL and relative_error(x, paths.x) <= RTOL
+
+
+def test_bad_form_is_refused_naming_the_argument():
+    with pytest.raises(ss.SymscoreError, match="form: expected one of 'auto', 'unrolled', 'loop', got 'dense'"):
+        ss.compile(ss.library.ou(m=1), form="dense")
+    with pytest.raises(ss.SymscoreError, match="form: expected one of"):
+        ss.emit(ss.library.ou(m=1), form=3)
+
+
+def test_training_with_the_torch_backend_keeps_the_targets_as_tensors_on_the_device():
+    """backend='torch': the target source simulates on the training device and hands tensors over."""
+    import torch
+
+    from symscore.learn.targets import make_target_source
+
+    source = make_target_source("malliavin", ss.library.benes(m=2), 20, backend="torch", device="cpu")
+    x, target = source.batch(np.zeros((8, 2)), np.array([5, 20]), seed=1)
+    assert isinstance(target, torch.Tensor) and target.shape == (2, 8, 2) and target.device.type == "cpu"
+    model = ss.train(ss.library.benes(m=2), np.random.default_rng(0).normal(size=(200, 2)), steps=3, batch_size=16,
+                     backend="torch", n_steps=20, progress=False, device="cpu")
+    assert np.isfinite(model.loss_history).all()
