@@ -97,24 +97,37 @@ def header_lines(sde, structure: str) -> list[str]:
     return lines
 
 
-def _printed_loop_block(block: LoopBlock, printer):
-    """The template's view of a loop-form block: the factor assignments printed, the tables as lists."""
-    factors = []
-    previous = None
-    for a in block.factors:
-        name = str(a.lhs)
-        index = int(name.rpartition("_")[2]) if name.startswith("factor_") else None
+def _printed_lines(assignments, show) -> list[dict]:
+    """Assignments as template lines: the symbolic meaning as a comment, once per run of
+    assignments that share it."""
+    printed, previous = [], None
+    for a in assignments:
         section = _one_line(a.comment) if a.comment and a.comment != previous else ""
-        factors.append({"lhs": name, "index": index, "rhs": print_expr(printer, sp.sympify(a.rhs)), "section": section})
+        printed.append({"lhs": str(a.lhs), "rhs": show(a.rhs), "section": section})
         previous = a.comment
+    return printed
+
+
+def _block_basics(block, form: str) -> dict:
+    """What the templates use of every block, whatever its form."""
     return {
-        "form": "loop",
+        "form": form,
         "description": safe_text(block.description),
         "lanes": [list(lane) for lane in block.lanes],
         "noise_lanes": [list(lane) for lane in block.noise_lanes],
         "width": block.width,
         "n_noise": block.n_noise,
         "second_order": block.second_order,
+    }
+
+
+def _printed_loop_block(block: LoopBlock, printer):
+    """The template's view of a loop-form block: the factor assignments printed, the tables as lists."""
+    factors = _printed_lines(block.factors, lambda expr: print_expr(printer, sp.sympify(expr)))
+    for line in factors:  # factor_k is written into factor[k] by the numba template
+        line["index"] = int(line["lhs"].rpartition("_")[2]) if line["lhs"].startswith("factor_") else None
+    return {
+        **_block_basics(block, "loop"),
         "state_dependent": block.state_dependent,
         "keep_p": block.keep_p,
         "keep_psi": block.keep_psi,
@@ -134,30 +147,15 @@ def _printed_block(block, printer):
     def show(expr):
         return print_expr(printer, sp.sympify(expr))
 
-    def lines(assignments):
-        # the symbolic meaning as a comment, once per run of assignments that share it
-        printed, previous = [], None
-        for a in assignments:
-            section = _one_line(a.comment) if a.comment and a.comment != previous else ""
-            printed.append({"lhs": str(a.lhs), "rhs": show(a.rhs), "section": section})
-            previous = a.comment
-        return printed
-
     commit = dict(block.commit)
     return {
-        "form": "unrolled",
-        "description": safe_text(block.description),
-        "lanes": [list(lane) for lane in block.lanes],
-        "noise_lanes": [list(lane) for lane in block.noise_lanes],
-        "width": block.width,
-        "n_noise": block.n_noise,
-        "second_order": block.second_order,
+        **_block_basics(block, "unrolled"),
         "state": [(str(s), show(v)) for s, v in block.state],
         "state_names": [str(s) for s, _ in block.state],
-        "step": lines(block.step),
+        "step": _printed_lines(block.step, show),
         "commit": [(str(s), show(v)) for s, v in block.commit],
         "next_state": [(str(s), show(commit.get(s, s))) for s, _ in block.state],
-        "weight": lines(block.weight),
+        "weight": _printed_lines(block.weight, show),
         "target": [show(e) for e in block.target],
         "pivots": [show(p) for p in block.pivots],
         "condition": show(block.condition),
