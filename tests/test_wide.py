@@ -5,8 +5,8 @@ code and runs the recursion in loops (numba) or einsums (torch): with shared inc
 agree with tests/reference.py per path to 1e-10, for sigma(t) and sigma(t, x) (rectangular
 included), at first order, with the wrong variants (no P, no RPsi), and through emitted modules;
 the automatic choice must pick it for wide coupled blocks only. Numba compiles a loop-form module
-in about 20 s cold, so the numba cases are few and each covers several code paths; torch runs
-the whole list.
+in about 20 s cold, so the fast numba cases are few and each covers several code paths (two more
+run in ``make test-slow``); torch runs the whole list.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_torch_loop_form_matches_the_reference(name):
     _check(kernel, sde, name, OFFSET.get(name, 0.0))
 
 
-@pytest.mark.parametrize("name", ["rect_wide", "rational3d"])
+@pytest.mark.parametrize("name", ["rect_wide", pytest.param("rational3d", marks=pytest.mark.slow)])
 def test_numba_loop_form_matches_the_reference(name):
     """rect_wide: sigma(t, x) with d > m (G, Hs, K, P, Psi, Yi's second-order step); rational3d: sigma(t)."""
     sde = TORCH_CASES[name]()
@@ -100,7 +100,7 @@ def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
     assert relative_error(wrong.target, right.target) > 1e-3  # the dropped terms matter
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
 def test_first_order_loop_form_matches_the_first_order_reference(backend):
     sde = rational_coupled_3d()
     kernel = ss.compile(sde, backend=backend, form="loop", _first_order_only=True)
