@@ -1,5 +1,6 @@
 """Shared fixtures: kernels are compiled once per session (numba also caches them on disk)."""
 import functools
+import importlib.util
 
 import numpy as np
 import pytest
@@ -77,3 +78,12 @@ def coarsen(dW, factor):
     """Sum consecutive increments: the same Brownian path on a grid `factor` times coarser."""
     n, N, d = dW.shape
     return dW.reshape(n, N // factor, factor, d).sum(axis=2)
+
+
+def emitted_module(sde, path, backend: str = "numba"):
+    """``ss.emit(sde, backend, path)`` written to ``path`` and imported as a module of that name."""
+    ss.emit(sde, backend=backend, path=path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

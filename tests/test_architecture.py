@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 
 import symscore as ss
+from conftest import emitted_module
 from symscore.compiler import backends, codegen, ir, runtime
 from symscore.compiler.backends.numba import NumbaKernel, NumbaPrinter, check_options
 from symscore.learn import priors, samplers, targets
@@ -111,11 +112,7 @@ def test_the_runtime_is_rendered_verbatim_into_emitted_modules(tmp_path):
 def test_package_and_emitted_module_accept_and_reject_the_same_grids(tmp_path):
     """One grid rule: the same times pass or fail with the same message in both."""
     sde = ss.library.cubic(m=1)
-    path = tmp_path / "cubic_kernel.py"
-    ss.emit(sde, path=path)
-    spec = importlib.util.spec_from_file_location("cubic_kernel", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = emitted_module(sde, tmp_path / "cubic_kernel.py")
     kernel = ss.compile(sde)
     x0 = np.zeros((4, 1))
     cases = [([1 / 3, 2 / 3, 1.0], 3, None), ([0.5 + 1e-12, 1.0], 2, None), ([0.5 + 1e-6, 1.0], 2, "not on the grid"),
@@ -134,11 +131,7 @@ def test_package_and_emitted_module_accept_and_reject_the_same_grids(tmp_path):
 
 
 def test_emitted_failures_are_the_package_types(tmp_path):
-    path = tmp_path / "cubic_failing.py"
-    ss.emit(ss.library.cubic(m=1), path=path)
-    spec = importlib.util.spec_from_file_location("cubic_failing", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = emitted_module(ss.library.cubic(m=1), tmp_path / "cubic_failing.py")
     error = module.NonFiniteSimulationError
     assert issubclass(error, ValueError) and issubclass(error, FloatingPointError)
     with pytest.raises(FloatingPointError, match="became non-finite"):

@@ -7,7 +7,6 @@ deliberately wrong variant (no P, no RPsi, no div D) fails.
 """
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import sympy as sp
 from scipy import stats
 
 import symscore as ss
+from conftest import emitted_module
 from reference import reference_simulate, relative_error
 
 x1, x2, x3, t = sp.symbols("x1 x2 x3 t")
@@ -82,11 +82,7 @@ def test_emitted_modules_match_the_reference(tmp_path, backend):
     sde = rect_3d()
     x0, dW = _shared_inputs(sde, 0.0)
     _, ref_target = reference_simulate(sde, x0, [0.5, 1.0], 50, dW)
-    path = tmp_path / f"rect3d_{backend}.py"
-    ss.emit(sde, backend=backend, path=path)
-    spec = importlib.util.spec_from_file_location(f"rect3d_{backend}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = emitted_module(sde, tmp_path / f"rect3d_{backend}.py", backend)
     _, _, target = module.simulate(x0, [0.5, 1.0], 50, dW=dW)
     assert relative_error(np.asarray(target), ref_target) < 1e-10
 

@@ -8,13 +8,13 @@ increments on every backend and form, whatever the chunk size, thread count or p
 """
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
 from scipy import stats
 
 import symscore as ss
+from conftest import emitted_module
 from symscore.compiler.runtime import philox4x32, philox_normal
 
 U = np.uint64
@@ -116,11 +116,7 @@ def test_numba_and_torch_agree_per_path_with_a_seed_and_for_any_thread_count():
 
 def test_the_emitted_module_draws_the_same_increments(tmp_path):
     sde = ss.library.benes(m=2)
-    path = tmp_path / "benes_kernel.py"
-    ss.emit(sde, path=path)
-    spec = importlib.util.spec_from_file_location("benes_kernel", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = emitted_module(sde, tmp_path / "benes_kernel.py")
     x0 = np.random.default_rng(2).normal(size=(30, 2))
     _, _, target = module.simulate(x0, [1.0], 20, seed=9, path_offset=4)
     np.testing.assert_array_equal(target, ss.compile(sde).simulate(x0, [1.0], 20, seed=9, path_offset=4).target)

@@ -10,14 +10,13 @@ run in ``make test-slow``); torch runs the whole list.
 """
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
 import sympy as sp
 
 import symscore as ss
-from conftest import FACTORIES
+from conftest import FACTORIES, emitted_module
 from reference import reference_simulate, relative_error
 from symscore.compiler.ir import LOOP_FORM_TERMS, build_ir
 from test_multiplicative import full_2d, rect_3d
@@ -130,11 +129,7 @@ def test_a_wide_block_compiles_through_numba_and_its_emitted_module_agrees(tmp_p
     kernel = ss.compile(sde)
     assert "Kernel form per block: loop" in kernel.source
     paths = _check(kernel, sde, "wide m=6")
-    path = tmp_path / "wide6_kernel.py"
-    ss.emit(sde, path=path)
-    spec = importlib.util.spec_from_file_location("wide6_kernel", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = emitted_module(sde, tmp_path / "wide6_kernel.py")
     x0, times, n_steps, dW = _inputs(sde)
     _, x, target = module.simulate(x0, times, n_steps, dW=dW)
     assert relative_error(target, paths.target) <= RTOL and relative_error(x, paths.x) <= RTOL

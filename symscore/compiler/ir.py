@@ -630,24 +630,25 @@ def unrolled_terms(system: LocalSystem, second_order: bool) -> int:
     return w * w * n_y if second_order else w * n_y
 
 
+def _table_shapes(w: int, e: int) -> dict[str, tuple[int, ...]]:
+    """The coefficient arrays of a loop-form block of width w with e noise columns, in table order."""
+    return {"b": (w,), "J": (w, w), "H": (w, w, w), "sigma": (w, e), "G": (e, w, w), "Hs": (e, w, w, w)}
+
+
 def _entries(system: LocalSystem, second_order: bool):
-    """(table name, shape, flat index, expression) of every structurally non-zero coefficient entry."""
+    """(table name, index, expression) of every coefficient entry (H and Hs in both orders of (q, r))."""
     w, e = system.width, system.n_noise
-    yield from (("b", (w,), i, system.drift[i]) for i in range(w))
-    yield from (("J", (w, w), i * w + j, system.jacobian[i, j]) for i in range(w) for j in range(w))
+    yield from (("b", (i,), system.drift[i]) for i in range(w))
+    yield from (("J", (i, j), system.jacobian[i, j]) for i in range(w) for j in range(w))
     if second_order:
         for (p, q, r), h in sorted(system.hessian.items()):
-            yield "H", (w, w, w), (p * w + q) * w + r, h
-            if q != r:
-                yield "H", (w, w, w), (p * w + r) * w + q, h
-    yield from (("sigma", (w, e), i * e + l, system.sigma[i, l]) for i in range(w) for l in range(e))
+            yield from (("H", (p, a, c), h) for a, c in dict.fromkeys([(q, r), (r, q)]))
+    yield from (("sigma", (i, l), system.sigma[i, l]) for i in range(w) for l in range(e))
     for (p, l, q), g in sorted(system.diffusion_gradient.items()):
-        yield "G", (e, w, w), (l * w + p) * w + q, g
+        yield "G", (l, p, q), g
     if second_order:
         for (p, l, q, r), h in sorted(system.diffusion_hessian.items()):
-            yield "Hs", (e, w, w, w), ((l * w + p) * w + q) * w + r, h
-            if q != r:
-                yield "Hs", (e, w, w, w), ((l * w + p) * w + r) * w + q, h
+            yield from (("Hs", (l, p, a, c), h) for a, c in dict.fromkeys([(q, r), (r, q)]))
 
 
 def _number_times_factor(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
@@ -676,9 +677,8 @@ def loop_block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, 
     factor_exprs: list[sp.Expr] = []
     factor_comments: list[str] = []
     tables: dict[str, tuple] = {}
-    shapes = {"b": None, "J": None, "H": None, "sigma": None, "G": None, "Hs": None}
-    for name, shape, index, expr in _entries(system, second_order):
-        shapes[name] = shape
+    shapes = _table_shapes(system.width, system.n_noise)
+    for name, index, expr in _entries(system, second_order):
         expr = sp.sympify(expr)
         if expr == 0:
             continue
@@ -689,23 +689,21 @@ def loop_block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, 
             if rest not in factor_of:
                 factor_of[rest] = len(factor_exprs)
                 factor_exprs.append(rest)
-                factor_comments.append(f"{name}{[int(i) for i in np.unravel_index(index, shape)]} = {expr}")
+                factor_comments.append(f"{name}{list(index)} = {expr}")
             which = factor_of[rest]
         table = tables.setdefault(name, ([], [], []))
-        table[0].append(int(index))
+        table[0].append(int(np.ravel_multi_index(index, shapes[name])))
         table[1].append(float(coefficient))
         table[2].append(which)
     temps, reduced = sp.cse(factor_exprs, symbols=sp.numbered_symbols("tmp"), order="canonical")
     factors = [Assignment(tmp, ex) for tmp, ex in temps]
     factors += [Assignment(sp.Symbol(f"factor_{k}"), ex, comment)
                 for k, (ex, comment) in enumerate(zip(reduced, factor_comments))]
-    w, e = system.width, system.n_noise
-    default_shapes = {"b": (w,), "J": (w, w), "H": (w, w, w), "sigma": (w, e), "G": (e, w, w), "Hs": (e, w, w, w)}
     return LoopBlock(
         lanes=tuple(lanes), noise_lanes=tuple(noise_lanes), x=system.x, factors=tuple(factors),
         n_factors=len(factor_exprs),
-        tables=tuple(CoefficientTable(name, default_shapes[name], *map(tuple, tables.get(name, ([], [], []))))
-                     for name in default_shapes),
+        tables=tuple(CoefficientTable(name, shape, *map(tuple, tables.get(name, ([], [], []))))
+                     for name, shape in shapes.items()),
         second_order=second_order, state_dependent=bool(system.diffusion_gradient),
         keep_p="P" not in drop, keep_psi="RPsi" not in drop,
         estimated_terms=unrolled_terms(system, second_order), description=description,
