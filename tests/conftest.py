@@ -1,6 +1,12 @@
 """Shared fixtures: kernels are compiled once per session (numba also caches them on disk)."""
 import functools
 import importlib.util
+import os
+
+# Without a GPU, the triton backend's tests run in Triton's CPU interpreter, which is chosen when a
+# kernel is decorated: set before any generated triton module is imported.
+if not os.environ.get("SYMSCORE_TEST_CUDA"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 import pytest
@@ -67,6 +73,12 @@ def get_kernel(name: str, **switches) -> ss.Kernel:
 def kernel():
     """kernel(name, **switches) -> a compiled numba kernel, shared by the whole session."""
     return get_kernel
+
+
+#: The backends the per-path comparisons cover: triton where its package is installed (in its
+#: CPU interpreter here; with SYMSCORE_TEST_CUDA=1 on a GPU machine, compiled for CUDA).
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+BACKENDS = ["numba", "torch"] + ["triton"] * HAS_TRITON
 
 
 def brownian(n, n_steps, d, T, seed):

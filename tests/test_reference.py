@@ -5,7 +5,8 @@ mathematics unchanged: every built-in SDE, hand-written coupled / hypoelliptic /
 SDEs, the private switches, and a hypothesis corpus of random drifts (rational, log, sqrt, atan,
 trigonometric, nested quotients, products across coordinates; m = 1..4; sigma the identity, lower
 triangular, time-dependent, or m x (m + 1)) must agree with the dense numpy scheme to 1e-10
-relative on the numba and torch kernels and on both emitted standalone modules. The fast profile
+relative on the numba, torch and triton kernels (triton in its CPU interpreter without a GPU) and on
+the emitted standalone modules. The fast profile
 runs in ``make test``, the large one in ``make test-slow``.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import symscore as ss
-from conftest import FACTORIES, brownian
+from conftest import BACKENDS, FACTORIES, brownian
 from corpus import random_sdes
 from reference import reference_simulate, relative_error
 
@@ -77,7 +78,7 @@ def compiled():
     return get
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(SDES))
 def test_kernel_matches_reference(compiled, name, backend):
     kern = compiled(name, backend)
@@ -106,7 +107,7 @@ def test_first_order_only_switch_matches_reference_without_second_variation(comp
     assert relative_error(paths.target, full[1]) > 1e-3
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_ridge_matches_reference(compiled, backend):
     kern = compiled("rational3d", backend)
     x0, times, n_steps, dW = _inputs(kern.sde, seed=3)
@@ -129,20 +130,20 @@ def check_emitted(sde, backend, folder, seed=0):
     module = load_emitted(sde, backend, folder)
     x0, times, n_steps, dW = _inputs(sde, seed=seed)
     _, x, target = module.simulate(x0, times, n_steps, dW=dW)  # numpy in, for both backends
-    if backend == "torch":
-        x, target = x.numpy(), target.numpy()
+    if backend != "numba":
+        x, target = x.cpu().numpy(), target.cpu().numpy()
     return _assert_matches_reference(x, target, reference_simulate(sde, x0, times, n_steps, dW),
                                      f"emitted {backend} {sde.name}")
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["builtin_cauchy", "rational3d"])
 def test_emitted_module_matches_reference(tmp_path, name, backend):
     check_emitted(SDES[name](), backend, tmp_path)
 
 
 # -- the random corpus (tests/corpus.py) ----------------------------------------------------------
-def _check_random_sde(sde, backends=("numba", "torch")):
+def _check_random_sde(sde, backends=tuple(BACKENDS)):
     x0, times, n_steps, dW = _inputs(sde, n=32, n_steps=25, times=(0.2, 0.6, 1.0), seed=11)
     reference = reference_simulate(sde, x0, times, n_steps, dW)
     worst = 0.0
@@ -168,5 +169,5 @@ def test_random_drifts_match_reference_large(tmp_path_factory, sde, emitted):
     _check_random_sde(sde)
     if emitted:
         folder = tmp_path_factory.mktemp("emitted")
-        for backend in ("numba", "torch"):
+        for backend in BACKENDS:
             check_emitted(sde, backend, folder, seed=11)

@@ -1,4 +1,6 @@
 """The training loop: accuracy against a closed-form score, checkpoints and resume, bad input."""
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,13 @@ def test_load_checkpoint_gives_the_returned_model(tmp_path):
     again = ss.load_checkpoint(tmp_path)
     x = np.random.default_rng(0).standard_normal((4, 2))
     np.testing.assert_array_equal(again(x, 0.3), model(x, 0.3))
+
+
+@pytest.mark.parametrize("backend", ["torch"] + ["triton"] * (importlib.util.find_spec("triton") is not None))
+def test_backends_train_on_the_same_paths(backend):
+    """One seed, one counter-based stream: the losses of a run whose targets come from the torch or
+    triton kernel (triton: its CPU interpreter here) equal those of the numba run to float tolerance."""
+    sde, data = ss.library.benes(m=2), small_data()
+    reference = ss.train(sde, data, **SMALL)
+    other = ss.train(sde, data, backend=backend, **SMALL)
+    np.testing.assert_allclose(other.loss_history, reference.loss_history, rtol=1e-5)

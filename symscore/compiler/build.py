@@ -77,6 +77,14 @@ def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, firs
                      form=form)
     ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
                   form=form)
+    forms = get_backend(backend).forms
+    for b, block in enumerate(ir.blocks):
+        if block.form not in forms:
+            raise SymscoreError(
+                f"form: the {backend} backend prints the {' and '.join(forms)} form only; block {b} "
+                f"({block.description}) needs the {block.form} form (its unrolled code would have about "
+                f"{getattr(block, 'estimated_terms', '?')} terms). Use another backend for this SDE, or "
+                f"form={forms[0]!r} to force it (large code, slow to compile)")
     return render_source(sde, ir, backend, key)
 
 

@@ -103,7 +103,8 @@ def _printed_lines(assignments, show) -> list[dict]:
     printed, previous = [], None
     for a in assignments:
         section = _one_line(a.comment) if a.comment and a.comment != previous else ""
-        printed.append({"lhs": str(a.lhs), "rhs": show(a.rhs), "section": section})
+        printed.append({"lhs": str(a.lhs), "rhs": show(a.rhs), "section": section,
+                        "constant": bool(sp.sympify(a.rhs).is_number)})
         previous = a.comment
     return printed
 
@@ -155,6 +156,9 @@ def _printed_block(block, printer):
         "step": _printed_lines(block.step, show),
         "commit": [(str(s), show(v)) for s, v in block.commit],
         "next_state": [(str(s), show(commit.get(s, s))) for s, _ in block.state],
+        # commits that need not depend on the carried state (broadcast where a backend needs it)
+        "commit_free": [str(s) for s, v in block.commit
+                        if not (sp.sympify(v).free_symbols & {sym for sym, _ in block.state})],
         "weight": _printed_lines(block.weight, show),
         "target": [show(e) for e in block.target],
         "pivots": [show(p) for p in block.pivots],

@@ -16,4 +16,4 @@ from .registry import BACKENDS, Backend, get_backend, make_printer, register_bac
 __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "make_printer"]
 
 # the built-in backends register themselves on import
-from . import numba, torch  # noqa: E402,F401
+from . import numba, torch, triton  # noqa: E402,F401

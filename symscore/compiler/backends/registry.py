@@ -22,6 +22,7 @@ class Backend:
         kernel: returns the Kernel subclass (a function, so that torch or numba load on first use).
         check_options: ``(dtype, device, use_compile) -> dict`` of keyword arguments for the kernel.
         source_file: the backend module, whose text is part of the cache key of generated modules.
+        forms: the block forms its template prints (:data:`~symscore.compiler.ir.FORMS` but "auto").
     """
 
     name: str
@@ -31,6 +32,7 @@ class Backend:
     kernel: Callable[[], type]
     check_options: Callable[..., dict]
     source_file: Path
+    forms: tuple[str, ...] = ("unrolled", "loop")
 
 
 #: Registered backends by name.
