@@ -14,6 +14,7 @@ errors: click's usage line and exit status 2); never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -187,10 +188,14 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS"), default="numba",
               show_default=True, help="Kernel backend of the malliavin target.")
 @click.option("--device", default=None, help="torch device of the network, e.g. cuda (default: cpu); with "
-              "--backend torch the targets are simulated there too.")
+              "--backend torch or triton the targets are simulated there too.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Training processes (torch.distributed: gloo on the CPU, nccl on CUDA), each with --batch-size "
+                   "paths per step; also runs under an external torchrun.")
 @_spec_doc
-def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, activation, lr, t_min, n_data, seed,
-          resume, force, quiet, backend, device):
+@click.pass_context
+def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth, activation, lr, t_min, n_data, seed,
+          resume, force, quiet, backend, device, nproc):
     """Train a score network for SPEC on DATA; writes OUT/model.pt, OUT/sde.toml, OUT/run.json, checkpoints.
 
     \b
@@ -204,8 +209,19 @@ def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, act
     from . import plots
     from .learn.train import train as train_model
 
+    from .learn.distributed import launch, process_group
+
     sde, out = load_spec(spec), Path(out)
     array = datasets.load(data, n=n_data, seed=seed)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _prepare_run_folder(out, resume, force)  # here, so that no rank refuses the folder after the others start
+        ctx.exit(launch(nproc, _argv_of(ctx, drop=("nproc", "force")) + ["--force"]))
+    is_main = process_group(device).is_main
+    if not is_main:  # rank 1, 2, ... of a multi-process run: train; rank 0 writes the files
+        train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
+                    resume=out / CHECKPOINTS if resume else None, seed=seed, n_steps=n_steps, width=width, depth=depth,
+                    activation=activation, lr=lr, progress=False, backend=backend, device=device)
+        return
     _prepare_run_folder(out, resume, force)
     options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
                "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
@@ -220,6 +236,22 @@ def train(spec, data, out, steps, batch_size, target, n_steps, width, depth, act
     plots.plot_loss({spec: model.loss_history}, out / "loss.png")
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
                f"{out / 'loss.png'}, checkpoints in {checkpoints}")
+
+
+def _argv_of(ctx, drop=()) -> list[str]:
+    """The command line of ``ctx``'s command with its parsed values, without the options ``drop``."""
+    argv = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in drop or value is None or value is False:
+            continue
+        if isinstance(param, click.Argument):
+            argv.append(str(value))
+        elif param.is_flag:
+            argv.append(param.opts[0])
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
 
 
 def _run_sde(run: Path):

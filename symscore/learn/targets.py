@@ -45,6 +45,13 @@ class TargetSource:
     def batch(self, x0: np.ndarray, record_steps: np.ndarray, seed: int):
         raise NotImplementedError
 
+    def batch_rows(self, x0: np.ndarray, record_steps: np.ndarray, seed: int, rows: slice):
+        """The rows ``rows`` of ``batch(x0, ...)`` (one process's share of a global batch in
+        multi-process training). Here: the whole batch, sliced; a source whose draws are keyed by
+        path computes only its rows."""
+        x, values = self.batch(x0, record_steps, seed)
+        return x[:, rows], None if values is None else values[:, rows]
+
 
 @register_target("malliavin")
 class MalliavinSource(TargetSource):
@@ -57,7 +64,12 @@ class MalliavinSource(TargetSource):
 
     def batch(self, x0, record_steps, seed):
         """numba: numpy arrays; torch: tensors on the kernel's device (no trip through the host)."""
-        paths = self.kernel.simulate(x0, record_steps * self.dt, int(record_steps[-1]), seed=seed, ridge=self.ridge)
+        return self.batch_rows(x0, record_steps, seed, slice(0, x0.shape[0]))
+
+    def batch_rows(self, x0, record_steps, seed, rows):
+        """Only the paths ``rows``: their increments are keyed by the global path index (path_offset)."""
+        paths = self.kernel.simulate(x0[rows], record_steps * self.dt, int(record_steps[-1]), seed=seed,
+                                     ridge=self.ridge, path_offset=rows.start)
         return paths.x.swapaxes(0, 1), paths.target.swapaxes(0, 1)
 
 

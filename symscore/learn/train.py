@@ -32,6 +32,7 @@ from ..compiler.cache import atomic_write
 from ..compiler.runtime import TimeGrid
 from ..data import check_data, load
 from ..spec.sde import SDE
+from .distributed import process_group
 from .model import ACTIVATIONS, ScoreModel, load_torch_file
 from .targets import TARGETS, make_target_source
 
@@ -157,15 +158,15 @@ def _rows(array, m: int, device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array).reshape(-1, m), dtype=torch.float32, device=device)
 
 
-def _loss(model, x, t, target, generator):
-    """Time-weighted MSE, or the sliced score matching loss when target is None."""
+def _loss(model, x, t, target, probes):
+    """Time-weighted MSE, or the sliced score matching loss with Rademacher ``probes`` when target is None."""
     if target is not None:
         raw, scale = model.preconditioned(x, t)
         return ((raw - target / scale) ** 2).sum(dim=1).mean()
     x = x.requires_grad_(True)
     raw, scale = model.preconditioned(x, t)
     score = raw * scale
-    v = torch.randint(0, 2, x.shape, generator=generator, dtype=x.dtype) * 2 - 1
+    v = probes.to(x.device)
     projected = (score * v).sum()
     grad = torch.autograd.grad(projected, x, create_graph=True)[0]
     weight = 1.0 / (scale**2).mean(dim=1)  # the same time weighting c_out(t)^-2
@@ -210,7 +211,11 @@ class Trainer:
         if config.t_min >= sde.T:
             raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {config.t_min}")
         self.candidates = _grid_steps(sde, config)
-        # a torch kernel simulates on the network's device (its targets never visit the host)
+        # several processes (torchrun, or symscore train --nproc): each simulates its share of a global batch
+        self.group = process_group(device)
+        if self.group.world_size > 1 and device is not None and torch.device(device).type == "cuda":
+            device = torch.device("cuda", self.group.local_rank)
+        # a torch or triton kernel simulates on the network's device (its targets never visit the host)
         self.source = make_target_source(config.target, sde, config.n_steps, backend=config.backend,
                                          ridge=config.ridge, device=None if config.backend == "numba" else device)
         torch.manual_seed(config.seed)
@@ -222,37 +227,47 @@ class Trainer:
         _pilot(self.source, model, self.data, self.candidates, config.pilot_size, config.seed)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device)
-        self.record = config.record(sde, model)
+        self.group.broadcast(self.model)
+        # the run record names the global batch: a run resumes at another world size with the same one
+        self.record = config.record(sde, model) | {"batch_size": config.batch_size * self.group.world_size}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config.steps))
         self.ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_average(config.ema_decay))
         self.step_count = 0 if resume is None else _restore(resume, self.record, model, self.ema, self.optimizer,
                                                              self.scheduler)
-        self.checkpoints = _Checkpoints(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
+        self.checkpoints = (_Checkpoints(checkpoint_dir, keep_checkpoints)
+                            if checkpoint_dir is not None and self.group.is_main else None)
         self.checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
         self._generator = torch.Generator()
 
     def step(self) -> float:
         """One optimisation step on fresh paths; returns the loss (raises if it is not finite)."""
-        config, step = self.config, self.step_count
-        x0, record_steps, sim_seed = _draw(_step_seeds(config.seed, step), self.data, config.batch_size,
-                                           self.candidates, config.n_times)
-        x, values = self.source.batch(x0, record_steps, sim_seed)
+        config, step, group = self.config, self.step_count, self.group
+        # every process draws the global batch; this one simulates its rows
+        x0, record_steps, sim_seed = _draw(_step_seeds(config.seed, step), self.data,
+                                           config.batch_size * group.world_size, self.candidates, config.n_times)
+        rows = group.rows(config.batch_size)
+        x, values = self.source.batch_rows(x0, record_steps, sim_seed, rows)
         t = np.repeat(record_steps * self.source.dt, config.batch_size)
-        self._generator.manual_seed(sim_seed)
         m, device = self.sde.m, self.device
+        probes = None
+        if values is None:  # sliced score matching: the global batch's Rademacher probes, this process's rows
+            self._generator.manual_seed(sim_seed)
+            probes = torch.randint(0, 2, (len(record_steps), x0.shape[0], m), generator=self._generator,
+                                   dtype=torch.float32)[:, rows].reshape(-1, m) * 2 - 1
         loss = _loss(self.model, _rows(x, m, device), torch.as_tensor(t, dtype=torch.float32, device=device),
-                     None if values is None else _rows(values, m, device), self._generator)
+                     None if values is None else _rows(values, m, device), probes)
         if not torch.isfinite(loss):
             raise NonFiniteSimulationError(f"the loss became non-finite at step {step}: lower lr, raise t_min, "
                                            "or pass ridge > 0 to bound the target's variance")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        group.average_gradients(self.model.parameters())  # the gradient of the global batch's mean loss
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update_parameters(self.model)
-        value = float(loss.detach())
+        value = float(group.average(loss.detach()))
         self.model.loss_history.append(value)
         self.step_count += 1
         if self.checkpoints is not None and (self.step_count % self.checkpoint_every == 0
@@ -269,8 +284,8 @@ class Trainer:
     def run(self, progress: bool = True) -> ScoreModel:
         """The remaining steps up to ``config.steps`` (tqdm bar with the loss); returns the EMA model."""
         steps = self.config.steps
-        bar = tqdm(range(self.step_count, steps), initial=self.step_count, total=steps, disable=not progress,
-                   desc=f"train[{self.config.target}]")
+        bar = tqdm(range(self.step_count, steps), initial=self.step_count, total=steps,
+                   disable=not (progress and self.group.is_main), desc=f"train[{self.config.target}]")
         for _ in bar:
             loss = self.step()
             if (self.step_count - 1) % 10 == 0:
@@ -296,10 +311,12 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
     Args:
         sde: the forward SDE.
         data: (n, m) array, a dataset name of :mod:`symscore.data` or a ``.npy`` path.
-        steps, batch_size: optimiser steps, and data points (paths) per step.
+        steps, batch_size: optimiser steps, and data points (paths) per step and process: under
+            torchrun (or ``symscore train --nproc N``) N processes share a global batch of
+            N batch_size and follow one process with that batch (:mod:`symscore.learn.distributed`).
         target: a name in :data:`symscore.learn.targets.TARGETS`: ``"malliavin"`` (default, any
             SDE), ``"dsm"`` (linear SDEs), ``"ssm"`` or ``"local"`` (see :mod:`symscore.learn.targets`).
-        backend: kernel backend of the malliavin target (``"numba"`` or ``"torch"``).
+        backend: kernel backend of the malliavin target (``"numba"``, ``"torch"`` or ``"triton"``).
         t_min: smallest record time (a bias; see the module docstring).
         checkpoint_dir: folder for ``checkpoint_<step>.pt`` files every ``checkpoint_every`` steps
             and at the end, written atomically; the newest ``keep_checkpoints`` are kept.
