@@ -65,6 +65,7 @@ def test_resume_at_another_world_size(tmp_path, reference):
     assert_same_model(resumed, model)
 
 
+@pytest.mark.slow
 def test_a_different_global_batch_is_refused(tmp_path, reference):
     _, folder = reference
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
