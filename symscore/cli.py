@@ -238,6 +238,19 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
                f"{out / 'loss.png'}, checkpoints in {checkpoints}")
 
 
+def _checked_device(device):
+    """A torch.device from --device, or an error naming the option."""
+    import torch
+
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SymscoreError(f"--device: expected cpu, cuda or cuda:N, got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SymscoreError(f"--device: {device} was requested but torch.cuda.is_available() is False")
+    return device
+
+
 def _argv_of(ctx, drop=()) -> list[str]:
     """The command line of ``ctx``'s command with its parsed values, without the options ``drop``."""
     argv = [ctx.info_name]
@@ -271,13 +284,16 @@ def _run_sde(run: Path):
 @click.option("--method", type=_Registered("symscore.learn.samplers", "SAMPLERS"), default="sde", show_default=True)
 @click.option("--n-steps", default=500, show_default=True, help="Reverse-time steps.")
 @click.option("--seed", default=0, show_default=True)
-def sample(run, n, out, plot, method, n_steps, seed):
+@click.option("--device", default=None, help="Step on this torch device (e.g. cuda: the model and the reverse-time "
+              "iteration live there; float32). Default: numpy on the host.")
+def sample(run, n, out, plot, method, n_steps, seed, device):
     """Draw samples from a model trained by 'symscore train' (DIR holds model.pt and sde.toml).
 
     \b
     Examples:
       symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
       symscore sample runs/vp --n 1000 --out ode.npy --method ode --n-steps 100
+      symscore sample runs/cubic --n 100000 --out big.npy --device cuda
     """
     import numpy as np
 
@@ -292,7 +308,9 @@ def sample(run, n, out, plot, method, n_steps, seed):
     if out.suffix != ".npy":
         raise SymscoreError(f"--out: expected a .npy file name, got {str(out)!r}")
     sde, model = _run_sde(run), ScoreModel.load(run / MODEL_FILE)
-    samples = draw(sde, model, n, n_steps, method=method, seed=seed)
+    if device is not None:
+        model = model.to(_checked_device(device))
+    samples = draw(sde, model, n, n_steps, method=method, seed=seed, device=device)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, samples)
     wrote = [str(out)]

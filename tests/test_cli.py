@@ -88,6 +88,11 @@ def test_train_then_sample(tmp_path, toml_spec, spec, data):
     samples = np.load(tmp_path / "s.npy")
     assert samples.shape == (64, 2) and np.isfinite(samples).all()
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    # --device: the reverse-time iteration in torch there (its equality with the host's is in test_sampling)
+    ok("sample", out, "--n", 64, "--out", tmp_path / "dev.npy", "--n-steps", 20, "--device", "cpu")
+    assert np.load(tmp_path / "dev.npy").shape == (64, 2) and np.isfinite(np.load(tmp_path / "dev.npy")).all()
+    bad = run("sample", out, "--n", 8, "--out", tmp_path / "x.npy", "--device", "warp-drive")
+    assert bad.exit_code == 1 and "--device: expected cpu, cuda" in bad.stderr
 
 
 def test_demo_quick(tmp_path):

@@ -14,6 +14,13 @@ div f = div b - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2 - tr(D J_s) / 2.
 probability-flow ODE by fixed-step RK4 (or scipy's adaptive RK45 with ``adaptive=True``), and
 ``"pc"`` Euler-Maruyama predictor + Langevin corrector steps x += eps s + sqrt(2 eps) z with eps
 set by the signal-to-noise ratio ``snr`` (Song et al. 2021, Algorithm 5).
+
+Where the arrays live: with a :class:`ScoreModel` on a GPU (or any ``device=``), the samplers step
+in torch on that device (float32 on CUDA, float64 on the CPU) with the SDE's coefficients as torch
+functions (:class:`~symscore.learn.torch_sde.TorchSDE`) and a seeded ``torch.Generator``; the state
+stays there and only the result comes back. Otherwise they step in float64 numpy on the host. The
+algorithms are written once over both array types (the small helpers below dispatch); scipy's
+adaptive RK45 (``adaptive=True``) runs on the host in either case.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from .._registry import Registry
 from .model import ScoreModel
 from ..symbolic.numeric import NumericSDE
 from .priors import EmpiricalPrior, Prior, make_prior
+from .torch_sde import TorchSDE
 from ..spec.sde import SDE
 from ..data import check_data
 from ..integrators import rk4
@@ -43,19 +51,24 @@ logger = logging.getLogger("symscore")
 
 @dataclass(frozen=True)
 class SamplerRun:
-    """What a sampler gets: the SDE as numpy functions, the checked score, the prior draw ``x``
-    (n, m), the decreasing time grid from T to t_end, the random generator and the method options."""
+    """What a sampler gets: the SDE's coefficients as functions, the checked score, the prior draw
+    ``x`` (n, m), the decreasing time grid from T to t_end, the random generator and the method
+    options. On the host (``device`` None) these are a NumericSDE, numpy arrays and a numpy
+    Generator; on a device a TorchSDE, tensors there and a torch.Generator. A sampler returns the
+    (n, m) samples as the same kind of array."""
 
-    numeric: NumericSDE
+    numeric: NumericSDE | TorchSDE
     score_fn: object
-    x: np.ndarray
+    x: np.ndarray | torch.Tensor
     grid: np.ndarray
-    rng: np.random.Generator
+    rng: np.random.Generator | torch.Generator
     adaptive: bool = False
     rtol: float = 1e-5
     atol: float = 1e-5
     snr: float = 0.16
     n_corrector: int = 1
+    device: torch.device | None = None
+    host_score_fn: object = None
 
 
 #: Registered samplers by name (the ``method=`` of :func:`sample` and the CLI): ``run -> (n, m) samples``.
@@ -65,28 +78,100 @@ register_sampler = SAMPLERS.register
 
 
 
+# -- the array helpers: one algorithm, numpy on the host or torch on a device ---------------------
+def _is_tensor(a) -> bool:
+    return isinstance(a, torch.Tensor)
+
+
+def _finite_rows(a):
+    """Per row: all entries finite."""
+    return torch.isfinite(a).all(dim=1) if _is_tensor(a) else np.isfinite(a).all(axis=1)
+
+
+def _row_norms(a):
+    return torch.linalg.vector_norm(a, dim=1) if _is_tensor(a) else np.linalg.norm(a, axis=1)
+
+
+def _normal(rng, shape, like):
+    """Standard normals of ``shape`` from the run's generator, as the kind of array ``like`` is."""
+    if _is_tensor(like):
+        return torch.randn(shape, generator=rng, dtype=like.dtype, device=like.device)
+    return rng.standard_normal(shape)
+
+
+def _einsum(spec, *arrays):
+    return torch.einsum(spec, *arrays) if _is_tensor(arrays[0]) else np.einsum(spec, *arrays)
+
+
+def _check_score(out, x, t):
+    """The checks of every score evaluation: the state and the score finite, the shape right."""
+    if tuple(out.shape) != tuple(x.shape):
+        raise SymscoreError(f"score: expected an array of shape {tuple(x.shape)} from score(x, t), got {tuple(out.shape)}")
+    if not bool(_finite_rows(out).all()):
+        raise NonFiniteSimulationError(
+            f"score: returned NaN or inf at t = {t:g} on {int((~_finite_rows(out)).sum())} point(s) "
+            f"(largest |x| = {float(abs(x).max()):.3g}; a huge state means the reverse-time iterate is diverging: "
+            "increase n_steps or train longer)")
+    return out
+
+
+def _check_state(x, t):
+    if not bool(_finite_rows(x).all()):
+        raise NonFiniteSimulationError(
+            f"the sampler's state became non-finite by t = {t:g} on {int((~_finite_rows(x)).sum())} "
+            "point(s): the reverse-time step is too large for this drift (the reversed drift -b can expand, "
+            "e.g. +x^3 for the cubic SDE) or the score is inaccurate there; increase n_steps")
+
+
 def _score_function(score, m: int):
     """score(x, t) as a checked numpy function returning float64 (n, m)."""
     if not callable(score):
         raise SymscoreError(f"score: expected a ScoreModel or a callable score(x, t), got {type(score).__name__}")
 
     def evaluate(x, t):
-        if not np.isfinite(x).all():
-            raise NonFiniteSimulationError(
-                f"the sampler's state became non-finite by t = {t:g} on {int((~np.isfinite(x).all(axis=1)).sum())} "
-                "point(s): the reverse-time step is too large for this drift (the reversed drift -b can expand, "
-                "e.g. +x^3 for the cubic SDE) or the score is inaccurate there; increase n_steps")
-        out = np.asarray(score(x, float(t)), dtype=np.float64)
-        if out.shape != x.shape:
-            raise SymscoreError(f"score: expected an array of shape {x.shape} from score(x, t), got {out.shape}")
-        if not np.isfinite(out).all():
-            raise NonFiniteSimulationError(
-                f"score: returned NaN or inf at t = {t:g} on {int((~np.isfinite(out).all(axis=1)).sum())} point(s) "
-                f"(largest |x| = {np.abs(x).max():.3g}; a huge state means the reverse-time iterate is diverging: "
-                "increase n_steps or train longer)")
-        return out
+        _check_state(x, t)
+        return _check_score(np.asarray(score(x, float(t)), dtype=np.float64), x, t)
 
     return evaluate
+
+
+def _tensor_score_function(score, device, dtype):
+    """score(x, t) on tensors of ``dtype`` on ``device``: a ScoreModel is called in its own dtype
+    (no gradient); any other callable gets and returns tensors."""
+    if isinstance(score, ScoreModel):
+        parameter = next(score.parameters())
+
+        def call(x, t):
+            with torch.no_grad():
+                times = torch.full((x.shape[0],), float(t), dtype=parameter.dtype, device=parameter.device)
+                return score(x.to(parameter.dtype), times).to(dtype)
+    else:
+        call = score
+
+    def evaluate(x, t):
+        _check_state(x, t)
+        out = call(x, float(t))
+        if not _is_tensor(out):
+            raise SymscoreError(f"score: with a device, score(x, t) gets a tensor and must return one, got "
+                                f"{type(out).__name__}")
+        return _check_score(out.to(device=device, dtype=dtype), x, t)
+
+    return evaluate
+
+
+def _run_device(score, device):
+    """Where a run steps: ``device`` if given, else a ScoreModel's device when that is not the CPU;
+    None (the host) otherwise."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise SymscoreError(f"device: expected 'cpu', 'cuda' or a torch.device, got {device!r}") from exc
+    if isinstance(score, ScoreModel):
+        model_device = next(score.parameters()).device
+        if model_device.type != "cpu":
+            return model_device
+    return None
 
 
 def _forward_endpoints(sde, data, n_steps=500, seed=0) -> np.ndarray:
@@ -130,7 +215,7 @@ def _check_common(sde, n_steps, t_end, score):
 
 def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", seed: int = 0, *,
            prior="auto", data=None, t_end: float | None = None, adaptive: bool = False, rtol: float = 1e-5,
-           atol: float = 1e-5, snr: float = 0.16, n_corrector: int = 1) -> np.ndarray:
+           atol: float = 1e-5, snr: float = 0.16, n_corrector: int = 1, device=None) -> np.ndarray:
     """Draw n samples of p_{t_end} by integrating from the prior at T back to t_end.
 
     Args:
@@ -146,18 +231,31 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
         t_end: where to stop (default: the model's t_min, else 1e-3 T).
         adaptive, rtol, atol: ``method="ode"`` with scipy's adaptive RK45 instead of RK4.
         snr, n_corrector: Langevin corrector of ``method="pc"``.
+        device: step in torch on this device (float32 on CUDA, float64 on the CPU); default: a
+            ScoreModel's device when it is a GPU, else numpy on the host. With a device, a
+            callable ``score`` gets and returns tensors.
 
     Returns:
-        (n, m) float64 samples.
+        (n, m) float64 samples (numpy, on the host).
     """
     t_end = _check_common(sde, n_steps, t_end, score)
     sampler = SAMPLERS.lookup(method)
     n = positive_int(n, "n")
+    device = _run_device(score, device)
     rng = np.random.default_rng(seed)
     x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
-    run = SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, np.linspace(sde.T, t_end, int(n_steps) + 1),
-                     rng, adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
-    return sampler(run)
+    grid = np.linspace(sde.T, t_end, int(n_steps) + 1)
+    options = dict(adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
+    if device is None:
+        return sampler(SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, grid, rng, **options))
+    dtype = torch.float32 if device.type == "cuda" else torch.float64
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    run = SamplerRun(TorchSDE(sde, device, dtype), _tensor_score_function(score, device, dtype),
+                     torch.as_tensor(x, dtype=dtype, device=device), grid, generator, device=device,
+                     host_score_fn=_score_function(score, sde.m) if isinstance(score, ScoreModel) else None, **options)
+    out = sampler(run)
+    return out.detach().cpu().numpy().astype(np.float64) if _is_tensor(out) else np.asarray(out, dtype=np.float64)
 
 
 @register_sampler("sde")
@@ -169,8 +267,14 @@ def reverse_sde(run: SamplerRun) -> np.ndarray:
 @register_sampler("ode")
 def probability_flow(run: SamplerRun) -> np.ndarray:
     """The probability-flow ODE by RK4 on the grid, or scipy's RK45 with ``adaptive=True``."""
-    if run.adaptive:
-        return _flow_adaptive(run.numeric, run.score_fn, run.x, run.grid[0], run.grid[-1], run.rtol, run.atol)
+    if run.adaptive:  # scipy, on the host
+        if run.device is None:
+            return _flow_adaptive(run.numeric, run.score_fn, run.x, run.grid[0], run.grid[-1], run.rtol, run.atol)
+        if run.host_score_fn is None:
+            raise SymscoreError("adaptive: the adaptive ODE solver runs on the host with a ScoreModel or without "
+                                "device=; use adaptive=False (RK4) for a tensor score on a device")
+        return _flow_adaptive(NumericSDE(run.numeric.sde), run.host_score_fn, run.x.detach().cpu().numpy().astype(
+            np.float64), run.grid[0], run.grid[-1], run.rtol, run.atol)
     return rk4(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid)
 
 
@@ -202,16 +306,16 @@ def _flow_adaptive(numeric, score_fn, x, t_start, t_stop, rtol, atol):
     return solution.y[:, -1].reshape(shape)
 
 
-def _limited(step: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int]:
+def _limited(step, x):
     """Cap each row's drift displacement at 1 + |x|: a step that moves a point further than its own
     size is unresolved (the reversed drift -b of a confining SDE grows like +x^3 where the score is
-    inaccurate), and Euler would explode. Returns the capped step and how many rows were capped."""
-    size, limit = np.linalg.norm(step, axis=1), 1 + np.linalg.norm(x, axis=1)
+    inaccurate), and Euler would explode. Returns the capped step and how many rows were capped
+    (a count on the step's device: no synchronisation per step)."""
+    size, limit = _row_norms(step), 1 + _row_norms(x)
     capped = size > limit
-    if capped.any():
-        step = step.copy()
-        step[capped] *= (limit[capped] / size[capped])[:, None]
-    return step, int(capped.sum())
+    # limit / max(size, limit) is exactly 1 where the step is within the limit
+    factor = limit / (torch.maximum(size, limit) if _is_tensor(step) else np.maximum(size, limit))
+    return step * factor[:, None], capped.sum()
 
 
 def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
@@ -225,11 +329,12 @@ def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
         step, capped = _limited(-drift * h, x)
         x, n_capped = x + step, n_capped + capped
         if i < last:
-            x = x + numeric.noise(t0, x_left, np.sqrt(h) * rng.standard_normal((x.shape[0], numeric.d)))
+            x = x + numeric.noise(t0, x_left, float(np.sqrt(h)) * _normal(rng, (x.shape[0], numeric.d), x))
         for _ in range(n_corrector):
             x = _langevin(score_fn, x, t1, rng, snr)
-    if not np.isfinite(x).all():
+    if not bool(_finite_rows(x).all()):
         raise NonFiniteSimulationError("the sampler's state became non-finite on the last step; increase n_steps")
+    n_capped = int(n_capped)
     if n_capped:
         warnings.warn(f"sample: the reverse-time drift step was capped at 1 + |x| on {n_capped} point-step(s) of "
                       f"{x.shape[0]} x {last + 1}: those samples are unreliable; increase n_steps or train longer",
@@ -239,57 +344,61 @@ def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
 
 def _langevin(score_fn, x, t, rng, snr):
     grad = score_fn(x, t)
-    noise = rng.standard_normal(x.shape)
-    grad_norm = np.linalg.norm(grad, axis=1).mean()
-    step = 2 * (snr * np.linalg.norm(noise, axis=1).mean() / max(grad_norm, 1e-12)) ** 2
-    return x + step * grad + np.sqrt(2 * step) * noise
+    noise = _normal(rng, tuple(x.shape), x)
+    grad_norm = _row_norms(grad).mean()
+    grad_norm = grad_norm.clamp_min(1e-12) if _is_tensor(grad_norm) else max(grad_norm, 1e-12)
+    step = 2 * (snr * _row_norms(noise).mean() / grad_norm) ** 2
+    return x + step * grad + (2 * step) ** 0.5 * noise
 
 
 # -- likelihood -------------------------------------------------------------------------------
 def _directional(score, score_fn, x, t, v):
     """J_s(x) v, the derivative of the score along v: forward-mode autograd for a ScoreModel,
-    central differences (step 1e-5 (1 + |x|)) for any other callable."""
+    central differences (step 1e-5 (1 + |x|)) for any other callable. Arrays of x's kind."""
     if isinstance(score, ScoreModel):
         parameter = next(score.parameters())
-        as_t = lambda a: torch.as_tensor(a, dtype=parameter.dtype, device=parameter.device)  # noqa: E731
-        times = as_t(np.full(x.shape[0], t))
+        as_t = lambda a: torch.as_tensor(np.array(a) if not _is_tensor(a) else a,  # noqa: E731 (a writable copy)
+                                         dtype=parameter.dtype, device=parameter.device)
+        times = torch.full((x.shape[0],), float(t), dtype=parameter.dtype, device=parameter.device)
         _, tangent = torch.func.jvp(lambda y: score(y, times), (as_t(x),), (as_t(v),))
+        if _is_tensor(x):
+            return tangent.detach().to(x.dtype)
         return tangent.detach().cpu().numpy().astype(np.float64)
-    eps = 1e-5 * (1 + np.abs(x).max())
+    eps = 1e-5 * (1 + float(abs(x).max()))
     return (score_fn(x + eps * v, t) - score_fn(x - eps * v, t)) / (2 * eps)
 
 
 def _divergence(numeric, score, score_fn, t, x, probes, score_values):
-    """div f = div b - tr(D J_s) / 2, exactly (probes None) or by Hutchinson's estimator; for
-    sigma(t, x) also - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2 (s = ``score_values`` at (t, x))."""
-    if not numeric.state_dependent:
-        D = numeric.diffusion_matrix(t)
-        if probes is None:
-            trace = sum(_directional(score, score_fn, x, t, np.broadcast_to(e, x.shape)) @ D[j]
-                        for j, e in enumerate(np.eye(x.shape[1])))
-        else:
-            trace = np.mean([np.sum((v @ D) * _directional(score, score_fn, x, t, v), axis=1) for v in probes], axis=0)
-        return numeric.drift_divergence(t, x) - 0.5 * trace
-    D = numeric.diffusion_at(t, x)
+    """div f = div b - tr(D J_s) / 2, exactly (probes None: m directional derivatives) or by
+    Hutchinson's estimator; for sigma(t, x) also - (sum_ij d_i d_j D_ij) / 2 - (div D) . s / 2
+    (s = ``score_values`` at (t, x))."""
+    D = numeric.diffusion_at(t, x)  # (n, m, m)
     if probes is None:
-        trace = sum(np.einsum("nk,nk->n", _directional(score, score_fn, x, t, np.broadcast_to(e, x.shape)), D[:, j])
-                    for j, e in enumerate(np.eye(x.shape[1])))
+        m = x.shape[1]
+        unit = torch.eye(m, dtype=x.dtype, device=x.device) if _is_tensor(x) else np.eye(m)
+        trace = sum(_einsum("nk,nk->n", _directional(score, score_fn, x, t, unit[j].expand_as(x) if _is_tensor(x)
+                                                     else np.broadcast_to(unit[j], x.shape)), D[:, j])
+                    for j in range(m))
     else:
-        trace = np.mean([np.einsum("nk,nkl,nl->n", v, D, _directional(score, score_fn, x, t, v)) for v in probes],
-                        axis=0)
-    extra = numeric.diffusion_second_divergence(t, x) + np.sum(numeric.diffusion_divergence(t, x) * score_values, axis=1)
-    return numeric.drift_divergence(t, x) - 0.5 * trace - 0.5 * extra
+        trace = sum(_einsum("nk,nkl,nl->n", v, D, _directional(score, score_fn, x, t, v)) for v in probes) / len(probes)
+    divergence = numeric.drift_divergence(t, x) - 0.5 * trace
+    if numeric.state_dependent:
+        divergence = divergence - 0.5 * (numeric.diffusion_second_divergence(t, x)
+                                         + (numeric.diffusion_divergence(t, x) * score_values).sum(1))
+    return divergence
 
 
 def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float | None = None,
                    n_steps: int = 200, adaptive: bool = True, rtol: float = 1e-6, atol: float = 1e-6,
-                   exact_divergence: bool | None = None, n_probes: int = 1, seed: int = 0) -> np.ndarray:
+                   exact_divergence: bool | None = None, n_probes: int = 1, seed: int = 0,
+                   device=None) -> np.ndarray:
     """log p_{t_end}(x) through the probability-flow ODE (module docstring), shape (n,).
 
     The divergence of the score is exact (m directional derivatives) when m <= 8 or
     ``exact_divergence=True``, else Hutchinson's estimator with ``n_probes`` fixed Rademacher
     probes (unbiased, seeded). The prior must have a density (Gaussian or stationary).
-    ``adaptive=True`` integrates with scipy's RK45 (rtol, atol); otherwise RK4 with ``n_steps``.
+    ``adaptive=True`` integrates with scipy's RK45 (rtol, atol) on the host; otherwise RK4 with
+    ``n_steps``, in torch on ``device`` (default: a ScoreModel's GPU; float32 on CUDA) or in numpy.
     """
     t_end = _check_common(sde, n_steps, t_end, score)
     x = check_data(x, sde.m, name="x", min_rows=1)
@@ -298,22 +407,34 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
         raise SymscoreError(f"prior: log_likelihood needs a prior with a density; {sde.name!r} has {chosen!r}")
     exact = sde.m <= 8 if exact_divergence is None else bool(exact_divergence)
     probes = None if exact else np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_probes, *x.shape))
-    numeric, score_fn = NumericSDE(sde), _score_function(score, sde.m)
     n, m = x.shape
+    device = None if adaptive else _run_device(score, device)
+    if device is None:
+        numeric, score_fn = NumericSDE(sde), _score_function(score, m)
+    else:
+        dtype = torch.float32 if device.type == "cuda" else torch.float64
+        numeric, score_fn = TorchSDE(sde, device, dtype), _tensor_score_function(score, device, dtype)
+        x = torch.as_tensor(x, dtype=dtype, device=device)
+        probes = None if probes is None else torch.as_tensor(probes, dtype=dtype, device=device)
 
     def rhs(t, state):
-        y = state[: n * m].reshape(n, m)
+        y, _ = state
         score_values = score_fn(y, t)
-        return np.concatenate([_velocity(numeric, score_values, t, y).ravel(),
-                               _divergence(numeric, score, score_fn, t, y, probes, score_values)])
+        return _velocity(numeric, score_values, t, y), _divergence(numeric, score, score_fn, t, y, probes, score_values)
 
-    state = np.concatenate([x.ravel(), np.zeros(n)])
     if adaptive:
-        solution = solve_ivp(rhs, (t_end, sde.T), state, method="RK45", rtol=rtol, atol=atol)
+        def flat_rhs(t, flat):
+            velocity, divergence = rhs(t, (flat[: n * m].reshape(n, m), None))
+            return np.concatenate([velocity.ravel(), divergence])
+
+        solution = solve_ivp(flat_rhs, (t_end, sde.T), np.concatenate([x.ravel(), np.zeros(n)]), method="RK45",
+                             rtol=rtol, atol=atol)
         if not solution.success:
             raise NonFiniteSimulationError(f"the probability-flow ODE solver failed: {solution.message}")
-        state = solution.y[:, -1]
+        x_T, integral = solution.y[: n * m, -1].reshape(n, m), solution.y[n * m:, -1]
     else:
-        state = rk4(rhs, state, np.linspace(t_end, sde.T, int(n_steps) + 1))
-    x_T, integral = state[: n * m].reshape(n, m), state[n * m:]
+        zero = torch.zeros(n, dtype=x.dtype, device=x.device) if _is_tensor(x) else np.zeros(n)
+        x_T, integral = rk4(rhs, (x, zero), np.linspace(t_end, sde.T, int(n_steps) + 1))
+        if _is_tensor(x_T):
+            x_T, integral = x_T.detach().cpu().numpy().astype(np.float64), integral.detach().cpu().numpy()
     return chosen.log_density(x_T) + integral
