@@ -13,7 +13,9 @@ so the unrolled form grows as O(m^4) terms; symscore builds it in the loop form 
 * the largest per-path difference between the numba kernel's target and the torch.func one with
   shared increments (they compute the same weight).
 
-    python benchmarks/bench_wide.py [--quick] [--m 8 16]
+and, for a separable drift (-x^3, m = 64), the kernel against torch.func on the per-coordinate weight.
+
+    python benchmarks/bench_wide.py [--quick] [--m 8 16] [--separable 64]
 """
 from __future__ import annotations
 
@@ -44,15 +46,19 @@ def wide_sde(m: int) -> ss.SDE:
     return ss.SDE([a * sp.tanh(s) - xi / 2 for a, xi in zip(theta, x)], 1, list(x), sp.Symbol("t"), name=f"wide{m}")
 
 
-def torch_func_targets(x0, dW, dt, theta):
-    """The same weight with J and H from torch.func (sigma = I): X, target at the last step."""
+def ridge_drift(theta):
+    """x -> theta tanh(theta . x) - x / 2 on a (w,) tensor (the drift of wide_sde)."""
     import torch
-    from torch.func import jacfwd, vmap
 
     theta = torch.as_tensor(theta, dtype=torch.float64)
+    return lambda x: theta * torch.tanh(theta @ x) - x / 2
 
-    def drift(x):
-        return theta * torch.tanh(theta @ x) - x / 2
+
+def torch_func_targets(x0, dW, dt, drift):
+    """The same weight with J and H of ``drift`` ((w,) -> (w,)) from torch.func (sigma = I): X, target
+    at the last step."""
+    import torch
+    from torch.func import jacfwd, vmap
 
     jac = vmap(jacfwd(drift))
     hess = vmap(jacfwd(jacfwd(drift)))
@@ -110,6 +116,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer paths and steps (a smoke run)")
     parser.add_argument("--m", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--separable", type=int, default=64, help="m of the separable case (0: skip it)")
     args = parser.parse_args()
     import numba
     import torch
@@ -130,13 +137,38 @@ def main():
         t_numba = best_of(lambda: numba_kernel.simulate(x0, [1.0], n_steps, dW=dW), 3)
         t_torch = best_of(lambda: torch_kernel.simulate(x0, [1.0], n_steps, dW=dW), 2)
         t0 = time.perf_counter()
-        _, reference = torch_func_targets(x0, dW, 1.0 / n_steps, theta_of(m))
+        _, reference = torch_func_targets(x0, dW, 1.0 / n_steps, ridge_drift(theta_of(m)))
         t_func = time.perf_counter() - t0
         ours = numba_kernel.simulate(x0, [1.0], n_steps, dW=dW).target[:, -1]
         diff = float(np.max(np.abs(ours - reference)))
         rate = n * n_steps
         print(f"{m:>3} {cold:>12.1f} {'loop' if loop_form else 'unroll':>6} {rate / t_numba:>19.3e} "
               f"{rate / t_torch:>19.3e} {rate / t_func:>24.3e} {t_func / t_numba:>17.1f} {diff:>11.1e}")
+    if args.separable:
+        separable(args.separable, args.quick)
+
+
+def separable(m: int, quick: bool):
+    """The separable cubic drift -x^3 (sigma = I) at m coordinates: the kernel's 64 unrolled 1-D lanes
+    against torch.func on the same per-coordinate weight (J, H of the scalar drift by jacfwd, the
+    1-D recursion batched over paths x coordinates)."""
+    import torch
+
+    n, n_steps = (256, 20) if quick else (4000, 200)
+    sde = ss.library.cubic(m=m)
+    x0 = np.random.default_rng(1).normal(scale=0.5, size=(n, m))
+    dW = ss.brownian_increments(0, n, n_steps, m, 1.0 / n_steps)
+    kernel = ss.compile(sde)
+    t_numba = best_of(lambda: kernel.simulate(x0, [1.0], n_steps, dW=dW), 3)
+    lanes_x0 = x0.reshape(n * m, 1)
+    lanes_dW = np.ascontiguousarray(dW.transpose(0, 2, 1)).reshape(n * m, n_steps, 1)
+    t0 = time.perf_counter()
+    _, reference = torch_func_targets(lanes_x0, lanes_dW, 1.0 / n_steps, lambda x: -x**3)
+    t_func = time.perf_counter() - t0
+    diff = float(np.max(np.abs(kernel.simulate(x0, [1.0], n_steps, dW=dW).target[:, -1] - reference.reshape(n, m))))
+    rate = n * n_steps
+    print(f"separable cubic m = {m}: numba {rate / t_numba:.3e} path-steps/s, torch.func {rate / t_func:.3e} "
+          f"(torch {torch.__version__}), numba/torch.func {t_func / t_numba:.1f}, max |diff| {diff:.1e}")
 
 
 if __name__ == "__main__":

@@ -113,14 +113,54 @@ def test_auto_picks_the_loop_form_for_wide_coupled_blocks_only():
     assert [b.form for b in wide.blocks] == ["loop"] and wide.blocks[0].estimated_terms == 6**4 > LOOP_FORM_TERMS
     assert [b.form for b in build_ir(ss.library.cubic(m=64).derive()).blocks] == ["unrolled"]
     assert [b.form for b in build_ir(ss.library.benes(m=2).derive()).blocks] == ["unrolled"]
-    # the rank-one Hessian of theta tanh(theta . x) is one factor times a table of numbers
+    # the Hessian of a tanh(c . x) is one factor times a (x) c (x) c: one rank-one term, no table
     x = list(sp.symbols("x1:6"))
     a, c = [0.3, -0.5, 0.7, 0.2, 0.4], [0.6, 0.1, -0.4, 0.9, -0.2]
     s = sum(sp.Float(ci) * xi for ci, xi in zip(c, x))
     tanh_only = ss.SDE([sp.Float(ai) * sp.tanh(s) for ai in a], 1, x, t, name="rank_one")
     block = build_ir(tanh_only.derive()).blocks[0]
-    h_table = next(table for table in block.tables if table.name == "H")
-    assert len(h_table.index) == 5**3 and len(set(h_table.which)) == 1
+    assert not next(table for table in block.tables if table.name == "H").index
+    assert block.rank_one.n_terms == 1
+    u, v, v2 = (np.array(z[0]) for z in (block.rank_one.u, block.rank_one.v, block.rank_one.v2))
+    dense = np.einsum("p,q,r->pqr", u, v, v2)  # = f'' coefficient a (x) c (x) c: proportional to it
+    expected = np.einsum("p,q,r->pqr", a, c, c)
+    assert np.allclose(dense / dense.flat[np.argmax(np.abs(dense))], expected / expected.flat[np.argmax(np.abs(dense))])
+
+
+def test_rank_one_detection_keeps_the_dense_table_where_h_is_not_rank_one():
+    """A sum of two ridges is two rank-one terms; a product x_i x_j (a symmetric rank-two
+    coefficient per factor) keeps H's table; a perturbed rank-one tensor is refused."""
+    from symscore.compiler.ir import rank_one_hessian
+
+    x = list(sp.symbols("x1:7"))
+    c1, c2 = [1, 2, -1, 0, 1, 3], [0, 1, 1, -2, 1, 0]
+    s1, s2 = (sum(ci * xi for ci, xi in zip(c, x)) / 4 for c in (c1, c2))
+    ridges = ss.SDE([sp.tanh(s1) / 2 + sp.sin(s2) / 3 - xi / 2 for xi in x], 1, x, t, name="two_ridges")
+    assert build_ir(ridges.derive()).blocks[0].rank_one.n_terms == 2
+    products = ss.SDE([x[(i + 1) % 6] * x[(i + 2) % 6] / 4 - xi for i, xi in enumerate(x)], 1, x, t, name="products")
+    block = build_ir(products.derive()).blocks[0]
+    assert block.rank_one is None and next(tb for tb in block.tables if tb.name == "H").index
+    u = np.array([1.0, 2.0, 3.0])
+    tensor = np.einsum("p,q,r->pqr", u, u, u)
+    flat = np.flatnonzero(tensor)
+    assert rank_one_hessian(flat, tensor.flat[flat], [0] * flat.size, 3).n_terms == 1
+    tensor[0, 1, 2] += 1e-6
+    assert rank_one_hessian(flat, tensor.flat[flat], [0] * flat.size, 3) is None
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_rank_one_terms_match_the_reference(backend):
+    """A sum of two ridge functions with a constant-coefficient linear part (two rank-one terms),
+    both kernels against the dense reference per path."""
+    x = list(sp.symbols("x1:6"))
+    c1, c2 = [1, 2, -1, 0, 1], [0, 1, 1, -2, 1]
+    s1, s2 = (sum(ci * xi for ci, xi in zip(c, x)) / 4 for c in (c1, c2))
+    sde = ss.SDE([sp.tanh(s1) * (i - 2) / 3 + sp.atan(s2) / 3 - xi for i, xi in enumerate(x)],
+                 sp.Matrix(5, 5, lambda i, j: 1 if i == j else (sp.Rational(1, 4) if j == i - 1 else 0)), x, t,
+                 name="two_ridges5")
+    kernel = ss.compile(sde, backend=backend)
+    assert "Kernel form per block: loop" in kernel.source and "2 rank-one term(s)" in kernel.source
+    _check(kernel, sde, f"two ridges ({backend})")
 
 
 def test_a_wide_block_compiles_through_numba_and_its_emitted_module_agrees(tmp_path):

@@ -135,10 +135,20 @@ def _printed_loop_block(block: LoopBlock, printer):
         "n_factors": block.n_factors,
         "estimated_terms": block.estimated_terms,
         "factors": factors,
+        "rank_one": _rank_one_view(block.rank_one),
         "tables": [{"name": t.name, "shape": list(t.shape), "index": list(t.index),
                     "coefficient": [repr(float(c)) for c in t.coefficient], "which": list(t.which),
                     "variable": any(k >= 0 for k in t.which)} for t in block.tables],
     }
+
+
+def _rank_one_view(rank_one) -> dict:
+    """The rank-one terms of H as flat lists (no terms: empty lists)."""
+    if rank_one is None:
+        return {"n_terms": 0, "which": [], "u": [], "v": [], "v2": []}
+    flat = lambda rows: [repr(float(v)) for row in rows for v in row]  # noqa: E731
+    return {"n_terms": rank_one.n_terms, "which": list(rank_one.which), "u": flat(rank_one.u), "v": flat(rank_one.v),
+            "v2": flat(rank_one.v2)}
 
 
 def _printed_block(block, printer):
