@@ -204,6 +204,28 @@ def test_device_ode_and_likelihood_equal_the_host_ones():
                                host, rtol=1e-5, atol=1e-5)
 
 
+def test_device_adaptive_ode_and_likelihood():
+    """adaptive=True on a device: torchdiffeq's dopri5 against scipy's RK45 on the host (both to their
+    tolerance), and the OU likelihood against its closed form."""
+    sde = ss.library.vp()
+    options = dict(method="ode", adaptive=True, seed=4, t_end=1e-3, prior=_vp_prior(), rtol=1e-7, atol=1e-7)
+    host = ss.sample(sde, vp_gaussian_score, 400, 10, **options)
+    on_device = ss.sample(sde, vp_gaussian_score_torch, 400, 10, device="cpu", **options)
+    np.testing.assert_allclose(on_device, host, rtol=1e-4, atol=1e-4)
+    ou = ss.library.ou(m=2)
+    x = np.random.default_rng(1).multivariate_normal(MEAN0, COV0, size=40)
+    phi, var = np.exp(-1.0), 1 - np.exp(-2.0)
+    prior = ss.GaussianPrior(phi * MEAN0, phi**2 * COV0 + var * np.eye(2))
+
+    def ou_score_torch(y, t):
+        p, v = np.exp(-t), 1 - np.exp(-2 * t)
+        cov = torch.as_tensor(p**2 * COV0 + v * np.eye(2), dtype=y.dtype)
+        return -torch.linalg.solve(cov, (y - p * torch.as_tensor(MEAN0, dtype=y.dtype)).T).T
+
+    got = ss.log_likelihood(ou, ou_score_torch, x, prior=prior, t_end=0.0, device="cpu")
+    np.testing.assert_allclose(got, stats.multivariate_normal(MEAN0, COV0).logpdf(x), atol=1e-4)
+
+
 def test_device_sampling_with_state_dependent_sigma():
     """GBM (sigma(x) = s x, so div D enters the reverse drift): the torch path's draws at t = 0.5
     from the exact law at T = 1 pass the KS test against the exact lognormal law at t = 0.5."""

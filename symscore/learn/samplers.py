@@ -19,8 +19,8 @@ Where the arrays live: with a :class:`ScoreModel` on a GPU (or any ``device=``),
 in torch on that device (float32 on CUDA, float64 on the CPU) with the SDE's coefficients as torch
 functions (:class:`~symscore.learn.torch_sde.TorchSDE`) and a seeded ``torch.Generator``; the state
 stays there and only the result comes back. Otherwise they step in float64 numpy on the host. The
-algorithms are written once over both array types (the small helpers below dispatch); scipy's
-adaptive RK45 (``adaptive=True``) runs on the host in either case.
+algorithms are written once over both array types (the small helpers below dispatch); the adaptive
+RK45 (``adaptive=True``) is scipy's on the host and torchdiffeq's dopri5 on a device.
 """
 from __future__ import annotations
 
@@ -68,7 +68,6 @@ class SamplerRun:
     snr: float = 0.16
     n_corrector: int = 1
     device: torch.device | None = None
-    host_score_fn: object = None
 
 
 #: Registered samplers by name (the ``method=`` of :func:`sample` and the CLI): ``run -> (n, m) samples``.
@@ -252,8 +251,7 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     run = SamplerRun(TorchSDE(sde, device, dtype), _tensor_score_function(score, device, dtype),
-                     torch.as_tensor(x, dtype=dtype, device=device), grid, generator, device=device,
-                     host_score_fn=_score_function(score, sde.m) if isinstance(score, ScoreModel) else None, **options)
+                     torch.as_tensor(x, dtype=dtype, device=device), grid, generator, device=device, **options)
     out = sampler(run)
     return out.detach().cpu().numpy().astype(np.float64) if _is_tensor(out) else np.asarray(out, dtype=np.float64)
 
@@ -267,14 +265,9 @@ def reverse_sde(run: SamplerRun) -> np.ndarray:
 @register_sampler("ode")
 def probability_flow(run: SamplerRun) -> np.ndarray:
     """The probability-flow ODE by RK4 on the grid, or scipy's RK45 with ``adaptive=True``."""
-    if run.adaptive:  # scipy, on the host
-        if run.device is None:
-            return _flow_adaptive(run.numeric, run.score_fn, run.x, run.grid[0], run.grid[-1], run.rtol, run.atol)
-        if run.host_score_fn is None:
-            raise SymscoreError("adaptive: the adaptive ODE solver runs on the host with a ScoreModel or without "
-                                "device=; use adaptive=False (RK4) for a tensor score on a device")
-        return _flow_adaptive(NumericSDE(run.numeric.sde), run.host_score_fn, run.x.detach().cpu().numpy().astype(
-            np.float64), run.grid[0], run.grid[-1], run.rtol, run.atol)
+    if run.adaptive:
+        return _adaptive(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid[0], run.grid[-1],
+                         run.rtol, run.atol)
     return rk4(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid)
 
 
@@ -297,13 +290,37 @@ def _velocity(numeric, score, t, x):
     return velocity
 
 
-def _flow_adaptive(numeric, score_fn, x, t_start, t_stop, rtol, atol):
-    shape = x.shape
-    solution = solve_ivp(lambda t, y: _flow_velocity(numeric, score_fn, t, y.reshape(shape)).ravel(),
-                         (t_start, t_stop), x.ravel(), method="RK45", rtol=rtol, atol=atol)
+def _adaptive(rhs, y, t_start, t_stop, rtol, atol):
+    """y at t_stop of dy/dt = rhs(t, y) from t_start, adaptively: scipy's RK45 for numpy arrays,
+    torchdiffeq's dopri5 (the same Dormand-Prince pair) for tensors, on their device. ``y`` is an
+    array or a tuple of arrays of one kind."""
+    parts = y if isinstance(y, tuple) else (y,)
+    if _is_tensor(parts[0]):
+        from torchdiffeq import odeint
+
+        times = torch.tensor([t_start, t_stop], dtype=parts[0].dtype, device=parts[0].device)
+        try:
+            # step_t: land on t_stop, never step past it (the score may not exist beyond it)
+            solution = odeint(lambda t, state: rhs(float(t), state), y, times, rtol=rtol, atol=atol, method="dopri5",
+                              options={"step_t": times})
+        except AssertionError as exc:  # torchdiffeq's "underflow in dt"
+            raise NonFiniteSimulationError(f"the probability-flow ODE solver failed: {exc}") from None
+        return tuple(part[-1] for part in solution) if isinstance(y, tuple) else solution[-1]
+    shapes = [part.shape for part in parts]
+    sizes = np.cumsum([0] + [part.size for part in parts])
+
+    def unflatten(flat):
+        return tuple(flat[a:b].reshape(shape) for a, b, shape in zip(sizes[:-1], sizes[1:], shapes))
+
+    def flat_rhs(t, flat):
+        out = rhs(t, unflatten(flat) if isinstance(y, tuple) else flat.reshape(shapes[0]))
+        return np.concatenate([np.ravel(o) for o in (out if isinstance(y, tuple) else (out,))])
+
+    solution = solve_ivp(flat_rhs, (t_start, t_stop), np.concatenate([np.ravel(p) for p in parts]), method="RK45",
+                         rtol=rtol, atol=atol)
     if not solution.success:
         raise NonFiniteSimulationError(f"the probability-flow ODE solver failed: {solution.message}")
-    return solution.y[:, -1].reshape(shape)
+    return unflatten(solution.y[:, -1]) if isinstance(y, tuple) else solution.y[:, -1].reshape(shapes[0])
 
 
 def _limited(step, x):
@@ -397,8 +414,9 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
     The divergence of the score is exact (m directional derivatives) when m <= 8 or
     ``exact_divergence=True``, else Hutchinson's estimator with ``n_probes`` fixed Rademacher
     probes (unbiased, seeded). The prior must have a density (Gaussian or stationary).
-    ``adaptive=True`` integrates with scipy's RK45 (rtol, atol) on the host; otherwise RK4 with
-    ``n_steps``, in torch on ``device`` (default: a ScoreModel's GPU; float32 on CUDA) or in numpy.
+    ``adaptive=True`` integrates with an adaptive RK45 (rtol, atol); otherwise RK4 with
+    ``n_steps``. Both in torch on ``device`` (default: a ScoreModel's GPU; float32 on CUDA; adaptive:
+    torchdiffeq's dopri5) or in numpy (adaptive: scipy).
     """
     t_end = _check_common(sde, n_steps, t_end, score)
     x = check_data(x, sde.m, name="x", min_rows=1)
@@ -408,7 +426,7 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
     exact = sde.m <= 8 if exact_divergence is None else bool(exact_divergence)
     probes = None if exact else np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_probes, *x.shape))
     n, m = x.shape
-    device = None if adaptive else _run_device(score, device)
+    device = _run_device(score, device)
     if device is None:
         numeric, score_fn = NumericSDE(sde), _score_function(score, m)
     else:
@@ -422,19 +440,11 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
         score_values = score_fn(y, t)
         return _velocity(numeric, score_values, t, y), _divergence(numeric, score, score_fn, t, y, probes, score_values)
 
+    zero = torch.zeros(n, dtype=x.dtype, device=x.device) if _is_tensor(x) else np.zeros(n)
     if adaptive:
-        def flat_rhs(t, flat):
-            velocity, divergence = rhs(t, (flat[: n * m].reshape(n, m), None))
-            return np.concatenate([velocity.ravel(), divergence])
-
-        solution = solve_ivp(flat_rhs, (t_end, sde.T), np.concatenate([x.ravel(), np.zeros(n)]), method="RK45",
-                             rtol=rtol, atol=atol)
-        if not solution.success:
-            raise NonFiniteSimulationError(f"the probability-flow ODE solver failed: {solution.message}")
-        x_T, integral = solution.y[: n * m, -1].reshape(n, m), solution.y[n * m:, -1]
+        x_T, integral = _adaptive(rhs, (x, zero), t_end, sde.T, rtol, atol)
     else:
-        zero = torch.zeros(n, dtype=x.dtype, device=x.device) if _is_tensor(x) else np.zeros(n)
         x_T, integral = rk4(rhs, (x, zero), np.linspace(t_end, sde.T, int(n_steps) + 1))
-        if _is_tensor(x_T):
-            x_T, integral = x_T.detach().cpu().numpy().astype(np.float64), integral.detach().cpu().numpy()
+    if _is_tensor(x_T):
+        x_T, integral = x_T.detach().cpu().numpy().astype(np.float64), integral.detach().cpu().numpy()
     return chosen.log_density(x_T) + integral
