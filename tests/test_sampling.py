@@ -22,6 +22,16 @@ def vp_gaussian_score(x, t):
     return -np.linalg.solve(cov, (x - phi * MEAN0).T).T
 
 
+def assert_data_moments(x, allowance):
+    """Mean and covariance of samples x of p_{1e-3} (VP from the Gaussian data) within 4 standard
+    errors (mean: sqrt(var/n); covariance entry: sqrt((S_ii S_jj + S_ij^2)/n)) plus ``allowance``."""
+    n, target_cov = x.shape[0], COV0 + vp_moments(1e-3)[1] * np.eye(2)
+    se_mean = np.sqrt(np.diag(target_cov) / n)
+    se_cov = np.sqrt((np.outer(np.diag(target_cov), np.diag(target_cov)) + target_cov**2) / n)
+    assert np.all(np.abs(x.mean(axis=0) - MEAN0) < 4 * se_mean + allowance)
+    assert np.all(np.abs(np.cov(x.T) - target_cov) < 4 * se_cov + allowance)
+
+
 def test_linear_moments_match_closed_form():
     phi, offset, cov = LinearMoments(ss.library.vp())([0.3, 1.0])
     for k, t in enumerate([0.3, 1.0]):
@@ -43,11 +53,7 @@ def test_exact_vp_score_recovers_data_moments(method, n_steps, allowance):
     x = ss.sample(ss.library.vp(), vp_gaussian_score, n, n_steps, method=method, seed=1, data=data, t_end=1e-3,
                   prior=ss.GaussianPrior(MEAN0 * vp_moments(1.0)[0], vp_moments(1.0)[0] ** 2 * COV0 +
                                          vp_moments(1.0)[1] * np.eye(2)))
-    target_cov = COV0 + vp_moments(1e-3)[1] * np.eye(2)
-    se_mean = np.sqrt(np.diag(target_cov) / n)
-    se_cov = np.sqrt((np.outer(np.diag(target_cov), np.diag(target_cov)) + target_cov**2) / n)
-    assert np.all(np.abs(x.mean(axis=0) - MEAN0) < 4 * se_mean + allowance)
-    assert np.all(np.abs(np.cov(x.T) - target_cov) < 4 * se_cov + allowance)
+    assert_data_moments(x, allowance)
 
 
 def test_adaptive_ode_and_auto_prior_from_data():
@@ -176,11 +182,7 @@ def test_device_samplers_recover_data_moments(method, n_steps, allowance):
     x = ss.sample(ss.library.vp(), vp_gaussian_score_torch, n, n_steps, method=method, seed=1, t_end=1e-3,
                   prior=_vp_prior(), device="cpu")
     assert isinstance(x, np.ndarray) and x.dtype == np.float64
-    target_cov = COV0 + vp_moments(1e-3)[1] * np.eye(2)
-    se_mean = np.sqrt(np.diag(target_cov) / n)
-    se_cov = np.sqrt((np.outer(np.diag(target_cov), np.diag(target_cov)) + target_cov**2) / n)
-    assert np.all(np.abs(x.mean(axis=0) - MEAN0) < 4 * se_mean + allowance)
-    assert np.all(np.abs(np.cov(x.T) - target_cov) < 4 * se_cov + allowance)
+    assert_data_moments(x, allowance)
 
 
 def test_device_ode_and_likelihood_equal_the_host_ones():
