@@ -207,31 +207,29 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
     """
     from . import data as datasets
     from . import plots
-    from .learn.train import train as train_model
-
     from .learn.distributed import launch, process_group
+    from .learn.train import train as train_model
 
     sde, out = load_spec(spec), Path(out)
     array = datasets.load(data, n=n_data, seed=seed)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         _prepare_run_folder(out, resume, force)  # here, so that no rank refuses the folder after the others start
         ctx.exit(launch(nproc, _argv_of(ctx, drop=("nproc", "force")) + ["--force"]))
+    # in a multi-process run (--nproc or torchrun) every rank trains; rank 0 alone writes files and output
     is_main = process_group(device).is_main
-    if not is_main:  # rank 1, 2, ... of a multi-process run: train; rank 0 writes the files
-        train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
-                    resume=out / CHECKPOINTS if resume else None, seed=seed, n_steps=n_steps, width=width, depth=depth,
-                    activation=activation, lr=lr, progress=False, backend=backend, device=device)
-        return
-    _prepare_run_folder(out, resume, force)
-    options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
-               "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
-               "backend": backend}
-    _record_sde(sde, spec, out, options)
     checkpoints = out / CHECKPOINTS
+    if is_main:
+        _prepare_run_folder(out, resume, force)
+        options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
+                   "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
+                   "backend": backend}
+        _record_sde(sde, spec, out, options)
     model = train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
                         checkpoint_dir=checkpoints, resume=checkpoints if resume else None, seed=seed,
                         n_steps=n_steps, width=width, depth=depth, activation=activation, lr=lr, progress=not quiet,
                         backend=backend, device=device)
+    if not is_main:
+        return
     model.save(out / MODEL_FILE)
     plots.plot_loss({spec: model.loss_history}, out / "loss.png")
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
