@@ -247,6 +247,9 @@ def test_device_bad_input():
     sde = ss.library.vp()
     with pytest.raises(ss.SymscoreError, match="device: expected 'cpu', 'cuda' or a torch.device"):
         ss.sample(sde, vp_gaussian_score_torch, 10, 10, prior=_vp_prior(), device="tpu:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ss.SymscoreError, match="device: cuda was requested but torch.cuda.is_available"):
+            ss.sample(sde, vp_gaussian_score_torch, 10, 10, prior=_vp_prior(), device="cuda")
     with pytest.raises(ss.SymscoreError, match="score: with a device, score.x, t. gets a tensor and must return one"):
         ss.sample(sde, lambda x, t: np.zeros((10, 2)), 10, 10, prior=_vp_prior(), device="cpu")
     with pytest.raises(ss.NonFiniteSimulationError, match="score: returned NaN"):

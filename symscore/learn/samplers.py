@@ -103,7 +103,7 @@ def _einsum(spec, *arrays):
 
 
 def _check_score(out, x, t):
-    """The checks of every score evaluation: the state and the score finite, the shape right."""
+    """The checks of every score value: the shape of x, finite entries."""
     if tuple(out.shape) != tuple(x.shape):
         raise SymscoreError(f"score: expected an array of shape {tuple(x.shape)} from score(x, t), got {tuple(out.shape)}")
     if not bool(_finite_rows(out).all()):
@@ -163,9 +163,12 @@ def _run_device(score, device):
     None (the host) otherwise."""
     if device is not None:
         try:
-            return torch.device(device)
+            device = torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise SymscoreError(f"device: expected 'cpu', 'cuda' or a torch.device, got {device!r}") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SymscoreError(f"device: {device} was requested but torch.cuda.is_available() is False")
+        return device
     if isinstance(score, ScoreModel):
         model_device = next(score.parameters()).device
         if model_device.type != "cpu":
