@@ -43,7 +43,26 @@ def rational_coupled_3d() -> ss.SDE:
     return ss.SDE(drift, sigma, [x1, x2, x3], t, name="rational3d")
 
 
+def lane_constants_4d() -> ss.SDE:
+    """Coordinates with one drift and noise scales that differ only in their numbers, one of them
+    time-dependent: one block whose numbers are loaded per lane (the IR's lane constants)."""
+    x = sp.symbols("y1:5")
+    drift = [-xi - xi**3 / (1 + xi**2) for xi in x]
+    scales = [sp.Float(0.5) * sp.sqrt(1 + sp.Float(0.7) * t), sp.Float(1.3) * sp.sqrt(1 + sp.Float(0.2) * t),
+              sp.Float(0.5) * sp.sqrt(1 + sp.Float(0.7) * t), sp.Float(2.25) * sp.sqrt(1 + sp.Float(0.1) * t)]
+    return ss.SDE(drift, sp.diag(*scales), list(x), t, name="lane_constants4d")
+
+
+def spherical_field_l2() -> ss.SDE:
+    """A field up to degree 2 (m = 9): sqrt(2 C_l) per degree, a nonlinear drift per coefficient."""
+    from symscore.fields import X, whittle_matern_sde
+
+    return whittle_matern_sde(2, kappa=1.5, alpha=1.5, drift=sp.atan(X) / 2 - X**3 / (1 + X**2), T=1.0)
+
+
 SDES = {
+    "lane_constants4d": lane_constants_4d,
+    "field_l2": spherical_field_l2,
     **{f"builtin_{name}": factory for name, factory in ss.library.BUILTINS.items()},
     **FACTORIES,
     "hypoelliptic_nonlinear": hypoelliptic_nonlinear,
@@ -171,3 +190,18 @@ def test_random_drifts_match_reference_large(tmp_path_factory, sde, emitted):
         folder = tmp_path_factory.mktemp("emitted")
         for backend in BACKENDS:
             check_emitted(sde, backend, folder, seed=11)
+
+
+def test_lane_constants_split_into_blocks_in_the_loop_form(compiled):
+    """The loop form has no lane tables: lanes with other numbers become blocks of their own, and
+    the kernel still matches the reference; the unrolled form keeps one block with lane constants."""
+    from symscore.compiler.ir import build_ir
+
+    der = lane_constants_4d().derive()
+    unrolled, loop = build_ir(der), build_ir(der, form="loop")
+    assert len(unrolled.blocks) == 1 and len(unrolled.blocks[0].constant_values) == 4
+    assert len(loop.blocks) == 3  # (0.5, 0.7) twice, (1.3, 0.2), (2.25, 0.1)
+    kern = compiled("lane_constants4d", form="loop")
+    x0, times, n_steps, dW = _inputs(kern.sde, seed=3)
+    paths = kern.simulate(x0, times, n_steps, dW=dW)
+    _assert_matches_reference(paths.x, paths.target, reference_simulate(kern.sde, x0, times, n_steps, dW), "loop form")

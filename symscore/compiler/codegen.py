@@ -119,6 +119,9 @@ def _block_basics(block, form: str) -> dict:
         "width": block.width,
         "n_noise": block.n_noise,
         "second_order": block.second_order,
+        # lane constants (unrolled blocks only): their names and a row of values per lane
+        "constants": [str(c) for c in getattr(block, "constants", ())],
+        "constant_values": [[repr(v) for v in values] for values in getattr(block, "constant_values", ())],
     }
 
 

@@ -235,6 +235,9 @@ class Block:
         health: (bit, symbols) groups whose sum must stay finite after every step: bit 1 the
             state X, bit 2 the first variation Y and its inverse Yi, bit 4 the Malliavin matrix C.
         second_order: whether Zh, Q, R are carried (False for a linear drift).
+        constants: the lane constants ``lane_k0, lane_k1, ...`` of an additive noise that differs
+            between lanes only in its numbers (the degree-dependent scales of a spherical field);
+            ``constant_values[l]`` are their values in lane l, loaded when the lane starts.
     """
 
     lanes: tuple[tuple[int, ...], ...]
@@ -252,6 +255,8 @@ class Block:
     health: tuple[tuple[int, tuple[sp.Symbol, ...]], ...]
     second_order: bool
     description: str = ""
+    constants: tuple[sp.Symbol, ...] = ()
+    constant_values: tuple[tuple[float, ...], ...] = ()
     form = "unrolled"
 
     @property
@@ -609,7 +614,7 @@ def _commit(parts: tuple[StepPart, ...]) -> tuple[tuple[Assignment, ...], tuple[
 
 
 def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool,
-             drop: frozenset = frozenset()) -> Block:
+             drop: frozenset = frozenset(), constants=(), constant_values=()) -> Block:
     """The block of one local system: the formulas above composed in the order of the recursion."""
     second_order = second_order and (bool(system.hessian) or bool(system.diffusion_gradient))
     coeffs = coefficients(system, second_order)
@@ -629,6 +634,7 @@ def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, secon
         x0=tuple(sp.Symbol(f"x0_{i}") for i in range(system.width)), dw=dw, state=state_symbols, step=step,
         commit=commit, weight=weight.assignments, target=weight.target, pivots=weight.pivots,
         condition=weight.condition, health=state.health(), second_order=second_order, description=description,
+        constants=tuple(constants), constant_values=tuple(map(tuple, constant_values)),
     )
 
 
@@ -804,7 +810,7 @@ def _components(jac_pattern: np.ndarray, sigma_pattern: np.ndarray) -> list[tupl
         groups.setdefault(find(i), []).append(i)
     comps = []
     for coords in sorted(groups.values()):
-        cols = tuple(c for c in range(d) if sigma_pattern[coords, c].any())
+        cols = tuple(int(c) for c in np.flatnonzero(sigma_pattern[coords].any(axis=0)))
         comps.append((tuple(coords), cols))
     return comps
 
@@ -824,13 +830,15 @@ def _local_system(derivation, coords, cols) -> LocalSystem:
     drift = tuple(local(sde.drift[g]) for g in coords)
     jacobian = sp.Matrix(len(coords), len(coords), lambda i, j: local(derivation.jacobian[coords[i], coords[j]]))
     hessian = {}
-    for p, gp in enumerate(coords):
-        for q, gq in enumerate(coords):
-            for r in range(q, len(coords)):
-                if derivation.hessian_sparsity[gp, gq, coords[r]]:
-                    entry = local(derivation.hessian[gp, gq, coords[r]])
+    position = {g: c for c, g in enumerate(coords)}
+    for gp in coords:
+        for gq in coords:
+            for gr in coords:
+                entry = derivation.hessian_entries.get((gp, gq, gr))
+                if entry is not None and position[gq] <= position[gr]:
+                    entry = local(entry)
                     if entry != 0:
-                        hessian[p, q, r] = entry
+                        hessian[position[gp], position[gq], position[gr]] = entry
     sigma = sde.diffusion.extract(list(coords), list(cols))
     local_coord = {g: c for c, g in enumerate(coords)}
     local_col = {g: e for e, g in enumerate(cols)}
@@ -868,10 +876,14 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
     sde = derivation.sde
     m, d = sde.m, sde.d
     sigma = sde.bound_diffusion()
-    sigma_pattern = np.array([[sigma[i, l] != 0 for l in range(d)] for i in range(m)], dtype=bool)
-    # the pattern with parameters bound (a parameter set to 0 removes a coupling)
-    bound_jacobian = derivation.jacobian.xreplace(sde.params)
-    jac_pattern = np.array([[bound_jacobian[i, j] != 0 for j in range(m)] for i in range(m)], dtype=bool)
+    # the patterns from the non-zero entries (m^2 SymPy look-ups cost seconds at m = 1089), with
+    # parameters bound (a parameter set to 0 removes a coupling)
+    sigma_pattern = np.zeros((m, d), dtype=bool)
+    for (i, l), entry in sigma.todok().items():
+        sigma_pattern[i, l] = entry != 0
+    jac_pattern = np.zeros((m, m), dtype=bool)
+    for (i, j), entry in derivation.jacobian.todok().items():
+        jac_pattern[i, j] = entry.xreplace(sde.params) != 0
     for p, _, q in derivation.diffusion_gradient:  # sigma[p, l] depends on x_q: p and q are linked
         jac_pattern[p, q] = True
     if force_coupled:
@@ -885,21 +897,69 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
                 f"diffusion: coordinate(s) {names} receive no noise, neither directly nor through the drift, "
                 "so the Malliavin matrix C_t is singular and the score target is undefined"
             )
+    # components with the same local equations, up to the numbers of an additive noise, share a block
     groups: dict[tuple, list] = {}
     for coords, cols in comps:
         system = _local_system(derivation, coords, cols)
-        key = (tuple(map(sp.srepr, system.drift)), sp.srepr(system.sigma))
-        groups.setdefault(key, [system, [], []])
-        groups[key][1].append(coords)
-        groups[key][2].append(cols)
+        abstract, values = _lane_constants(system)
+        key = (tuple(map(sp.srepr, system.drift)), sp.srepr(abstract.sigma))
+        groups.setdefault(key, [abstract, []])
+        groups[key][1].append((coords, cols, values))
+    second_order = not first_order_only
     blocks = []
-    for system, lanes, noise_lanes in groups.values():
-        names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
-        description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
-            " ..." if len(names) > 4 else "")
-        second_order = not first_order_only
-        loop = form == "loop" or (form == "auto" and unrolled_terms(system, second_order) > LOOP_FORM_TERMS)
-        make = loop_block_of if loop else block_of
-        blocks.append(make(system, lanes, noise_lanes, description + (" (loop form)" if loop else ""),
-                           second_order=second_order, drop=frozenset(drop)))
+    for abstract, members in groups.values():
+        loop = form == "loop" or (form == "auto" and unrolled_terms(abstract, second_order) > LOOP_FORM_TERMS)
+        distinct = sorted({values for _, _, values in members})
+        if len(distinct) > 1 and not loop:  # one block, the numbers loaded per lane
+            blocks.append(_make_block(sde, abstract, members, second_order, drop, False, constants=True))
+            continue
+        for values in distinct:  # the numbers bound: one block per distinct set (the loop form has no lane tables)
+            bound = replace(abstract, sigma=abstract.sigma.xreplace(dict(zip(_constant_symbols(len(values)), values))))
+            blocks.append(_make_block(sde, bound, [mb for mb in members if mb[2] == values], second_order, drop, loop))
     return KernelIR(m=m, d=d, blocks=tuple(blocks), structure=derivation.structure)
+
+
+def _constant_symbols(n: int) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(f"lane_k{j}") for j in range(n))
+
+
+def _lane_constants(system: LocalSystem) -> tuple[LocalSystem, tuple[sp.Float, ...]]:
+    """The system with the floating-point numbers of an additive (state-independent) sigma
+    replaced by symbols lane_k0, lane_k1, ... (in the order they occur), and their values.
+
+    A spherical field's coefficients obey the same equation with a noise scale sqrt(2 C_l) per
+    degree: abstracted, they form one block run over every coefficient, instead of L + 1 blocks
+    whose generated code numba compiles in minutes. The drift and its derivatives stay as they are,
+    so a lane constant never needs differentiating.
+    """
+    if system.diffusion_gradient:
+        return system, ()
+    floats = []
+    for entry in system.sigma:
+        for node in sp.preorder_traversal(entry):
+            if isinstance(node, sp.Float) and node not in floats:
+                floats.append(node)
+    if not floats:
+        return system, ()
+    symbols = _constant_symbols(len(floats))
+    abstract = system.sigma.xreplace(dict(zip(floats, symbols)))
+    if abstract.xreplace(dict(zip(symbols, floats))) != system.sigma:  # re-canonicalised: keep the numbers
+        return system, ()
+    return replace(system, sigma=abstract), tuple(floats)
+
+
+def _make_block(sde, system, members, second_order, drop, loop, constants=False):
+    lanes = [coords for coords, _, _ in members]
+    names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
+    description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
+        " ..." if len(names) > 4 else "")
+    if loop:
+        return loop_block_of(system, lanes, [cols for _, cols, _ in members], description + " (loop form)",
+                             second_order=second_order, drop=frozenset(drop))
+    extra = {}
+    if constants:
+        values = [tuple(float(v) for v in vals) for _, _, vals in members]
+        extra = {"constants": _constant_symbols(len(values[0])), "constant_values": values}
+        description += f" (lane constants {', '.join(map(str, extra['constants']))} per lane)"
+    return block_of(system, lanes, [cols for _, cols, _ in members], description, second_order=second_order,
+                    drop=frozenset(drop), **extra)

@@ -63,6 +63,20 @@ def _as_params(params) -> dict[sp.Symbol, sp.Float | sp.Integer | sp.Rational]:
     return bound
 
 
+def _matrix_srepr(matrix: sp.MatrixBase) -> str:
+    """``sp.srepr(matrix)`` of a dense matrix, printing each distinct entry once (a diagonal
+    1089 x 1089 diffusion is 1.2 million zeros, which srepr prints one by one in seconds)."""
+    printed: dict[sp.Expr, str] = {}
+
+    def entry(value):
+        if value not in printed:
+            printed[value] = sp.srepr(value)
+        return printed[value]
+
+    rows = ", ".join("[" + ", ".join(entry(value) for value in row) + "]" for row in matrix.tolist())
+    return f"{type(matrix).__name__}([{rows}])"
+
+
 class SDE:
     """A forward SDE  dX = b(t, X) dt + sigma(t) dB  written in SymPy.
 
@@ -137,14 +151,16 @@ class SDE:
 
     def _check_symbols(self) -> None:
         allowed = set(self.state) | {self.time} | set(self.params)
-        found = set().union(*(e.free_symbols for e in self.drift), *(e.free_symbols for e in self.diffusion))
+        # the diffusion's non-zero entries only: a diagonal 1089 x 1089 sigma has 1089 of 1.2 million
+        diffusion_entries = list(self.diffusion.todok().values())
+        found = set().union(*(e.free_symbols for e in self.drift), *(e.free_symbols for e in diffusion_entries))
         unbound = sorted(str(s) for s in found - allowed)
         if unbound:
             raise SDESpecError(
                 f"unbound symbols {', '.join(unbound)}: every symbol must be a state symbol "
                 f"({', '.join(map(str, self.state))}), the time symbol {self.time} or a key of params"
             )
-        for where, exprs in (("drift", self.drift), ("diffusion", self.diffusion)):
+        for where, exprs in (("drift", self.drift), ("diffusion", diffusion_entries)):
             for e in exprs:
                 undefined = e.atoms(sp.core.function.AppliedUndef)
                 if undefined:
@@ -178,7 +194,7 @@ class SDE:
     def fingerprint(self) -> str:
         """A hash of everything that determines generated code (stable across processes)."""
         parts = [self.name, repr(self.T), sp.srepr(self.state), sp.srepr(self.time),
-                 sp.srepr(self.drift), sp.srepr(self.diffusion),
+                 sp.srepr(self.drift), _matrix_srepr(self.diffusion),
                  sp.srepr(sorted(self.params.items(), key=lambda kv: str(kv[0])))]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

@@ -46,6 +46,7 @@ class Derivation:
         hessian: ``sp.Array`` (m x m x m), H[p, q, w] = d^2 b_p / (d x_q d x_w).
         structure: ``"linear"``, ``"separable"`` or ``"coupled"``.
         jacobian_sparsity, hessian_sparsity: boolean numpy arrays of structurally non-zero entries.
+        hessian_entries: the non-zero H[p, q, w] as a dict (the sparse form the compiler uses).
         first_variation, second_variation: the variation equations as SymPy ``Eq`` objects.
         steps: list of (title, LaTeX) describing the derivation for this SDE.
         closed_form: closed forms of a linear SDE (or None).
@@ -56,22 +57,31 @@ class Derivation:
             raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
         self.sde = sde
         x, m = sde.state, sde.m
-        self.jacobian = sde.drift.jacobian(list(x))
-        # Differentiate only where x_w occurs: a 64-d separable drift has 64 of 262144 entries.
-        jac = self.jacobian.tolist()
-        occurs = [[entry.free_symbols for entry in row] for row in jac]
-        zero = sp.S.Zero
-        entries = [[[sp.diff(jac[p][q], x[w]) if x[w] in occurs[p][q] else zero for w in range(m)]
-                    for q in range(m)] for p in range(m)]
-        self.hessian = sp.Array(entries)
-        self.jacobian_sparsity = np.array([[self.jacobian[i, j] != 0 for j in range(m)] for i in range(m)])
-        # from the nested list: indexing an sp.Array m^3 times costs seconds at m = 64
-        self.hessian_sparsity = np.array([[[e != 0 for e in row] for row in block] for block in entries], dtype=bool)
+        # Differentiate only where x_q occurs: a field of m = 1089 coefficients has m of m^2 Jacobian
+        # entries and m of m^3 Hessian entries; dense m^3 tables would not fit in memory.
+        index = {symbol: i for i, symbol in enumerate(x)}
+        jacobian_entries: dict[tuple[int, int], sp.Expr] = {}
+        for p in range(m):
+            for q in sorted(index[s] for s in sde.drift[p].free_symbols if s in index):
+                entry = sp.diff(sde.drift[p], x[q])
+                if entry != 0:
+                    jacobian_entries[p, q] = entry
+        self.jacobian = sp.Matrix(sp.SparseMatrix(m, m, jacobian_entries))
+        #: The structurally non-zero Hessian entries H[p, q, w] (both orders of q, w).
+        self.hessian_entries: dict[tuple[int, int, int], sp.Expr] = {}
+        for (p, q), entry in jacobian_entries.items():
+            for w in sorted(index[s] for s in entry.free_symbols if s in index):
+                h = sp.diff(entry, x[w])
+                if h != 0:
+                    self.hessian_entries[p, q, w] = h
+        self.hessian = sp.ImmutableSparseNDimArray(dict(self.hessian_entries), (m, m, m))  # it rewrites the keys
+        self.jacobian_sparsity = np.zeros((m, m), dtype=bool)
+        for p, q in jacobian_entries:
+            self.jacobian_sparsity[p, q] = True
         # sigma(t, x): G_l[p, q] = d sigma[p, l] / d x_q and Hs_l[p; q, w] (q <= w), structurally
         # non-zero entries only, differentiating each entry by the state symbols it contains
         self.diffusion_gradient: dict[tuple[int, int, int], sp.Expr] = {}
         self.diffusion_hessian: dict[tuple[int, int, int, int], sp.Expr] = {}
-        index = {symbol: i for i, symbol in enumerate(x)}
         for (p, l), entry in sorted(sde.diffusion.todok().items()):
             depends = sorted(index[s] for s in entry.free_symbols if s in index)
             for q in depends:
@@ -97,13 +107,13 @@ class Derivation:
     def is_linear(self) -> bool:
         """True when the Hessian of the drift is identically zero and sigma does not depend on the
         state: then X_t given X_0 is Gaussian."""
-        return not self.hessian_sparsity.any() and not self.state_dependent_diffusion
+        return not self.hessian_entries and not self.state_dependent_diffusion
 
     @property
     def is_separable(self) -> bool:
         """True when b_i and sigma_ii depend on (t, x_i) only and sigma is square and diagonal."""
         sigma = self.sde.diffusion
-        diagonal = sigma.rows == sigma.cols and all(sigma[i, j] == 0 for i, j in np.argwhere(~np.eye(sigma.rows, dtype=bool)))
+        diagonal = sigma.rows == sigma.cols and all(i == j for i, j in sigma.todok())
         own_noise = all(q == p for p, _, q in self.diffusion_gradient)
         return diagonal and own_noise and not (self.jacobian_sparsity & ~np.eye(self.sde.m, dtype=bool)).any()
 
@@ -148,11 +158,19 @@ class Derivation:
                     eqs.append(sp.Eq(sp.Derivative(Z[i][a][b], t), rhs, evaluate=False))
         return eqs
 
+    @property
+    def hessian_sparsity(self) -> np.ndarray:
+        """Boolean (m, m, m) array of the structurally non-zero H[p, q, w] (dense: for small m;
+        :attr:`hessian_entries` is the sparse form)."""
+        m = self.sde.m
+        pattern = np.zeros((m, m, m), dtype=bool)
+        for key in self.hessian_entries:
+            pattern[key] = True
+        return pattern
+
     def nonzero_hessian(self) -> list[tuple[tuple[int, int, int], sp.Expr]]:
         """The structurally non-zero entries H[p, q, w] with q <= w (H is symmetric in q, w)."""
-        m = self.sde.m
-        return [((p, q, w), self.hessian[p, q, w]) for p in range(m) for q in range(m) for w in range(q, m)
-                if self.hessian_sparsity[p, q, w]]
+        return [(key, h) for key, h in sorted(self.hessian_entries.items()) if key[1] <= key[2]]
 
     @cached_property
     def closed_form(self):
