@@ -6,10 +6,32 @@ works in normalised units:
 
     s_theta(x, t) = c_out(t) * F_theta( (x - mu(t)) / std(t), embed(t) )
 
-where mu(t), std(t) are the per-time mean and standard deviation of X_t and c_out(t) the per-time
-root mean square of the regression target, all measured on a pilot batch by :func:`symscore.train`
-and stored on the model (piecewise linear in t). Regressing target / c_out(t) keeps the loss O(1)
-at every t, which is the time-weighted MSE with weight lambda(t) = c_out(t)^-2.
+where mu(t) is the per-time mean of X_t and std(t), c_out(t) are (m,) scales measured on a pilot
+batch by :func:`symscore.train` and stored on the model (piecewise linear in t). Regressing
+target / c_out(t) keeps the loss O(1) at every t, which is the time-weighted MSE with weight
+lambda(t) = c_out(t)^-2. How the scales vary across coordinates is the ``preconditioning``:
+
+* ``"coordinate"`` (default): std(t) and c_out(t) per coordinate, the standard deviation of X_t
+  and the root mean square of the target in each (a diagonal preconditioner measured on data).
+* ``"euclidean"``: one scale for all coordinates: the plain Euclidean regression of the score.
+  With coordinates of very different scales (a field's high degrees) the loss is dominated by
+  the largest scores and the others are learned poorly.
+* ``"cameron-martin"``: the geometry of the noise covariance Q (sigma sigma^T = 2 Q, diagonal and
+  constant): std(t) = s(t) Q^1/2 and c_out(t) = c(t) Q^-1/2 with scalars s, c. The network's
+  output c(t) Q^1/2 F_theta is then the score in the Cameron-Martin geometry, Q grad log p_t
+  (:meth:`ScoreModel.cameron_martin_score`), and the loss is |Q^1/2 (s_theta - target)|^2 / c^2:
+  every mode of a Q-Wiener-driven field counts alike, however large L is.
+
+With ``gaussian_skip=True`` the network learns the difference from the score of the Gaussian with
+X_t's per-coordinate mean and variance, -(x - mu(t)) / var(t) (measured on the same pilot batch):
+
+    s_theta(x, t) = -(x - mu(t)) / var(t) + c_out(t) * F_theta(...)
+
+That part is exact for Gaussian data and near T, where p_t is close to the Gaussian prior. It
+matters where m exceeds the hidden width: an MLP narrower than m cannot pass x through, so
+without the skip a field of m = 289 coefficients learns the linear score -x / var only in part
+(slope -0.5 instead of -1 at the top degrees, measured), and the reverse SDE, whose contraction
+rests on that slope, inflates the samples' variance many times over.
 """
 from __future__ import annotations
 
@@ -24,12 +46,14 @@ from ..compiler.cache import atomic_write
 from .._errors import SymscoreError
 from .._version import __version__
 
-__all__ = ["ScoreModel"]
+__all__ = ["ScoreModel", "PRECONDITIONINGS"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
 #: Buffers set from data (pilot batch and prior data), saved with the weights.
-DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints")
+DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var")
+#: How the normalising scales vary across coordinates (module docstring).
+PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 
 
 def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values: bool = False) -> torch.Tensor:
@@ -78,13 +102,18 @@ class ScoreModel(nn.Module):
         embedding_dim: size of the sinusoidal time embedding (even).
         T: time horizon of the SDE (scales the embedding).
         t_min: the smallest time the model was trained on (samplers stop there by default).
+        preconditioning: ``"coordinate"``, ``"euclidean"`` or ``"cameron-martin"`` (module
+            docstring); the last needs :meth:`set_metric` with the diagonal of Q.
+        gaussian_skip: add the Gaussian score -(x - mu(t)) / var(t) of X_t's measured moments
+            (module docstring).
 
     Call it as ``model(x, t)`` with x of shape (n, m) and t a scalar or shape (n,), numpy or torch:
     the result is (n, m) of the same kind (numpy float64 for numpy input).
     """
 
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
-                 embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0):
+                 embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
+                 gaussian_skip: bool = False):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -93,10 +122,21 @@ class ScoreModel(nn.Module):
             raise SymscoreError(f"embedding_dim: expected an even number, got {embedding_dim}")
         if activation not in ACTIVATIONS:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if preconditioning not in PRECONDITIONINGS:
+            raise SymscoreError(f"preconditioning: expected one of {', '.join(map(repr, PRECONDITIONINGS))}, "
+                                f"got {preconditioning!r}")
         if not (0 < float(T) < math.inf) or not (0 <= float(t_min) < float(T)):
             raise SymscoreError(f"T, t_min: expected 0 <= t_min < T, got T={T!r}, t_min={t_min!r}")
         self.config = {"m": m, "width": width, "depth": depth, "activation": activation,
                        "embedding_dim": embedding_dim, "T": float(T), "t_min": float(t_min)}
+        if preconditioning != "coordinate":  # the defaults keep the config of earlier files
+            self.config["preconditioning"] = preconditioning
+        if not isinstance(gaussian_skip, bool):
+            raise SymscoreError(f"gaussian_skip: expected True or False, got {gaussian_skip!r}")
+        if gaussian_skip:
+            self.config["gaussian_skip"] = True
+        self.gaussian_skip = gaussian_skip
+        self.preconditioning = preconditioning
         self.m, self.T, self.t_min = m, float(T), float(t_min)
         self.embedding = SinusoidalEmbedding(embedding_dim, float(T))
         layers, size = [], m + 1 + 2 * ((embedding_dim - 1) // 2)
@@ -107,19 +147,31 @@ class ScoreModel(nn.Module):
         self.net = nn.Sequential(*layers)
         self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
         self.set_prior_data(torch.zeros(m), torch.zeros(m, m), torch.zeros(0, m))
+        self.set_metric(torch.ones(m))
         self.loss_history: list[float] = []
 
     # -- buffers set from data ---------------------------------------------------------------
-    def set_preconditioning(self, times, x_mean, x_std, out_scale) -> None:
-        """Per-time mean and std of X_t and scale of the output, on increasing times > 0 (G,) -> (G, m)."""
-        values = {"precond_times": times, "x_mean": x_mean, "x_std": x_std, "out_scale": out_scale}
+    def set_preconditioning(self, times, x_mean, x_std, out_scale, x_var=None) -> None:
+        """Per-time mean and std of X_t and scale of the output, on increasing times > 0 (G,) -> (G, m);
+        ``x_var`` the per-coordinate variance of X_t (the Gaussian skip's; default x_std^2)."""
+        x_var = np.asarray(x_std) ** 2 if x_var is None else x_var
+        values = {"precond_times": times, "x_mean": x_mean, "x_std": x_std, "out_scale": out_scale, "x_var": x_var}
         for name, value in values.items():
             value = torch.as_tensor(np.asarray(value), dtype=torch.float32)
             if not torch.isfinite(value).all():
                 raise SymscoreError(f"{name}: the preconditioning must be finite")
             self.register_buffer(name, value)
-        if (self.precond_times <= 0).any() or (self.x_std <= 0).any() or (self.out_scale <= 0).any():
-            raise SymscoreError("x_std, out_scale: expected positive scales")
+        if (self.precond_times <= 0).any() or (self.x_std <= 0).any() or (self.out_scale <= 0).any() \
+                or (self.x_var <= 0).any():
+            raise SymscoreError("x_std, out_scale, x_var: expected positive scales")
+
+    def set_metric(self, metric) -> None:
+        """The diagonal of Q (m,), positive: the Cameron-Martin metric of ``cameron_martin_score``."""
+        value = torch.as_tensor(np.asarray(metric), dtype=torch.float64)
+        if value.shape != (self.m,) or not torch.isfinite(value).all() or (value <= 0).any():
+            raise SymscoreError(f"metric: expected {self.m} positive finite numbers (the diagonal of Q), "
+                                f"got shape {tuple(value.shape)}")
+        self.register_buffer("metric", value)
 
     def set_prior_data(self, data_mean, data_cov, endpoints) -> None:
         """Data moments and forward-simulated endpoints X_T, kept for the sampler's prior."""
@@ -144,9 +196,28 @@ class ScoreModel(nn.Module):
         features = torch.cat([(x - mean) / std, self.embedding(t).to(x.dtype)], dim=1)
         return self.net(features), _interpolate(t, grid, self.out_scale.to(x.dtype), log_values=True)
 
+    def baseline(self, x: torch.Tensor, t) -> torch.Tensor | None:
+        """The Gaussian skip -(x - mu(t)) / var(t), or None without ``gaussian_skip``."""
+        if not self.gaussian_skip:
+            return None
+        t = self._times(t, x.shape[0], x)
+        grid = self.precond_times.to(x.dtype)
+        mean = _interpolate(t, grid, self.x_mean.to(x.dtype))
+        variance = _interpolate(t, grid, self.x_var.to(x.dtype), log_values=True)
+        return -(x - mean) / variance
+
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         raw, scale = self.preconditioned(x, t)
-        return raw * scale
+        baseline = self.baseline(x, t)
+        return raw * scale if baseline is None else raw * scale + baseline
+
+    def cameron_martin_score(self, x, t):
+        """Q s_theta(x, t): the score in the Cameron-Martin geometry of Q (the model's ``metric``),
+        the vector field a Q-Wiener-driven reverse SDE uses (its drift is -x - 2 Q grad log p)."""
+        score = self(x, t)
+        if isinstance(score, torch.Tensor):
+            return score * self.metric.to(score.dtype)
+        return score * self.metric.cpu().numpy()
 
     def __call__(self, x, t):
         if isinstance(x, torch.Tensor):
@@ -187,6 +258,7 @@ class ScoreModel(nn.Module):
     def from_state(cls, config: dict, state_dict: dict, loss_history=()) -> "ScoreModel":
         """A model built from its config and a state dict (weights and the data-measured buffers)."""
         model = cls(**config)
+        state_dict = complete_state(state_dict)
         for name in DATA_BUFFERS:  # measured on data: their shapes differ from a fresh model's
             model.register_buffer(name, state_dict[name].detach().clone())
         model.load_state_dict(state_dict)
@@ -195,6 +267,17 @@ class ScoreModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"T={self.T}, t_min={self.t_min}"
+
+
+def complete_state(state_dict: dict, prefix: str = "") -> dict:
+    """A state dict of an earlier version with the buffers added since: ``x_var`` (the Gaussian
+    skip's variance, x_std^2) and ``metric`` (Q = I). ``prefix``: "module." for an EMA's state."""
+    state_dict = dict(state_dict)
+    if prefix + "x_var" not in state_dict:
+        state_dict[prefix + "x_var"] = state_dict[prefix + "x_std"] ** 2
+    if prefix + "metric" not in state_dict:
+        state_dict[prefix + "metric"] = torch.ones(state_dict[prefix + "x_std"].shape[-1], dtype=torch.float64)
+    return state_dict
 
 
 def load_torch_file(path, map_location="cpu"):

@@ -33,12 +33,14 @@ from ..compiler.runtime import TimeGrid
 from ..data import check_data, load
 from ..spec.sde import SDE
 from .distributed import process_group
-from .model import ACTIVATIONS, ScoreModel, load_torch_file
+from .model import ACTIVATIONS, PRECONDITIONINGS, ScoreModel, complete_state, load_torch_file
 from .targets import TARGETS, make_target_source
 
-__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint"]
+__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin_metric"]
 
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
+#: Run-record fields added after checkpoints were first written, with the value they then had.
+RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False}
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,17 @@ class TrainConfig:
     clip_norm: float = 1.0
     ridge: float = 0.0
     pilot_size: int = 2048
+    preconditioning: str = "coordinate"
+    gaussian_skip: bool = False
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise SymscoreError(f"target: expected one of {', '.join(map(repr, TARGETS))}, got {self.target!r}")
+        if self.preconditioning not in PRECONDITIONINGS:
+            raise SymscoreError(f"preconditioning: expected one of {', '.join(map(repr, PRECONDITIONINGS))}, "
+                                f"got {self.preconditioning!r}")
+        if not isinstance(self.gaussian_skip, bool):
+            raise SymscoreError(f"gaussian_skip: expected True or False, got {self.gaussian_skip!r}")
         if self.activation not in ACTIVATIONS:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         checked = {
@@ -126,6 +135,40 @@ def _draw(rng, data, batch_size, candidates, n_times):
     return x0, record_steps, int(rng.integers(2**31 - 1))
 
 
+def cameron_martin_metric(sde) -> np.ndarray:
+    """The diagonal of Q with sigma sigma^T = 2 Q, for a constant diagonal sigma (else an error)."""
+    sigma = sde.bound_diffusion()
+    entries = sigma.todok()
+    if sigma.rows != sigma.cols or any(i != j for i, j in entries) or len(entries) != sde.m:
+        raise SymscoreError("preconditioning: 'cameron-martin' needs a square diagonal diffusion sigma with "
+                            "every diagonal entry non-zero (sigma sigma^T = 2 Q)")
+    metric = np.empty(sde.m)
+    for (i, _), entry in entries.items():
+        if not entry.is_number:
+            raise SymscoreError(f"preconditioning: 'cameron-martin' needs a constant diffusion; sigma[{i}, {i}] = "
+                                f"{entry} depends on {', '.join(sorted(map(str, entry.free_symbols)))}")
+        metric[i] = float(entry) ** 2 / 2.0
+    return metric
+
+
+def _scales(preconditioning, x, values, metric):
+    """(G, m) std of X_t and output scale from pilot samples x, values (G, n, m) (module docstring
+    of :mod:`symscore.learn.model`); values None: the ssm loss, scaled like a Gaussian's score."""
+    root = np.sqrt(metric) if preconditioning == "cameron-martin" else np.ones(x.shape[2])
+    if preconditioning == "coordinate":
+        x_std = np.maximum(x.std(axis=1), 1e-3 * max(1.0, float(np.abs(x).max())))
+    else:  # one scale for all coordinates, in the units of Q^1/2 (of 1 for euclidean)
+        spread = np.sqrt(np.mean((x / root).var(axis=1), axis=1, keepdims=True))
+        x_std = np.maximum(spread, 1e-12) * root
+    if values is None:
+        return x_std, 1.0 / x_std
+    if preconditioning == "coordinate":
+        out_scale = np.sqrt(np.mean(values**2, axis=1))
+        return x_std, np.maximum(out_scale, 1e-6 * out_scale.max())
+    out_scale = np.sqrt(np.mean((values * root) ** 2, axis=(1, 2)))[:, None]
+    return x_std, np.maximum(out_scale, 1e-6 * out_scale.max()) / root
+
+
 def _pilot(source, model, data, candidates, pilot_size, seed):
     """Measure per-time mean/std of X_t and the target scale; store them and the prior data on the model."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
@@ -134,14 +177,12 @@ def _pilot(source, model, data, candidates, pilot_size, seed):
     record_steps = np.unique(np.append(np.geomspace(candidates[0], candidates[-1], 24).round().astype(int),
                                        source.n_steps))
     x, values = (_host(a) for a in source.batch(x0, record_steps, int(rng.integers(2**31 - 1))))
-    x_std = np.maximum(x.std(axis=1), 1e-3 * max(1.0, float(np.abs(x).max())))
-    if values is None:  # ssm: scale of the score of a Gaussian with the same spread
-        out_scale = 1.0 / x_std
-    else:
-        out_scale = np.sqrt(np.mean(values**2, axis=1))
-        out_scale = np.maximum(out_scale, 1e-6 * out_scale.max())
+    x_var = np.maximum(x.var(axis=1), 1e-12 * max(1.0, float(np.abs(x).max())) ** 2)
+    if model.gaussian_skip and values is not None:  # the network learns the target minus the skip
+        values = values + (x - x.mean(axis=1, keepdims=True)) / x_var[:, None, :]
+    x_std, out_scale = _scales(model.preconditioning, x, values, model.metric.cpu().numpy())
     times = record_steps * source.dt
-    model.set_preconditioning(times, x.mean(axis=1), x_std, out_scale)
+    model.set_preconditioning(times, x.mean(axis=1), x_std, out_scale, x_var)
     model.set_prior_data(data.mean(axis=0), np.atleast_2d(np.cov(data.T)), x[-1])
 
 
@@ -162,10 +203,14 @@ def _loss(model, x, t, target, probes):
     """Time-weighted MSE, or the sliced score matching loss with Rademacher ``probes`` when target is None."""
     if target is not None:
         raw, scale = model.preconditioned(x, t)
+        baseline = model.baseline(x, t)
+        if baseline is not None:
+            target = target - baseline
         return ((raw - target / scale) ** 2).sum(dim=1).mean()
     x = x.requires_grad_(True)
     raw, scale = model.preconditioned(x, t)
-    score = raw * scale
+    baseline = model.baseline(x, t)
+    score = raw * scale if baseline is None else raw * scale + baseline
     v = probes.to(x.device)
     projected = (score * v).sum()
     grad = torch.autograd.grad(projected, x, create_graph=True)[0]
@@ -221,9 +266,16 @@ class Trainer:
         torch.manual_seed(config.seed)
         if model is None:
             model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,
-                               t_min=float(self.candidates[0] * sde.T / config.n_steps))
+                               t_min=float(self.candidates[0] * sde.T / config.n_steps),
+                               preconditioning=config.preconditioning, gaussian_skip=config.gaussian_skip)
         elif not isinstance(model, ScoreModel) or model.m != sde.m:
             raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
+        elif model.preconditioning != config.preconditioning or model.gaussian_skip != config.gaussian_skip:
+            raise SymscoreError(f"preconditioning, gaussian_skip: the model was built with "
+                                f"{model.preconditioning!r}, {model.gaussian_skip}, got {config.preconditioning!r}, "
+                                f"{config.gaussian_skip}")
+        if config.preconditioning == "cameron-martin":
+            model.set_metric(cameron_martin_metric(sde))
         _pilot(self.source, model, self.data, self.candidates, config.pilot_size, config.seed)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device)
@@ -303,7 +355,8 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           width: int = 128, depth: int = 3, activation: str = "silu", lr: float = 5e-3,
           weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
-          progress: bool = True, device=None) -> ScoreModel:
+          progress: bool = True, device=None, preconditioning: str = "coordinate",
+          gaussian_skip: bool = False) -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -332,11 +385,18 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
         ridge: Tikhonov lambda of the malliavin target (a bias; off by default).
         progress: show a tqdm bar with the loss.
         device: torch device of the network (default CPU).
+        preconditioning: ``"coordinate"`` (default), ``"euclidean"`` or ``"cameron-martin"``: how the
+            network's input and output scales vary across coordinates; ``"cameron-martin"`` (for a
+            constant diagonal sigma, sigma sigma^T = 2 Q) learns Q grad log p_t and weighs every
+            mode of Q alike (:mod:`symscore.learn.model`).
+        gaussian_skip: the network learns the difference from the Gaussian score of X_t's measured
+            per-coordinate moments (:mod:`symscore.learn.model`); use it when m exceeds ``width``.
     """
     config = TrainConfig(steps=steps, batch_size=batch_size, target=target, backend=backend, t_min=t_min, seed=seed,
                          times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
-                         clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size)
+                         clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size, preconditioning=preconditioning,
+                         gaussian_skip=gaussian_skip)
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)
@@ -411,12 +471,13 @@ def load_checkpoint(source) -> ScoreModel:
 
 def _restore(resume, run, model, ema, optimizer, scheduler) -> int:
     payload = _read_checkpoint(resume)
-    differ = [key for key in sorted(set(run) | set(payload["run"])) if payload["run"].get(key) != run.get(key)]
+    saved = RECORD_DEFAULTS | payload["run"]  # a checkpoint of an earlier version lacks the newer fields
+    differ = [key for key in sorted(set(run) | set(saved)) if saved.get(key) != run.get(key)]
     if differ:
         raise SymscoreError("resume: the checkpoint was written by a run with different settings: "
                             + ", ".join(f"{k}={payload['run'].get(k)!r} (now {run.get(k)!r})" for k in differ))
-    model.load_state_dict(payload["model"])
-    ema.load_state_dict(payload["ema"])
+    model.load_state_dict(complete_state(payload["model"]))
+    ema.load_state_dict(complete_state(payload["ema"], prefix="module."))
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     model.loss_history = list(payload["loss_history"])
