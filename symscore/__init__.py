@@ -31,7 +31,7 @@ from ._version import __version__
 
 __all__ = [
     "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Kernel", "Paths", "brownian_increments", "library", "cache_dir",
-    "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots",
+    "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots", "fields",
     "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
     "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
@@ -49,6 +49,12 @@ _LAZY = {
 
 
 def __getattr__(name):
+    if name == "fields":  # spherical fields: torch and torch-harmonics, loaded on first use too
+        import importlib
+
+        module = importlib.import_module(".fields", __name__)
+        globals()[name] = module
+        return module
     if name in _LAZY:
         import importlib
 
@@ -59,4 +65,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"fields"})

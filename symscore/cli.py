@@ -322,6 +322,8 @@ def sample(run, n, out, plot, method, n_steps, seed, device):
 _QUICK_DEMO = {"steps": 60, "batch_size": 64, "n_samples": 300, "n_train": 1000, "sample_steps": 100, "width": 32,
                "depth": 2, "progress": False}
 _QUICK_BENES = {"n_paths": 20_000, "n_steps": 200}
+_QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_samples": 100, "sample_steps": 50, "width": 32,
+                 "depth": 1, "progress": False}
 
 
 @main.command()
@@ -329,8 +331,10 @@ _QUICK_BENES = {"n_paths": 20_000, "n_steps": 200}
               help="Folder for PNGs and metrics.json.")
 @click.option("--steps", default=4000, show_default=True, help="Training steps per model.")
 @click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
+@click.option("--fields", is_flag=True,
+              help="Instead: random fields on the sphere (L = 16, Cameron-Martin preconditioning; maps, spectra).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
-def demo(out, steps, benes, quick):
+def demo(out, steps, benes, fields, quick):
     """Train and sample cubic/Malliavin against VP/DSM on the checkerboard, and compare (~2.5 min, 2 cores).
 
     \b
@@ -338,11 +342,17 @@ def demo(out, steps, benes, quick):
       symscore demo
       symscore demo --out /tmp/demo --steps 1000
       symscore demo --benes
+      symscore demo --fields --out demo_fields
       symscore demo --quick --out /tmp/smoke
     """
-    from .demo import run_benes_check, run_demo
+    from .demo import run_benes_check, run_demo, run_fields_demo
 
-    if benes:
+    if benes and fields:
+        raise click.UsageError("--benes and --fields: choose one")
+    if fields:
+        out = "demo_fields" if out == "demo" else out
+        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"steps": steps if steps != 4000 else 3000}))
+    elif benes:
         run_benes_check(**(_QUICK_BENES if quick else {}))
     else:
         run_demo(out=out, **(_QUICK_DEMO if quick else {"steps": steps}))

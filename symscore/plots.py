@@ -1,12 +1,14 @@
 """Figures (matplotlib, Agg backend, saved as PNG): samples beside data, score fields, target
-variance against t, loss curves. Each function writes ``path`` and returns it."""
+variance against t, loss curves, Mollweide maps and angular power spectra of spherical fields.
+Each function writes ``path`` and returns it."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_samples", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits"]
+__all__ = ["plot_samples", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits", "plot_field_maps",
+           "plot_power_spectra"]
 
 
 def _figure(n_panels: int, size: float = 3.6):
@@ -87,4 +89,61 @@ def plot_digits(images, path, columns: int = 10) -> Path:
         ax.axis("off")
     for ax, image in zip(axes.ravel(), images):
         ax.imshow(image.reshape(8, 8), cmap="gray_r", vmin=-1, vmax=1)
+    return _save(plt, fig, path)
+
+
+def plot_field_maps(fields: dict, L: int, path, n_maps: int = 3, resolution: int = 96) -> Path:
+    """Mollweide maps of spherical fields: one row per entry of ``fields`` (title -> coefficients
+    (n, (L + 1)^2)), its first ``n_maps`` fields side by side, synthesised on a grid of
+    ``resolution`` latitudes; every map shares one symmetric colour scale (the 99.5% quantile of
+    the absolute values)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fields import SphericalHarmonics
+
+    harmonics = SphericalHarmonics(L, nlat=max(resolution, L + 1), nlon=2 * max(resolution, L + 1))
+    maps = {title: harmonics.synthesis(np.asarray(coeffs, dtype=np.float64)[:n_maps]) for title, coeffs in fields.items()}
+    # one scale for all maps, robust to a heavy-tailed outlier (values beyond it saturate)
+    limit = float(np.quantile(np.abs(np.concatenate([m.ravel() for m in maps.values()])), 0.995))
+    lon = np.radians(np.append(harmonics.lon, 360.0) - 180.0)  # the first column again, closing the seam
+    lat = np.radians(harmonics.lat)
+    fig, axes = plt.subplots(len(maps), n_maps, figsize=(3.4 * n_maps, 2.0 * len(maps) + 0.4), squeeze=False,
+                             subplot_kw={"projection": "mollweide"})
+    for row, (title, values) in zip(axes, maps.items()):
+        for column, ax in enumerate(row):
+            ax.set_xticklabels([])
+            ax.set_yticklabels([])
+            if column >= len(values):
+                ax.axis("off")
+                continue
+            # longitudes 0..360 shown as -180..180: roll by half a turn, then close the seam
+            field = np.roll(values[column], len(harmonics.lon) // 2, axis=1)
+            image = ax.pcolormesh(lon, lat, np.concatenate([field, field[:, :1]], axis=1), cmap="RdBu_r",
+                                  vmin=-limit, vmax=limit, shading="nearest")
+            ax.set_title(f"{title} {column + 1}", fontsize=9)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_power_spectra(spectra: dict, path, reference: dict | None = None) -> Path:
+    """Angular power spectra C_l against l (log scale): ``spectra`` title -> (C_l (L + 1,), or a
+    pair (C_l, standard error) drawn with error bars); ``reference`` title -> C_l drawn dashed
+    (for example the noise's Whittle-Matern C_l)."""
+    plt, fig, axes = _figure(1, size=4.8)
+    ax = axes[0]
+    for title, values in spectra.items():
+        mean, error = (values if isinstance(values, tuple) else (values, None))
+        degrees = np.arange(len(mean))
+        ax.errorbar(degrees, mean, yerr=error, marker="o", ms=3, capsize=2, label=title)
+    for title, values in (reference or {}).items():
+        ax.plot(np.arange(len(values)), values, "k--", lw=1, label=title)
+    ax.set(xlabel="degree l", ylabel="C_l", yscale="log", title="angular power spectrum")
+    ax.legend()
     return _save(plt, fig, path)

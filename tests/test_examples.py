@@ -13,6 +13,7 @@ WRITES = {
     "03_nonlinear_vs_vp.py": ["samples.png", "metrics.json"],
     "04_teach_cubic.py": ["cubic.md", "cubic.tex"],
     "05_digits_64d.py": ["digits.png"],
+    "06_fields_on_the_sphere.py": ["maps.png", "spectra.png"],
 }
 
 

@@ -1,0 +1,90 @@
+"""Seeded spherical field data: fields drawn on a fine grid, projected to degrees <= L.
+
+Kinds (every kind is scaled so that its mean pixel variance is the Whittle-Matern noise's,
+sigma_Q^2 = sum_l (2 l + 1) C_l / (4 pi) (:func:`pixel_std`): the data sit on the scale of the
+forward SDE's stationary law N(0, Q), which the samplers start from):
+
+* ``"gaussian"``: the Whittle-Matern Gaussian field itself, a_lm ~ N(0, C_l) (the one kind with
+  a closed-form score, for checks).
+* ``"lognormal"``: exp(g) minus its mean, g a Gaussian Whittle-Matern field of unit pixel variance:
+  skewed, with heavy positive tails.
+* ``"threshold"``: a smoothed indicator 1{g > 1} minus its mean (g as above): two-valued patches.
+* ``"blobs"``: a few Gaussian bumps of random sign at uniform points of the sphere: sparse.
+
+Each is non-Gaussian on the grid; the projection to degree L keeps that (a threshold's sharp edge
+rings a little at the truncation). The generator is numpy's, seeded, and the projection is
+:meth:`SphericalHarmonics.analysis` on a grid of 4 (L + 1) latitudes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import positive_int
+from .._errors import SymscoreError
+from .harmonics import SphericalHarmonics
+from .sde import whittle_matern_spectrum
+
+__all__ = ["FIELD_KINDS", "field_data", "pixel_statistic", "pixel_std"]
+
+FIELD_KINDS = ("gaussian", "lognormal", "threshold", "blobs")
+
+
+def _gaussian_grid(fine: SphericalHarmonics, n: int, rng, kappa, alpha) -> np.ndarray:
+    """Gaussian Whittle-Matern fields on ``fine``'s grid, normalised to unit pixel variance."""
+    spectrum = whittle_matern_spectrum(fine.L, kappa, alpha)
+    variance = np.sum((2 * np.arange(fine.L + 1) + 1) * spectrum) / (4 * np.pi)
+    coeffs = rng.standard_normal((n, fine.m)) * np.sqrt(spectrum[fine.degrees] / variance)
+    return fine.synthesis(coeffs)
+
+
+def pixel_std(L: int, kappa: float = 4.0, alpha: float = 2.0) -> float:
+    """sigma_Q: the pixel standard deviation of the Whittle-Matern field N(0, Q) up to degree L."""
+    spectrum = whittle_matern_spectrum(L, kappa, alpha)
+    return float(np.sqrt(np.sum((2 * np.arange(L + 1) + 1) * spectrum) / (4 * np.pi)))
+
+
+def field_data(kind: str, L: int, n: int, seed: int = 0, kappa: float = 4.0, alpha: float = 2.0) -> np.ndarray:
+    """n seeded fields of ``kind`` (:data:`FIELD_KINDS`) as (n, (L + 1)^2) real coefficients.
+
+    ``kappa`` and ``alpha`` are the Whittle-Matern parameters of the Gaussian field behind every
+    kind but blobs (whose bump width is set by kappa: angular radius about 1 / (kappa + 2)).
+    """
+    if kind not in FIELD_KINDS:
+        raise SymscoreError(f"kind: expected one of {', '.join(map(repr, FIELD_KINDS))}, got {kind!r}")
+    L, n = positive_int(L, "L"), positive_int(n, "n")
+    rng = np.random.default_rng(positive_int(seed, "seed", low=0))
+    if kind == "gaussian":  # exact in coefficient space
+        sh = SphericalHarmonics(L)
+        return rng.standard_normal((n, sh.m)) * np.sqrt(whittle_matern_spectrum(L, kappa, alpha)[sh.degrees])
+    fine = SphericalHarmonics(2 * L, nlat=4 * (L + 1), nlon=8 * (L + 1))
+    if kind == "lognormal":
+        field = np.exp(_gaussian_grid(fine, n, rng, kappa, alpha)) - np.exp(0.5)
+    elif kind == "threshold":
+        g = _gaussian_grid(fine, n, rng, kappa, alpha)
+        field = 1.0 / (1.0 + np.exp(-8.0 * (g - 1.0)))
+        field -= field.mean(axis=(1, 2), keepdims=True).mean()
+    else:
+        field = _blobs(fine, n, rng, width=1.0 / (kappa + 2.0))
+    coarse = SphericalHarmonics(L, nlat=fine.nlat, nlon=fine.nlon)
+    coeffs = coarse.analysis(field)
+    pixels = SphericalHarmonics(L).synthesis(coeffs)
+    return coeffs * (pixel_std(L, kappa, alpha) / np.sqrt(np.mean(pixels**2)))
+
+
+def _blobs(fine: SphericalHarmonics, n: int, rng, width: float, per_field: int = 6) -> np.ndarray:
+    lat, lon = np.radians(fine.lat)[:, None], np.radians(fine.lon)[None, :]
+    points = np.stack(np.broadcast_arrays(np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)), axis=-1)
+    centres = rng.standard_normal((n, per_field, 3))
+    centres /= np.linalg.norm(centres, axis=-1, keepdims=True)
+    signs = rng.choice([-1.0, 1.0], size=(n, per_field)) * rng.uniform(0.5, 1.5, size=(n, per_field))
+    cosine = np.einsum("abk,nck->ncab", points, centres)
+    return np.einsum("nc,ncab->nab", signs, np.exp((cosine - 1.0) / width**2))
+
+
+def pixel_statistic(coeffs, L: int, threshold: float) -> np.ndarray:
+    """The fraction of each field's area where its value exceeds ``threshold``: (n,) for
+    coefficients (n, (L + 1)^2), by the quadrature of the Gauss-Legendre grid of 2 (L + 1)
+    latitudes. A Gaussian field and a lognormal one of the same spectrum differ in it."""
+    sh = SphericalHarmonics(positive_int(L, "L"), nlat=2 * (L + 1), nlon=4 * (L + 1))
+    pixels = sh.synthesis(np.asarray(coeffs, dtype=np.float64))
+    return sh.integrate((pixels > threshold).astype(np.float64)) / (4 * np.pi)
