@@ -30,8 +30,13 @@ too), the general weight of docs/math.md, with RK and RPsi carried separately:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy as sp
+
+# Contraction order chosen by numpy: the four- and five-operand products are O(n m^7) summed naively.
+einsum = functools.partial(np.einsum, optimize=True)
 
 
 def _lambdified(exprs, args, shape):
@@ -89,40 +94,40 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
         dw = dW[:, k]
         A = Yi @ sig
         S = A @ A.transpose(0, 2, 1)
-        M_next = M + np.einsum("nil,nl->ni", A, dw)
+        M_next = M + einsum("nil,nl->ni", A, dw)
         C_next = C + S * dt
         G = G_f(t_k, X) if multiplicative else np.zeros((n, d, m, m))
         Hs = Hs_f(t_k, X) if multiplicative and not first_order_only else np.zeros((n, d, m, m, m))
-        K = np.einsum("nip,nlpq,nqb->nlib", Yi, G, Y)
+        K = einsum("nip,nlpq,nqb->nlib", Yi, G, Y)
         if not first_order_only:
-            Q_next = Q + np.einsum("nia,njab->nijb", S, Zh) * dt
-            Ht = np.einsum("nia,njab->nijb", C, Zh) - Q
-            R_next = R + (np.einsum("nijb,nbc->nijc", Ht, S) + np.einsum("njb,nicb->nijc", S, Ht)) * dt
-            RK_next = RK + (np.einsum("nijb,nbc->nijc", P, S) + np.einsum("njb,nicb->nijc", S, P)) * dt
-            psi_inner = np.einsum("nlja,ncl->njac", K, A) + np.einsum("njl,nlca->njac", A, K)
-            RPsi_next = RPsi + np.einsum("nia,njac->nijc", C, psi_inner) * dt
-            P_next = P + np.einsum("nil,nljb->nijb", A, K) * dt
-            drift_tensor = H - np.einsum("nlpu,nluqw->npqw", G, Hs)
-            Zh_next = (Zh + np.einsum("nip,npqw,nqa,nwb->niab", Yi, drift_tensor, Y, Y) * dt
-                       + np.einsum("nip,nlpqw,nqa,nwb,nl->niab", Yi, Hs, Y, Y, dw))
+            Q_next = Q + einsum("nia,njab->nijb", S, Zh) * dt
+            Ht = einsum("nia,njab->nijb", C, Zh) - Q
+            R_next = R + (einsum("nijb,nbc->nijc", Ht, S) + einsum("njb,nicb->nijc", S, Ht)) * dt
+            RK_next = RK + (einsum("nijb,nbc->nijc", P, S) + einsum("njb,nicb->nijc", S, P)) * dt
+            psi_inner = einsum("nlja,ncl->njac", K, A) + einsum("njl,nlca->njac", A, K)
+            RPsi_next = RPsi + einsum("nia,njac->nijc", C, psi_inner) * dt
+            P_next = P + einsum("nil,nljb->nijb", A, K) * dt
+            drift_tensor = H - einsum("nlpu,nluqw->npqw", G, Hs)
+            Zh_next = (Zh + einsum("nip,npqw,nqa,nwb->niab", Yi, drift_tensor, Y, Y) * dt
+                       + einsum("nip,nlpqw,nqa,nwb,nl->niab", Yi, Hs, Y, Y, dw))
             Q, R, Zh, P, RK, RPsi = Q_next, R_next, Zh_next, P_next, RK_next, RPsi_next
-        GdW = np.einsum("nlpq,nl->npq", G, dw)
+        GdW = einsum("nlpq,nl->npq", G, dw)
         Y, Yi = Y + J @ Y * dt + GdW @ Y, Yi - Yi @ J * dt - Yi @ GdW + Yi @ GdW @ GdW
-        X = X + b * dt + np.einsum("nil,nl->ni", sig, dw)
+        X = X + b * dt + einsum("nil,nl->ni", sig, dw)
         M, C = M_next, C_next
         if k + 1 == record_steps[rec]:
             Cinv = np.linalg.inv(C + ridge * eye)
-            g = np.einsum("nij,nj->ni", Cinv, M)
+            g = einsum("nij,nj->ni", Cinv, M)
             if not first_order_only:
                 P_used = 0 * P if "P" in drop else P
                 RK_used = 0 * RK if "P" in drop else RK
                 RPsi_used = 0 * RPsi if "RPsi" in drop else RPsi
-                v = (np.einsum("njjb->nb", Zh) - np.einsum("nij,nijb->nb", Cinv, Q)
-                     + np.einsum("nij,nijb->nb", Cinv, P_used))
-                rho = np.einsum("nij,nijc->nc", Cinv, R + RK_used - RPsi_used)
-                g = g + v - np.einsum("nij,nj->ni", Cinv, rho)
+                v = (einsum("njjb->nb", Zh) - einsum("nij,nijb->nb", Cinv, Q)
+                     + einsum("nij,nijb->nb", Cinv, P_used))
+                rho = einsum("nij,nijc->nc", Cinv, R + RK_used - RPsi_used)
+                g = g + v - einsum("nij,nj->ni", Cinv, rho)
             out_x[:, rec] = X
-            out_target[:, rec] = -np.einsum("nia,ni->na", Yi, g)
+            out_target[:, rec] = -einsum("nia,ni->na", Yi, g)
             rec += 1
             if rec == len(times):
                 break
