@@ -2,6 +2,8 @@
 # A GPU user overrides the torch pin, e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url ..."
 PYTHON ?= python3.11
 TORCH_SPEC ?= torch==2.13.0
+# pytest-xdist workers: numba compiles on one core, so the cold suite runs about twice as fast on two
+TEST_WORKERS ?= auto
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,10 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_kernel.py

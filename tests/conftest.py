@@ -8,11 +8,22 @@ import os
 if not os.environ.get("SYMSCORE_TEST_CUDA"):
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Under pytest-xdist every worker shares the cores with the others: torch's OpenMP threads spin while
+# they wait, and two workers with two threads each made the torch tests up to 20x slower (measured).
+# One torch thread per worker (and per process it starts); numba's own threads are left as they are.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import sympy as sp
 
 import symscore as ss
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 t = sp.Symbol("t")
 

@@ -188,7 +188,8 @@ def test_hostile_names_execute_nothing(tmp_path, monkeypatch, backend):
     assert kernel.path.name.startswith(f"{backend}_Bene_import_os_os_system_touch_PWNED")
 
 
-def test_symbol_names_that_collide_with_generated_names():
+@pytest.mark.parametrize("backend", ["torch", pytest.param("numba", marks=pytest.mark.slow)])
+def test_symbol_names_that_collide_with_generated_names(backend):
     """State symbols named like the kernel's own variables (x_0, dt, t, math) in swapped order."""
     u, v, w = sp.Symbol("x_1"), sp.Symbol("dt"), sp.Symbol("math")
     time = sp.Symbol("x_0")
@@ -198,6 +199,7 @@ def test_symbol_names_that_collide_with_generated_names():
                     -sp.Symbol("x3") + sp.sqrt(1 + x2**2) / 3], 1, [x1, x2, sp.Symbol("x3")], t, name="plain3")
     x0 = np.random.default_rng(0).normal(size=(16, 3))
     dW = np.random.default_rng(1).normal(size=(16, 20, 3)) * np.sqrt(0.05)
-    a = ss.compile(sde).simulate(x0, [0.5, 1.0], 20, dW=dW)
-    b = ss.compile(plain).simulate(x0, [0.5, 1.0], 20, dW=dW)
+    options = {"as_numpy": True} if backend == "torch" else {}
+    a = ss.compile(sde, backend=backend).simulate(x0, [0.5, 1.0], 20, dW=dW, **options)
+    b = ss.compile(plain, backend=backend).simulate(x0, [0.5, 1.0], 20, dW=dW, **options)
     np.testing.assert_array_equal(a.target, b.target)

@@ -53,6 +53,7 @@ def test_two_processes_follow_one_process_with_twice_the_batch(tmp_path, referen
     assert not np.allclose(other.loss_history, model.loss_history, rtol=1e-3)
 
 
+@pytest.mark.slow  # two more process groups; the test above checks the distributed step in make test
 def test_resume_at_another_world_size(tmp_path, reference):
     """The checkpoint after step 4 of the one-process run (global batch 32) resumed by 2 processes
     of batch 16 ends where the one-process run ended."""

@@ -51,8 +51,10 @@ def _shared_inputs(sde, offset, n=40, n_steps=50, seed=1):
     return x0, dW
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+# numba compiles twice per case (about 10 s each): one numba case in make test, four in test-slow
+@pytest.mark.parametrize("name, backend", [
+    *[(name, "torch") for name in sorted(CASES)],
+    *[pytest.param(name, "numba", marks=() if name == "full2d" else pytest.mark.slow) for name in sorted(CASES)]])
 def test_kernels_match_the_reference_per_path(name, backend):
     factory, offset = CASES[name]
     sde = factory()
@@ -72,12 +74,12 @@ def test_the_wrong_variants_match_their_reference_and_differ_from_the_full_weigh
     x0, dW = _shared_inputs(sde, 0.0)
     _, full = reference_simulate(sde, x0, [0.5, 1.0], 50, dW)
     _, wrong = reference_simulate(sde, x0, [0.5, 1.0], 50, dW, drop=drop)
-    paths = ss.compile(sde, _drop=drop).simulate(x0, [0.5, 1.0], 50, dW=dW)
+    paths = ss.compile(sde, backend="torch", _drop=drop).simulate(x0, [0.5, 1.0], 50, dW=dW, as_numpy=True)
     assert relative_error(paths.target, wrong) < 1e-10
     assert relative_error(paths.target, full) > 0.1
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
 def test_emitted_modules_match_the_reference(tmp_path, backend):
     sde = rect_3d()
     x0, dW = _shared_inputs(sde, 0.0)
@@ -130,6 +132,7 @@ def _binned_bias(paths, r, t_r, x0):
     return np.array(rows)
 
 
+@pytest.mark.slow  # 200 000 paths x 400 steps; the integration-by-parts test below checks sigma(x) in make test
 def test_lamperti_benes_binned_means_match_the_exact_score_and_the_wrong_weights_do_not():
     """20 bins per record time; tolerance 4 SE + an Euler-bias allowance (largest binned bias measured at 200, 400, 800 steps: 0.013)."""
     sde, x0, n, bias = ss.library.sinh_benes(), 0.3, 200_000, 0.02
@@ -150,7 +153,7 @@ def gauss_bump(x):
     return value, -(x - c) * value[:, None]
 
 
-@pytest.mark.parametrize("factory, n_paths", [(full_2d, 100_000), (rect_3d, 60_000)])
+@pytest.mark.parametrize("factory, n_paths", [(full_2d, 100_000), pytest.param(rect_3d, 60_000, marks=pytest.mark.slow)])
 def test_integration_by_parts_with_state_dependent_sigma(factory, n_paths):
     sde = factory()
     x0 = np.random.default_rng(3).normal(scale=0.5, size=(n_paths, sde.m))

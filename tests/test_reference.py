@@ -107,7 +107,7 @@ def test_kernel_matches_reference(compiled, name, backend):
                               f"{name} ({backend})")
 
 
-@pytest.mark.parametrize("name", ["builtin_cauchy", "cubic3", "rational3d"])
+@pytest.mark.parametrize("name", ["builtin_cauchy", "cubic3", pytest.param("rational3d", marks=pytest.mark.slow)])
 def test_forced_coupled_path_matches_reference(compiled, name):
     kern = compiled(name, _force_coupled=True)
     x0, times, n_steps, dW = _inputs(kern.sde, seed=5)
@@ -156,7 +156,7 @@ def check_emitted(sde, backend, folder, seed=0):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["builtin_cauchy", "rational3d"])
+@pytest.mark.parametrize("name", ["builtin_cauchy", pytest.param("rational3d", marks=pytest.mark.slow)])
 def test_emitted_module_matches_reference(tmp_path, name, backend):
     check_emitted(SDES[name](), backend, tmp_path)
 
@@ -173,7 +173,7 @@ def _check_random_sde(sde, backends=tuple(BACKENDS)):
     return worst
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
           phases=[Phase.generate], report_multiple_bugs=False)
 @given(random_sdes(max_m=3))
 def test_random_drifts_match_reference(sde):
@@ -201,7 +201,7 @@ def test_lane_constants_split_into_blocks_in_the_loop_form(compiled):
     unrolled, loop = build_ir(der), build_ir(der, form="loop")
     assert len(unrolled.blocks) == 1 and len(unrolled.blocks[0].constant_values) == 4
     assert len(loop.blocks) == 3  # (0.5, 0.7) twice, (1.3, 0.2), (2.25, 0.1)
-    kern = compiled("lane_constants4d", form="loop")
+    kern = compiled("lane_constants4d", "torch", form="loop")  # the IR is shared; torch compiles in a second
     x0, times, n_steps, dW = _inputs(kern.sde, seed=3)
-    paths = kern.simulate(x0, times, n_steps, dW=dW)
+    paths = kern.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
     _assert_matches_reference(paths.x, paths.target, reference_simulate(kern.sde, x0, times, n_steps, dW), "loop form")

@@ -46,6 +46,7 @@ def polynomial_sdes(draw):
     return ss.SDE(drift, sigma, list(x), t, name=f"poly{m}d")
 
 
+@pytest.mark.slow  # six numba compiles; test_reference's random corpus checks every backend in make test
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(polynomial_sdes())
 def test_parity_on_random_polynomial_drifts(sde):

@@ -5,8 +5,9 @@ code and runs the recursion in loops (numba) or einsums (torch): with shared inc
 agree with tests/reference.py per path to 1e-10, for sigma(t) and sigma(t, x) (rectangular
 included), at first order, with the wrong variants (no P, no RPsi), and through emitted modules;
 the automatic choice must pick it for wide coupled blocks only. Numba compiles a loop-form module
-in about 20 s cold, so the fast numba cases are few and each covers several code paths (two more
-run in ``make test-slow``); torch runs the whole list.
+in about 20 s cold, so the fast numba case is one that covers several code paths (sigma(x),
+rectangular, seeded in tests/test_philox.py; four more run in ``make test-slow``); torch runs the
+whole list.
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def test_rank_one_detection_keeps_the_dense_table_where_h_is_not_rank_one():
     assert rank_one_hessian(flat, tensor.flat[flat], [0] * flat.size, 3) is None
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
 def test_rank_one_terms_match_the_reference(backend):
     """A sum of two ridge functions with a constant-coefficient linear part (two rank-one terms),
     both kernels against the dense reference per path."""
@@ -163,6 +164,7 @@ def test_rank_one_terms_match_the_reference(backend):
     _check(kernel, sde, f"two ridges ({backend})")
 
 
+@pytest.mark.slow  # two cold numba compiles of a loop-form module (about 75 s)
 def test_a_wide_block_compiles_through_numba_and_its_emitted_module_agrees(tmp_path):
     """m = 6 coupled (auto: loop form) against the reference, and the emitted numba module."""
     sde = wide_tanh(6)
