@@ -19,7 +19,7 @@ preconditionings of :func:`symscore.train` ("euclidean" = none, "coordinate" = m
 coordinate, "cameron-martin" = Q) trains with the same seed, steps, network and Gaussian skip;
 a last row is Cameron-Martin without the skip (width 256 < m from L = 16 on).
 
-    python benchmarks/bench_fields.py [--L 8 16 32] [--steps 1500]
+    python benchmarks/bench_fields.py [--L 8 16 32] [--steps 1500] [--runs cameron-martin:skip ...]
 """
 from __future__ import annotations
 
@@ -77,12 +77,21 @@ def main():
     parser.add_argument("--L", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--runs", nargs="+", default=[f"{mode}:{'skip' if skip else 'noskip'}" for mode, skip in RUNS],
+                        help="preconditioning:skip|noskip pairs (default: all four)")
     args = parser.parse_args()
+    runs = []
+    for run in args.runs:
+        mode, _, skip = run.partition(":")
+        if mode not in ("euclidean", "coordinate", "cameron-martin") or skip not in ("skip", "noskip"):
+            parser.error(f"--runs: expected preconditioning:skip or preconditioning:noskip with a preconditioning "
+                         f"of euclidean, coordinate, cameron-martin, got {run!r}")
+        runs.append((mode, skip == "skip"))
     print(f"{'L':>3} {'m':>5} {'preconditioning':>16} {'skip':>5} {'Euclidean':>10} {'Cameron-Martin':>15} {'train s':>8}")
     for L in args.L:
         sde, mixture = whittle_matern_sde(L), Mixture(L)
         data = mixture.sample(20_000, 0.0, np.random.default_rng(2))
-        for mode, skip in RUNS:
+        for mode, skip in runs:
             start = time.perf_counter()
             model = ss.train(sde, data, steps=args.steps, batch_size=args.batch, width=256, seed=0, t_min=0.02,
                              n_steps=150, preconditioning=mode, gaussian_skip=skip, progress=False)
