@@ -30,6 +30,7 @@ import numpy as np
 
 import symscore as ss
 from symscore.fields import SphericalHarmonics, whittle_matern_sde, whittle_matern_spectrum
+from symscore.learn.model import PRECONDITIONINGS
 
 TIMES = (0.05, 0.2, 0.5, 1.0, 2.0)
 RUNS = (("euclidean", True), ("coordinate", True), ("cameron-martin", True), ("cameron-martin", False))
@@ -83,9 +84,9 @@ def main():
     runs = []
     for run in args.runs:
         mode, _, skip = run.partition(":")
-        if mode not in ("euclidean", "coordinate", "cameron-martin") or skip not in ("skip", "noskip"):
+        if mode not in PRECONDITIONINGS or skip not in ("skip", "noskip"):
             parser.error(f"--runs: expected preconditioning:skip or preconditioning:noskip with a preconditioning "
-                         f"of euclidean, coordinate, cameron-martin, got {run!r}")
+                         f"of {', '.join(PRECONDITIONINGS)}, got {run!r}")
         runs.append((mode, skip == "skip"))
     print(f"{'L':>3} {'m':>5} {'preconditioning':>16} {'skip':>5} {'Euclidean':>10} {'Cameron-Martin':>15} {'train s':>8}")
     for L in args.L:

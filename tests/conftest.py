@@ -10,20 +10,19 @@ if not os.environ.get("SYMSCORE_TEST_CUDA"):
 
 # Under pytest-xdist every worker shares the cores with the others: torch's OpenMP threads spin while
 # they wait, and two workers with two threads each made the torch tests up to 20x slower (measured).
-# One torch thread per worker (and per process it starts); numba's own threads are left as they are.
+# One torch thread per worker (and, through the environment, per process it starts); numba's own
+# threads are left as they are.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 import numpy as np
 import pytest
 import sympy as sp
 
 import symscore as ss
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 t = sp.Symbol("t")
 

@@ -25,10 +25,10 @@ import scipy.special
 
 from .._checks import positive_int
 from .._errors import SymscoreError
-from .harmonics import SphericalHarmonics
+from .harmonics import SphericalHarmonics, power_spectrum
 from .sde import whittle_matern_spectrum
 
-__all__ = ["FIELD_KINDS", "field_data", "pixel_statistic", "pixel_std"]
+__all__ = ["FIELD_KINDS", "field_data", "pixel_statistic", "pixel_std", "gaussian_counterpart"]
 
 FIELD_KINDS = ("gaussian", "lognormal", "threshold", "blobs")
 
@@ -72,10 +72,10 @@ def field_data(kind: str, L: int, n: int, seed: int = 0, kappa: float = 4.0, alp
     L, n = positive_int(L, "L"), positive_int(n, "n")
     rng = np.random.default_rng(positive_int(seed, "seed", low=0))
     kappa, alpha = float(kappa), float(alpha)
-    whittle_matern_spectrum(L, kappa, alpha)  # checks kappa and alpha
+    spectrum = whittle_matern_spectrum(L, kappa, alpha)  # also checks kappa and alpha
     if kind == "gaussian":  # exact in coefficient space, already on the noise's scale
         sh = SphericalHarmonics(L)
-        return rng.standard_normal((n, sh.m)) * np.sqrt(whittle_matern_spectrum(L, kappa, alpha)[sh.degrees])
+        return rng.standard_normal((n, sh.m)) * np.sqrt(spectrum[sh.degrees])
     return _draw(kind, L, n, rng, kappa, alpha) * _scale(kind, L, kappa, alpha)
 
 
@@ -138,3 +138,13 @@ def pixel_statistic(coeffs, L: int, threshold: float) -> np.ndarray:
     sh = SphericalHarmonics(positive_int(L, "L"), nlat=2 * (L + 1), nlon=4 * (L + 1))
     pixels = sh.synthesis(np.asarray(coeffs, dtype=np.float64))
     return sh.integrate((pixels > threshold).astype(np.float64)) / (4 * np.pi)
+
+
+def gaussian_counterpart(coeffs, L: int, n: int, seed: int = 0) -> np.ndarray:
+    """n Gaussian fields with the mean power spectrum of ``coeffs`` (n', (L + 1)^2) per degree:
+    what a score that learned only the spectrum would sample. :func:`pixel_statistic` tells it
+    from non-Gaussian data, the spectrum cannot."""
+    L, n = positive_int(L, "L"), positive_int(n, "n")
+    spectrum = power_spectrum(np.asarray(coeffs, dtype=np.float64), L).mean(0)
+    rng = np.random.default_rng(positive_int(seed, "seed", low=0))
+    return rng.standard_normal((n, (L + 1) ** 2)) * np.sqrt(spectrum[SphericalHarmonics(L).degrees])
