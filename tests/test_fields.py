@@ -14,8 +14,8 @@ import sympy as sp
 import torch
 
 import symscore as ss
-from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data, pixel_statistic,
-                             pixel_std, power_spectrum, whittle_matern_sde, whittle_matern_spectrum)
+from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data, gaussian_counterpart,
+                             pixel_statistic, pixel_std, power_spectrum, whittle_matern_sde, whittle_matern_spectrum)
 from symscore.learn.priors import GaussianPrior
 
 
@@ -219,6 +219,86 @@ def test_field_plots_are_written(tmp_path):
     assert maps.stat().st_size > 5000 and spectra.stat().st_size > 5000
 
 
+# -- the spherical block ---------------------------------------------------------------------------------
+def _block(L, channels=3, seed=0):
+    from symscore.learn.spherical import SphericalBlock
+
+    torch.manual_seed(seed)
+    block = SphericalBlock(L, channels, hidden=8, embedding_size=5, activation=torch.nn.Tanh).double()
+    with torch.no_grad():  # the output filters start at zero: give them values
+        block.filters_out.normal_()
+    return block
+
+
+def _rotate_about_the_axis(coeffs, L, angle):
+    """The coefficients of the field f(theta, phi - angle): (a_lm, a_l,-m) rotate by m * angle."""
+    out = coeffs.clone()
+    for l in range(L + 1):
+        for m in range(1, l + 1):
+            c, s = coefficient_index(l, m), coefficient_index(l, -m)
+            out[:, c] = np.cos(m * angle) * coeffs[:, c] - np.sin(m * angle) * coeffs[:, s]
+            out[:, s] = np.sin(m * angle) * coeffs[:, c] + np.cos(m * angle) * coeffs[:, s]
+    return out
+
+
+def test_spherical_block_commutes_with_rotations_by_grid_steps():
+    """A rotation about the polar axis by k longitude steps maps the grid onto itself, so the
+    pointwise layer commutes with it exactly and so must the whole block: this ties the block's
+    dense synthesis and analysis to the coefficients' ordering and orientation. A rotation by half a
+    step leaves the grid and breaks it (the check can fail)."""
+    L = 5
+    block, sh = _block(L), SphericalHarmonics(L)
+    z, embedding = torch.randn(4, sh.m, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    # the rotation itself, checked on the grid: f(theta, phi - angle) is the field shifted by k columns
+    step = 2 * np.pi / sh.nlon
+    rotated = _rotate_about_the_axis(z, L, 3 * step)
+    np.testing.assert_allclose(sh.synthesis(rotated), np.roll(sh.synthesis(z), 3, axis=-1), atol=1e-12)
+    with torch.no_grad():
+        np.testing.assert_allclose(block(rotated, embedding), _rotate_about_the_axis(block(z, embedding), L, 3 * step),
+                                   atol=1e-10)
+        off_grid = _rotate_about_the_axis(z, L, 0.5 * step)
+        gap = block(off_grid, embedding) - _rotate_about_the_axis(block(z, embedding), L, 0.5 * step)
+    assert gap.abs().max() > 1e-3
+
+
+def test_spherical_block_is_the_gradient_of_a_pixel_potential():
+    """With one channel, unit filters and a pointwise layer v = V'(u), the block is the gradient in
+    the coefficients of the quadrature integral of V(f) over the sphere, sum_p w_p V(f_p) (module
+    docstring): checked against autograd through torch-harmonics' own synthesis (a vector-Jacobian
+    product with w V'(f)), independent of the block's dense matrices."""
+    L = 4
+    block, sh = _block(L, channels=1), SphericalHarmonics(L)
+    with torch.no_grad():
+        block.filters_in.fill_(1.0)
+        block.filters_out.fill_(1.0)
+    z, embedding = torch.randn(3, sh.m, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, dtype=torch.float64)
+    field = sh.synthesis(z)  # (3, nlat, nlon), differentiable
+    with torch.no_grad():  # V'(f): the pointwise layer with one input and one output channel
+        hidden = block.pointwise_in(field.reshape(3, -1, 1)) + block.time_in(embedding).unsqueeze(1)
+        derivative = block.pointwise_out(block.activation(hidden)).reshape(field.shape)
+    weights = torch.as_tensor(sh.weights)
+    (expected,) = torch.autograd.grad(field, z, grad_outputs=weights * derivative)
+    with torch.no_grad():
+        np.testing.assert_allclose(block(z.detach(), embedding), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_spherical_channels_train_save_and_load(tmp_path):
+    L = 3
+    sde = whittle_matern_sde(L)
+    data = field_data("lognormal", L, 300, seed=0)
+    model = ss.train(sde, data, steps=3, batch_size=32, width=16, depth=1, progress=False, spherical_channels=2,
+                     preconditioning="cameron-martin", gaussian_skip=True, pilot_size=128)
+    assert model.config["spherical_channels"] == 2
+    assert model.spherical.filters_out.abs().max() > 0  # trained from zero
+    loaded = ss.ScoreModel.load(model.save(tmp_path / "m.pt"))
+    np.testing.assert_allclose(loaded(data[:5], 0.3), model(data[:5], 0.3), rtol=1e-6)
+    with pytest.raises(ss.SymscoreError, match="spherical_channels"):
+        ss.ScoreModel(10, spherical_channels=2)  # 10 is not (L + 1)^2
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ss.SymscoreError, match="spherical_channels"):
+            ss.train(sde, data, steps=1, spherical_channels=bad, progress=False)
+
+
 # -- the learned, preconditioned score (slow: trains for many minutes) --------------------------------
 # Settings measured on 2 cores (2026-12-01): one record time per path (n_times=1), batch 1024, 300
 # Euler steps per target and 200k training fields (20k fields with n_times=4 gave spectrum ratios of
@@ -301,8 +381,7 @@ def test_the_pixel_check_rejects_the_datas_gaussian_counterpart():
     while a fresh draw of the data passes it (2000 fields each, L = 8)."""
     L, n = 8, 2000
     held_out = field_data("lognormal", L, n, seed=1)
-    gaussian = np.random.default_rng(3).standard_normal((n, (L + 1) ** 2)) * np.sqrt(
-        power_spectrum(held_out, L).mean(0)[SphericalHarmonics(L).degrees])
+    gaussian = gaussian_counterpart(held_out, L, n, seed=3)
     fresh = field_data("lognormal", L, n, seed=4)
     for fields, should_pass in ((fresh, True), (gaussian, False)):
         gap, error, value = _fraction_gap(fields, held_out, L)

@@ -32,6 +32,11 @@ matters where m exceeds the hidden width: an MLP narrower than m cannot pass x t
 without the skip a field of m = 289 coefficients learns the linear score -x / var only in part
 (slope -0.5 instead of -1 at the top degrees, measured), and the reverse SDE, whose contraction
 rests on that slope, inflates the samples' variance many times over.
+
+With ``spherical_channels=C`` (fields only) F_theta is the MLP plus a spherical block
+(:mod:`symscore.learn.spherical`): synthesis to a grid, a pointwise layer per pixel, analysis. It
+carries the part of the score that is non-Gaussian pixel by pixel, which the MLP on coefficients
+hardly learns (lognormal fields at L = 16, measured).
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from torch import nn
 from ..compiler.cache import atomic_write
 from .._errors import SymscoreError
 from .._version import __version__
+from .spherical import SphericalBlock, sphere_degree
 
 __all__ = ["ScoreModel", "PRECONDITIONINGS"]
 
@@ -54,6 +60,8 @@ FILE_FORMAT = "symscore.ScoreModel/1"
 DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var")
 #: How the normalising scales vary across coordinates (module docstring).
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
+#: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
+SPHERICAL_HIDDEN = 16
 
 
 def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values: bool = False) -> torch.Tensor:
@@ -106,6 +114,8 @@ class ScoreModel(nn.Module):
             docstring); the last needs :meth:`set_metric` with the diagonal of Q.
         gaussian_skip: add the Gaussian score -(x - mu(t)) / var(t) of X_t's measured moments
             (module docstring).
+        spherical_channels: for m = (L + 1)^2 spherical-harmonic coefficients, add to F_theta a
+            :class:`~symscore.learn.spherical.SphericalBlock` with this many channels (0: none).
 
     Call it as ``model(x, t)`` with x of shape (n, m) and t a scalar or shape (n,), numpy or torch:
     the result is (n, m) of the same kind (numpy float64 for numpy input).
@@ -113,7 +123,7 @@ class ScoreModel(nn.Module):
 
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
-                 gaussian_skip: bool = False):
+                 gaussian_skip: bool = False, spherical_channels: int = 0):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -136,15 +146,25 @@ class ScoreModel(nn.Module):
         if gaussian_skip:
             self.config["gaussian_skip"] = True
         self.gaussian_skip = gaussian_skip
+        if isinstance(spherical_channels, bool) or not isinstance(spherical_channels, int) or spherical_channels < 0:
+            raise SymscoreError(f"spherical_channels: expected an integer >= 0, got {spherical_channels!r}")
+        if spherical_channels and sphere_degree(m) < 1:
+            raise SymscoreError(f"spherical_channels: the spherical block needs m = (L + 1)^2 coefficients of a field "
+                                f"with L >= 1, got m = {m}")
+        if spherical_channels:
+            self.config["spherical_channels"] = spherical_channels
         self.preconditioning = preconditioning
         self.m, self.T, self.t_min = m, float(T), float(t_min)
         self.embedding = SinusoidalEmbedding(embedding_dim, float(T))
-        layers, size = [], m + 1 + 2 * ((embedding_dim - 1) // 2)
+        time_features = 1 + 2 * ((embedding_dim - 1) // 2)
+        layers, size = [], m + time_features
         for _ in range(depth):
             layers += [nn.Linear(size, width), ACTIVATIONS[activation]()]
             size = width
         layers.append(nn.Linear(size, m))
         self.net = nn.Sequential(*layers)
+        self.spherical = (SphericalBlock(sphere_degree(m), spherical_channels, SPHERICAL_HIDDEN, time_features,
+                                         ACTIVATIONS[activation]) if spherical_channels else None)
         self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
         self.set_prior_data(torch.zeros(m), torch.zeros(m, m), torch.zeros(0, m))
         self.set_metric(torch.ones(m))
@@ -193,8 +213,11 @@ class ScoreModel(nn.Module):
         grid = self.precond_times.to(x.dtype)
         mean = _interpolate(t, grid, self.x_mean.to(x.dtype))
         std = _interpolate(t, grid, self.x_std.to(x.dtype), log_values=True)
-        features = torch.cat([(x - mean) / std, self.embedding(t).to(x.dtype)], dim=1)
-        return self.net(features), _interpolate(t, grid, self.out_scale.to(x.dtype), log_values=True)
+        z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
+        raw = self.net(torch.cat([z, embedding], dim=1))
+        if self.spherical is not None:
+            raw = raw + self.spherical(z, embedding)
+        return raw, _interpolate(t, grid, self.out_scale.to(x.dtype), log_values=True)
 
     def baseline(self, x: torch.Tensor, t) -> torch.Tensor | None:
         """The Gaussian skip -(x - mu(t)) / var(t), or None without ``gaussian_skip``."""

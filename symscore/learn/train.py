@@ -40,7 +40,7 @@ __all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin
 
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
 #: Run-record fields added after checkpoints were first written, with the value they then had.
-RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False}
+RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False, "spherical_channels": 0}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class TrainConfig:
     pilot_size: int = 2048
     preconditioning: str = "coordinate"
     gaussian_skip: bool = False
+    spherical_channels: int = 0
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -84,6 +85,7 @@ class TrainConfig:
         if self.activation not in ACTIVATIONS:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         checked = {
+            "spherical_channels": positive_int(self.spherical_channels, "spherical_channels", low=0),
             "steps": positive_int(self.steps, "steps"), "batch_size": positive_int(self.batch_size, "batch_size"),
             "seed": positive_int(self.seed, "seed", low=0), "n_times": positive_int(self.n_times, "n_times"),
             "n_steps": positive_int(self.n_steps, "n_steps"), "pilot_size": positive_int(self.pilot_size, "pilot_size", 2),
@@ -267,7 +269,8 @@ class Trainer:
         if model is None:
             model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,
                                t_min=float(self.candidates[0] * sde.T / config.n_steps),
-                               preconditioning=config.preconditioning, gaussian_skip=config.gaussian_skip)
+                               preconditioning=config.preconditioning, gaussian_skip=config.gaussian_skip,
+                               spherical_channels=config.spherical_channels)
         elif not isinstance(model, ScoreModel) or model.m != sde.m:
             raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
         elif model.preconditioning != config.preconditioning or model.gaussian_skip != config.gaussian_skip:
@@ -356,7 +359,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
           progress: bool = True, device=None, preconditioning: str = "coordinate",
-          gaussian_skip: bool = False) -> ScoreModel:
+          gaussian_skip: bool = False, spherical_channels: int = 0) -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -391,12 +394,16 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             mode of Q alike (:mod:`symscore.learn.model`).
         gaussian_skip: the network learns the difference from the Gaussian score of X_t's measured
             per-coordinate moments (:mod:`symscore.learn.model`); use it when m exceeds ``width``.
+        spherical_channels: for a field of (L + 1)^2 spherical-harmonic coefficients, add a
+            spherical block with this many channels (synthesis, a pointwise layer per pixel,
+            analysis: :mod:`symscore.learn.spherical`); 0 (default) for none. It learns the score
+            of fields that are non-Gaussian pixel by pixel, which an MLP on coefficients hardly does.
     """
     config = TrainConfig(steps=steps, batch_size=batch_size, target=target, backend=backend, t_min=t_min, seed=seed,
                          times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
                          clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size, preconditioning=preconditioning,
-                         gaussian_skip=gaussian_skip)
+                         gaussian_skip=gaussian_skip, spherical_channels=spherical_channels)
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)

@@ -1,0 +1,80 @@
+"""A spherical block: the part of a field's score that lives in pixel space.
+
+A field's coefficients x (m = (L + 1)^2, :mod:`symscore.fields.harmonics`) are a poor input for an
+MLP when the data are non-Gaussian pixel by pixel (lognormal, thresholded): the score of a field
+whose log-density is a sum over pixels, sum_p w_p V(f_p), is
+
+    grad_x log p = S^T diag(w) V'(S x),
+
+a synthesis S, a pointwise nonlinearity and an analysis. An MLP on coefficients must learn that
+composition from scratch, and one narrower than m cannot. This block builds it in, in the manner
+of spherical Fourier neural operators (Bonev et al. 2023): with C channels,
+
+    u_k = S (a_k[l] * z)             per-degree filters a_k, then synthesis: C fields on the grid
+    h_p = act(W1 u_p + b1 + E emb(t))  one pointwise layer per pixel p, shared by all pixels
+    v_p = W2 h_p                       C' outputs per pixel
+    out = sum_k b_k[l] * (A v_k)     analysis, then per-degree filters b_k
+
+where z is the model's normalised input and A = S^T diag(w) is the grid's quadrature analysis.
+S and A are dense (m, P) matrices on the smallest exact Gauss-Legendre grid, P = 2 (L + 1)^2,
+built once from :class:`~symscore.fields.SphericalHarmonics` and not saved (the config's L
+rebuilds them). The output filters start at zero, so the block starts as nothing and the model
+as the plain MLP. Rotations act on each degree's coefficients orthogonally and the pointwise layer
+commutes with them (up to the grid), so the block is close to rotation-equivariant, as a
+stationary field's score is.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..fields.harmonics import SphericalHarmonics
+
+__all__ = ["SphericalBlock", "sphere_degree"]
+
+
+def sphere_degree(m: int) -> int:
+    """L with m = (L + 1)^2, or -1 if m is not such a square (L >= 1)."""
+    root = math.isqrt(m)
+    return root - 1 if root * root == m and root >= 2 else -1
+
+
+class SphericalBlock(nn.Module):
+    """Per-degree filters, synthesis, a pointwise layer per pixel, analysis, per-degree filters.
+
+    Args:
+        L: the largest degree (the block acts on (L + 1)^2 coefficients).
+        channels: C, the fields synthesised (and analysed) per input.
+        hidden: the pointwise layer's width.
+        embedding_size: the size of the time features it is conditioned on.
+        activation: an ``nn.Module`` class.
+    """
+
+    def __init__(self, L: int, channels: int, hidden: int, embedding_size: int, activation):
+        super().__init__()
+        harmonics = SphericalHarmonics(L)
+        m, pixels = harmonics.m, harmonics.nlat * harmonics.nlon
+        synthesis = harmonics.synthesis(np.eye(m)).reshape(m, pixels)
+        analysis = harmonics.analysis(np.eye(pixels).reshape(pixels, harmonics.nlat, harmonics.nlon))
+        self.register_buffer("synthesis", torch.as_tensor(synthesis), persistent=False)
+        self.register_buffer("analysis", torch.as_tensor(analysis), persistent=False)
+        self.register_buffer("degrees", torch.as_tensor(harmonics.degrees, dtype=torch.long), persistent=False)
+        # a white input (unit variance per coefficient) synthesises to pixels of variance m / 4 pi
+        self.filters_in = nn.Parameter(torch.randn(channels, L + 1) * math.sqrt(4 * math.pi / m))
+        self.pointwise_in = nn.Linear(channels, hidden)
+        self.time_in = nn.Linear(embedding_size, hidden)
+        self.activation = activation()
+        self.pointwise_out = nn.Linear(hidden, channels)
+        self.filters_out = nn.Parameter(torch.zeros(channels, L + 1))
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """(n, m) normalised coefficients and (n, E) time features -> (n, m)."""
+        lifted = z.unsqueeze(1) * self.filters_in[:, self.degrees]  # (n, C, m)
+        fields = (lifted @ self.synthesis.to(z.dtype)).transpose(1, 2)  # (n, P, C)
+        hidden = self.pointwise_in(fields) + self.time_in(embedding).unsqueeze(1)
+        values = self.pointwise_out(self.activation(hidden)).transpose(1, 2)  # (n, C, P)
+        coefficients = values @ self.analysis.to(z.dtype)  # (n, C, m)
+        return (coefficients * self.filters_out[:, self.degrees]).sum(dim=1)
