@@ -6,6 +6,7 @@
     symscore sample DIR --n N --out FILE.npy [--plot PNG]
     symscore demo [--out DIR] [--benes]
     symscore bench SPEC [--backend numba|torch|all]
+    symscore bench paper [--budget S] [--quick] [--out DIR]
 
 SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore.spec.parse`).
 A bad SPEC or argument is reported in one line on standard error with exit status 1 (usage
@@ -367,15 +368,30 @@ def demo(out, steps, benes, fields, quick):
 @click.option("--n-steps", default=200, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Best of this many timed runs (after a warm-up).")
 @click.option("--device", default=None, help="torch device, e.g. cuda (default: cpu).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="paper only: training seconds per cell [default: 40].")
+@click.option("--quick", is_flag=True, help="paper only: 10 steps per cell, a smoke run of the grid.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="paper only: output folder [default: paper].")
 @_spec_doc
-def bench(spec, backend, n_paths, n_steps, repeats, device):
+def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out):
     """Throughput of the kernels for SPEC against a numpy Euler of X alone, in the same process.
+
+    SPEC = paper runs the Malliavin paper's grid instead (symscore.paper: SDEs x targets x
+    datasets at a fixed training budget per cell; a Markdown table, metrics.json and a figure).
 
     \b
     Examples:
       symscore bench cubic
       symscore bench benes --backend torch --device cuda --paths 1000000
+      symscore bench paper --budget 40 --out paper
     """
+    if spec == "paper":
+        from .paper import run_paper
+
+        run_paper(out=out or "paper", budget=40.0 if budget is None else budget, quick=quick, print_fn=click.echo)
+        return
+    if budget is not None or quick or out is not None:
+        raise click.UsageError("--budget, --quick and --out apply to 'symscore bench paper' only")
     from .bench import bench_kernel
 
     sde = load_spec(spec)

@@ -1,8 +1,8 @@
 """Toy and shipped datasets, all seeded: ``ss.data.load(name_or_path, n, seed)``.
 
 Two-dimensional toys (checkerboard, moons, swiss roll, 8 gaussians, rings) are the usual test
-beds of diffusion models; ``digits`` is scikit-learn's shipped 8 x 8 digits (1797 images, 64-d)
-scaled from [0, 16] to [-1, 1]. User arrays and ``.npy`` files go through the same checks.
+beds of diffusion models; ``student_t`` is a heavy-tailed one (2 degrees of freedom); ``digits``
+is scikit-learn's shipped 8 x 8 digits (1797 images, 64-d) scaled from [0, 16] to [-1, 1]. User arrays and ``.npy`` files go through the same checks.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ._errors import SymscoreError
 
-__all__ = ["checkerboard", "moons", "swiss_roll", "eight_gaussians", "rings", "digits", "load", "check_data",
+__all__ = ["checkerboard", "moons", "swiss_roll", "eight_gaussians", "rings", "student_t", "digits", "load", "check_data",
            "DATASETS"]
 
 
@@ -66,6 +66,15 @@ def rings(n: int = 10_000, seed: int = 0, radii=(1.0, 2.0, 3.0), std: float = 0.
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
 
 
+def student_t(n: int = 10_000, seed: int = 0, df: float = 2.0, scale: float = 1.0) -> np.ndarray:
+    """A 2-D Student t with ``df`` degrees of freedom (default 2: infinite variance): z / sqrt(g / df)
+    with z ~ N(0, scale^2 I) and g ~ chi^2_df shared by both coordinates (elliptical, heavy-tailed:
+    P(|x| > r) ~ r^-df)."""
+    rng = _rng(seed)
+    z = scale * rng.standard_normal((n, 2))
+    return z / np.sqrt(rng.chisquare(df, size=(n, 1)) / df)
+
+
 def digits(n: int | None = None, seed: int = 0) -> np.ndarray:
     """scikit-learn's 8 x 8 digits as 64-d vectors in [-1, 1]; n rows drawn without replacement
     (all 1797 when n is None; with replacement only if n > 1797)."""
@@ -79,7 +88,7 @@ def digits(n: int | None = None, seed: int = 0) -> np.ndarray:
 
 
 DATASETS = {"checkerboard": checkerboard, "moons": moons, "swiss_roll": swiss_roll,
-            "eight_gaussians": eight_gaussians, "rings": rings, "digits": digits}
+            "eight_gaussians": eight_gaussians, "rings": rings, "student_t": student_t, "digits": digits}
 
 
 def check_data(data, m: int | None = None, name: str = "data", min_rows: int = 2) -> np.ndarray:

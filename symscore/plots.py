@@ -7,18 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_samples", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits", "plot_field_maps",
+__all__ = ["plot_samples", "plot_sample_grid", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits", "plot_field_maps",
            "plot_power_spectra"]
 
 
-def _figure(n_panels: int, size: float = 3.6):
+def _figure(n_panels: int, size: float = 3.6, rows: int | None = None):
+    """(pyplot, figure, axes): a row of ``n_panels`` axes, or a (rows, n_panels) array if ``rows`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, n_panels, figsize=(size * n_panels, size), squeeze=False)
-    return plt, fig, axes[0]
+    fig, axes = plt.subplots(rows or 1, n_panels, figsize=(size * n_panels, size * (rows or 1)), squeeze=False)
+    return plt, fig, axes[0] if rows is None else axes
 
 
 def _save(plt, fig, path) -> Path:
@@ -40,6 +41,21 @@ def plot_samples(data, samples: dict, path, limits=None, max_points: int = 5000)
     for ax, (title, points) in zip(axes, panels.items()):
         ax.scatter(points[:max_points, 0], points[:max_points, 1], s=1.5, alpha=0.5, lw=0)
         ax.set(title=title, xlim=limits, ylim=limits, aspect="equal")
+    return _save(plt, fig, path)
+
+
+def plot_sample_grid(grid: dict, path, max_points: int = 3000, size: float = 2.6) -> Path:
+    """Scatter plots in a grid: a row per entry of ``grid`` (row title -> {column title -> (n, 2)}),
+    the same columns in every row, each row on the limits of its first column (the data)."""
+    columns = list(next(iter(grid.values())))
+    plt, fig, axes = _figure(len(columns), size=size, rows=len(grid))
+    for row_axes, (row_title, panels) in zip(axes, grid.items()):
+        span = np.abs(np.asarray(panels[columns[0]])[:, :2]).max() * 1.25
+        for ax, column in zip(row_axes, columns):
+            points = np.asarray(panels[column])
+            ax.scatter(points[:max_points, 0], points[:max_points, 1], s=1, alpha=0.5, lw=0)
+            ax.set(xlim=(-span, span), ylim=(-span, span), aspect="equal", xticks=[], yticks=[])
+            ax.set_title(f"{row_title}: {column}", fontsize=8)
     return _save(plt, fig, path)
 
 

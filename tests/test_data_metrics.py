@@ -16,6 +16,20 @@ def test_toy_datasets_are_seeded_2d(name):
     assert np.abs(a).max() < 6
 
 
+def test_student_t_has_the_exact_radial_tail():
+    """|x|^2 / 2 ~ F(2, df) for the 2-D Student t; with df = 2, P(|x| > r) = 1 / (1 + r^2 / 2).
+    Within 4 binomial standard errors at r = 1, 3, 10, 30; a Gaussian (df -> inf) fails at r = 3."""
+    n = 200_000
+    radius = np.linalg.norm(ss.data.student_t(n, seed=0), axis=1)
+    gaussian = np.linalg.norm(ss.data.student_t(n, seed=0, df=1e9), axis=1)
+    for r in (1.0, 3.0, 10.0, 30.0):
+        exact = 1 / (1 + r**2 / 2)
+        error = np.sqrt(exact * (1 - exact) / n)
+        assert abs((radius > r).mean() - exact) < 4 * error, r
+    assert abs((gaussian > 3.0).mean() - 1 / (1 + 4.5)) > 100 * np.sqrt(0.18 * 0.82 / n)
+    np.testing.assert_array_equal(ss.data.load("student_t", 100, seed=3), ss.data.student_t(100, seed=3))
+
+
 def test_checkerboard_occupies_black_squares():
     x = ss.data.checkerboard(4000, seed=0)
     cells = np.floor((x + 4) / 2).astype(int)

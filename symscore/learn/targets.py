@@ -10,6 +10,9 @@ regression targets, a per-sample vector whose conditional mean given X_t is the 
 * ``local``: the one-step Euler transition from X_{t-h} (any SDE, needs sigma sigma^T invertible):
   target = -(sigma sigma^T h)^-1 (X_t - X_{t-h} - b(t-h, X_{t-h}) h) with h = dt. Its conditional
   mean is the score up to O(h), but its variance grows like 1/h.
+* ``first-order``: the ``malliavin`` weight with the second-variation terms dropped (the ablation of
+  the Malliavin paper; the only public reproduction computes this). *Biased* for any nonlinear
+  drift: kept to measure what those terms buy (``symscore.paper``, the Benes check of the demo).
 * ``ssm``: sliced score matching on X_t samples (no target; the loss is
   E[ v^T d(s.v)/dx + (s.v)^2 / 2 ] with Rademacher v), any SDE.
 """
@@ -55,11 +58,13 @@ class TargetSource:
 
 @register_target("malliavin")
 class MalliavinSource(TargetSource):
+    first_order_only = False
+
     def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps)
         from ..compiler.build import compile
 
-        self.kernel = compile(sde, backend=backend, device=device)
+        self.kernel = compile(sde, backend=backend, device=device, _first_order_only=self.first_order_only)
         self.ridge = ridge
 
     def batch(self, x0, record_steps, seed):
@@ -146,6 +151,13 @@ class SlicedSource(TargetSource):
 
     def batch(self, x0, record_steps, seed):
         return self.numeric.euler(x0, record_steps, self.dt, np.random.default_rng(seed)), None
+
+
+@register_target("first-order")
+class FirstOrderSource(MalliavinSource):
+    """The ablation: the kernel built without the second variation (Zh, Q, R, P); a biased target."""
+
+    first_order_only = True
 
 
 def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,

@@ -1,0 +1,257 @@
+"""The Malliavin paper's experiments (arXiv 2503.16917 v3, Section 4), at a fixed wall-clock budget.
+
+The paper trains score networks on three 2-D toys (checkerboard, Swiss roll, 8 Gaussians; 8000
+training points) with the VE, VP and sub-VP SDEs and with a nonlinear SDE whose stationary law is
+Cauchy (symscore's ``cauchy``: per coordinate dX = -beta(t) X / (1 + X^2) dt + sqrt(beta(t)) dB,
+beta linear from 1 to 25, T = 1, 250 Euler steps). :func:`run_paper` runs that grid:
+
+* ``cauchy + malliavin``: the nonlinear SDE with the full Malliavin-Bismut target;
+* ``cauchy + first-order``: the ablation, the same weight without the second variation (the
+  ``first-order`` target: what the only public reproduction computes);
+* ``vp``, ``subvp``, ``ve`` each with ``dsm`` (exact Gaussian transition) and ``malliavin``.
+
+Every cell gets the same wall-clock budget of training on this machine: a short calibration run
+measures the cell's seconds per step and the step count is the budget over that (so the cosine
+schedule ends when the budget does). Samples come from the reverse SDE; sliced W2, W2, MMD^2 and
+the energy distance are measured against held-out data, next to their noise floor: the same
+metric between two independent draws of the data of the same sizes.
+
+The network is scaled down and stated plainly: the paper used width 4096 x 6 residual blocks,
+AdamW 2e-4, batch 2048; here the package's MLP (:class:`~symscore.learn.model.ScoreModel`),
+3 x 128, ReLU (the demo's), batch 256, 4 record times per path, AdamW 5e-3 with warm-up and cosine
+decay, EMA 0.999.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics, plots
+from ._checks import positive_int
+from ._errors import SymscoreError
+from .data import DATASETS
+from .learn.samplers import sample
+from .learn.train import Trainer, TrainConfig
+from .spec import library
+
+__all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "run_paper", "markdown_table", "run_heavy_tails",
+           "student_t_radius_quantile"]
+
+PAPER_DATASETS = ("checkerboard", "swiss_roll", "eight_gaussians")
+#: Euler steps of the simulated targets: the paper's 250 on T = 1
+N_STEPS = 250
+#: the smallest training time, 2 dt for every cell: sub-VP's sigma(0) = 0 leaves the Malliavin matrix
+#: C_t exactly 0 after one Euler step, so t = dt has no Malliavin target there
+T_MIN = 2 / N_STEPS
+#: the row label of each dataset's noise floor: two independent draws of the data, compared
+FLOOR = "data (noise floor)"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One column of the grid: a forward SDE (a :mod:`symscore.spec.library` name) and a target."""
+
+    sde: str
+    target: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.sde} + {self.target}"
+
+
+CELLS = (Cell("cauchy", "malliavin"), Cell("cauchy", "first-order"), Cell("vp", "dsm"), Cell("vp", "malliavin"),
+         Cell("subvp", "dsm"), Cell("subvp", "malliavin"), Cell("ve", "dsm"), Cell("ve", "malliavin"))
+#: the scaled-down network and optimiser of every cell (module docstring)
+NETWORK = dict(width=128, depth=3, activation="relu", batch_size=256, n_times=4)
+QUICK = dict(steps=10, n_train=2000, n_eval=300, sample_steps=20)
+
+
+def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:
+    return TrainConfig(steps=steps, target=cell.target, n_steps=N_STEPS, t_min=T_MIN, seed=seed, **NETWORK)
+
+
+def _seconds_per_step(sde, data, cell: Cell, seed: int, warmup: int = 3, timed: int = 10) -> float:
+    """Seconds per optimisation step of ``cell`` here, after ``warmup`` untimed steps."""
+    trainer = Trainer(sde, data, _config(cell, warmup + timed, seed))
+    for _ in range(warmup):
+        trainer.step()
+    start = time.perf_counter()
+    for _ in range(timed):
+        trainer.step()
+    return (time.perf_counter() - start) / timed
+
+
+def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed: int):
+    """(EMA model, steps taken, training seconds) of one cell, by budget or by step count."""
+    sde = getattr(library, cell.sde)(m=2)
+    if steps is None:
+        steps = max(20, int(budget / _seconds_per_step(sde, data, cell, seed)))
+    start = time.perf_counter()
+    trainer = Trainer(sde, data, _config(cell, steps, seed))
+    model = trainer.run(progress=False)
+    return sde, model, steps, time.perf_counter() - start
+
+
+def _metric_row(samples, reference, seed) -> dict:
+    return {name: float(metric) for name, metric in metrics.evaluate(samples, reference, seed=seed).items()}
+
+
+def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=PAPER_DATASETS, cells=CELLS,
+              n_train: int = 8000, n_eval: int = 3000, sample_steps: int = 500, seed: int = 0,
+              print_fn=print) -> dict:
+    """Run the grid ``datasets`` x ``cells``; write ``results.md``, ``metrics.json`` and ``samples.png``.
+
+    Args:
+        out: output folder (created).
+        budget: training seconds per cell (the step count is calibrated to it, at least 20 steps).
+        quick: 10 steps per cell, 2000 training points, 300 samples and 20 reverse steps: a smoke
+            run of every code path (for tests), not a measurement.
+        datasets: names from :data:`symscore.data.DATASETS` (default: the paper's three).
+        cells: :class:`Cell` s (default :data:`CELLS`).
+        n_train, n_eval: training points; samples drawn and held-out points compared per cell.
+        sample_steps: Euler steps of the reverse SDE.
+        seed: seeds data (seed, seed + 1, seed + 2 for train, held-out and noise-floor draws),
+            training and sampling.
+
+    Returns ``{dataset: {label: {metric: value, "steps": int, "train_s": float}}}`` with the noise
+    floor under the label :data:`FLOOR` (``"data (noise floor)"``).
+    """
+    steps = None
+    if quick:
+        steps, n_train, n_eval, sample_steps = QUICK["steps"], QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
+        raise SymscoreError(f"budget: expected a positive number of seconds, got {budget!r}")
+    unknown = [name for name in datasets if name not in DATASETS or name == "digits"]
+    if unknown or not datasets:
+        raise SymscoreError(f"datasets: expected names among {', '.join(d for d in DATASETS if d != 'digits')}, "
+                            f"got {list(datasets)!r}")
+    if not cells or not all(isinstance(cell, Cell) for cell in cells):
+        raise SymscoreError(f"cells: expected a non-empty sequence of symscore.paper.Cell, got {cells!r}")
+    n_train, n_eval = positive_int(n_train, "n_train"), positive_int(n_eval, "n_eval")
+    sample_steps = positive_int(sample_steps, "sample_steps")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, grid = {}, {}
+    for name in datasets:
+        draw = DATASETS[name]
+        data, held_out, floor = draw(n_train, seed=seed), draw(n_eval, seed=seed + 1), draw(n_eval, seed=seed + 2)
+        results[name] = {FLOOR: _metric_row(floor, held_out, seed)}
+        grid[name] = {"data": held_out}
+        for cell in cells:
+            sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
+            points = sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3)
+            grid[name][cell.label] = points
+            results[name][cell.label] = _metric_row(points, held_out, seed) | {"steps": taken,
+                                                                               "train_s": round(seconds, 1)}
+            row = results[name][cell.label]
+            print_fn(f"{name:<16} {cell.label:<24} sliced W2 {row['sliced_w2']:.4f} (floor "
+                     f"{results[name]['data (noise floor)']['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
+    settings = {"budget_s": None if quick else budget, "quick": quick, "n_train": n_train, "n_eval": n_eval,
+                "sample_steps": sample_steps, "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
+    (out / "metrics.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
+    table = markdown_table(results)
+    (out / "results.md").write_text(table + "\n")
+    plots.plot_sample_grid(grid, out / "samples.png")
+    print_fn(table)
+    print_fn(f"wrote metrics.json, results.md, samples.png to {out}/")
+    return results
+
+
+def markdown_table(results: dict) -> str:
+    """The results as one Markdown table, a row per (dataset, cell). Sliced W2 and W2 are biased
+    upwards by the sample size: each also as a multiple of its noise floor. MMD^2 and the energy
+    distance are unbiased (their floor is 0 up to noise, sometimes negative): compare them with
+    the floor row's value instead."""
+    lines = ["| dataset | SDE + target | sliced W2 (x floor) | W2 (x floor) | MMD^2 | energy | steps | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, rows in results.items():
+        floor = rows[FLOOR]
+        for label, row in rows.items():
+            ratios = [f"{row[k]:.4f}" if label == FLOOR else f"{row[k]:.4f} ({row[k] / floor[k]:.1f}x)"
+                      for k in ("sliced_w2", "w2")]
+            extra = f"{row['steps']} | {row['train_s']:.0f}" if "steps" in row else "- | -"
+            lines.append(f"| {name} | {label} | {' | '.join(ratios)} | {row['mmd2']:.5f} | {row['energy']:.4f} "
+                         f"| {extra} |")
+    return "\n".join(lines)
+
+
+# -- heavy tails ---------------------------------------------------------------------------------------------------
+HEAVY_CELLS = (Cell("cauchy", "malliavin"), Cell("vp", "dsm"))
+TAIL_LEVELS = (0.5, 0.9, 0.99, 0.999)
+
+
+def student_t_radius_quantile(p, df: float = 2.0) -> np.ndarray:
+    """The p-quantile of |x| for the 2-D Student t with ``df`` degrees of freedom (|x|^2 / 2 ~ F(2, df))."""
+    import scipy.stats
+
+    return np.sqrt(2 * scipy.stats.f.ppf(p, 2, df))
+
+
+def _quantile_interval(radius: np.ndarray, p: float, z: float = 2.0) -> tuple[float, float, float]:
+    """The empirical p-quantile of ``radius`` and a distribution-free interval: the order statistics
+    at n p -+ z sqrt(n p (1 - p)) (the binomial count of points below the true quantile)."""
+    ordered, n = np.sort(radius), len(radius)
+    half = z * np.sqrt(n * p * (1 - p))
+    low, high = (int(np.clip(round(n * p + k), 0, n - 1)) for k in (-half, half))
+    return float(np.quantile(radius, p)), float(ordered[low]), float(ordered[high])
+
+
+def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = False, n_train: int = 8000,
+                    n_eval: int = 20_000, sample_steps: int = 500, seed: int = 0, print_fn=print) -> dict:
+    """cauchy + malliavin against vp + dsm on a 2-D Student t with 2 degrees of freedom, at the same
+    training budget: quantiles of |x| (0.5 to 0.999) against their exact values with order-statistic
+    intervals, and MMD^2 and the energy distance against held-out data with their noise floor
+    (W2 is undefined: the data have no second moment). Writes ``tails.md``, ``tails.json``,
+    ``tails.png``; returns ``{label: {...}}``."""
+    from .data import student_t
+
+    steps = None
+    if quick:
+        steps, n_train, n_eval, sample_steps = QUICK["steps"], QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
+        raise SymscoreError(f"budget: expected a positive number of seconds, got {budget!r}")
+    n_train, n_eval = positive_int(n_train, "n_train"), positive_int(n_eval, "n_eval")
+    sample_steps = positive_int(sample_steps, "sample_steps")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, held_out, floor = student_t(n_train, seed=seed), student_t(n_eval, seed=seed + 1), student_t(n_eval, seed=seed + 2)
+    exact = student_t_radius_quantile(TAIL_LEVELS)
+    panels, results = {"data": held_out}, {}
+    for label, points, taken, seconds in [(FLOOR, floor, None, None)] + [
+            (cell.label, *_sampled(cell, data, budget, steps, seed, n_eval, sample_steps)) for cell in HEAVY_CELLS]:
+        radius = np.linalg.norm(points, axis=1)
+        row = {f"q{p:g}": _quantile_interval(radius, p) for p in TAIL_LEVELS}
+        row |= {name: float(metric) for name, metric in (("mmd2", metrics.mmd(points, held_out, seed=seed)),
+                                                         ("energy", metrics.energy_distance(points, held_out, seed=seed)))}
+        if taken is not None:
+            row |= {"steps": taken, "train_s": round(seconds, 1)}
+            panels[label] = points
+        results[label] = row
+    lines = ["| | " + " | ".join(f"q{p:g} of abs(x)" for p in TAIL_LEVELS) + " | MMD^2 | energy | steps | train s |",
+             "|---" * (len(TAIL_LEVELS) + 5) + "|",
+             "| exact | " + " | ".join(f"{q:.2f}" for q in exact) + " | | | | |"]
+    for label, row in results.items():
+        cells = " | ".join("{:.2f} [{:.2f}, {:.2f}]".format(*row[f"q{p:g}"]) for p in TAIL_LEVELS)
+        extra = f"{row['steps']} | {row['train_s']:.0f}" if "steps" in row else "- | -"
+        lines.append(f"| {label} | {cells} | {row['mmd2']:.5f} | {row['energy']:.4f} | {extra} |")
+    table = "\n".join(lines)
+    settings = {"budget_s": None if quick else budget, "quick": quick, "n_train": n_train, "n_eval": n_eval,
+                "sample_steps": sample_steps, "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
+    (out / "tails.json").write_text(json.dumps({"settings": settings, "exact": dict(zip(map(str, TAIL_LEVELS),
+                                                                                        exact.tolist())),
+                                                "results": results}, indent=2))
+    (out / "tails.md").write_text(table + "\n")
+    clipped = {label: np.clip(points, -30, 30) for label, points in panels.items()}
+    plots.plot_sample_grid({"student t (clipped to 30)": clipped}, out / "tails.png")
+    print_fn(table)
+    print_fn(f"wrote tails.md, tails.json, tails.png to {out}/")
+    return results
+
+
+def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps):
+    sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
+    return sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3), taken, seconds

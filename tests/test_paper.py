@@ -1,0 +1,101 @@
+"""The Malliavin paper's grid (symscore.paper): the ablation target, the quick run end to end, bad input."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import symscore as ss
+from symscore.cli import main
+from symscore.learn.targets import make_target_source
+from symscore.paper import FLOOR, Cell, _seconds_per_step, _train_cell, run_paper
+
+
+def _targets(sde, target, n=400, steps=(5, 20)):
+    source = make_target_source(target, sde, 50)
+    x0 = np.random.default_rng(0).normal(size=(n, sde.m))
+    return source.batch(x0, np.array(steps), seed=3)
+
+
+def test_first_order_target_is_the_malliavin_target_without_the_second_variation():
+    """For a linear drift the second variation vanishes, so the ablation equals the full target on
+    the same paths; for the Cauchy drift it differs (its Hessian is not zero)."""
+    vp = ss.library.vp(m=2)
+    (x_full, full), (x_first, first) = _targets(vp, "malliavin"), _targets(vp, "first-order")
+    np.testing.assert_array_equal(x_full, x_first)
+    np.testing.assert_allclose(first, full, rtol=1e-10, atol=1e-10)
+    cauchy = ss.library.cauchy(m=2)
+    (x_full, full), (x_first, first) = _targets(cauchy, "malliavin"), _targets(cauchy, "first-order")
+    np.testing.assert_array_equal(x_full, x_first)
+    assert np.abs(first - full).mean() > 0.01 * np.abs(full).mean()
+
+
+def test_quick_grid_writes_the_table_the_metrics_and_the_figure(tmp_path):
+    cells = (Cell("vp", "dsm"), Cell("vp", "first-order"))
+    lines = []
+    results = run_paper(out=tmp_path, quick=True, datasets=("eight_gaussians",), cells=cells, print_fn=lines.append)
+    rows = results["eight_gaussians"]
+    assert list(rows) == [FLOOR, "vp + dsm", "vp + first-order"]
+    for label in ("vp + dsm", "vp + first-order"):
+        assert rows[label]["steps"] == 10
+        assert all(np.isfinite(rows[label][k]) for k in ("sliced_w2", "w2", "mmd2", "energy"))
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("| eight_gaussians |") == 3 and "sliced W2 (x floor)" in table
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["settings"]["quick"] and saved["results"]["eight_gaussians"]["vp + dsm"]["steps"] == 10
+    assert (tmp_path / "samples.png").stat().st_size > 10_000
+
+
+def test_budget_sets_the_step_count_from_the_measured_step_time(monkeypatch):
+    """Steps = budget / seconds per step (at least 20); the step time itself is machine-dependent."""
+    import symscore.paper as paper
+
+    monkeypatch.setattr(paper, "_seconds_per_step", lambda *args, **kwargs: 0.01)
+    data = ss.data.eight_gaussians(1000, seed=0)
+    assert _train_cell(Cell("vp", "dsm"), data, 0.3, None, seed=0)[2] == 30
+    assert _train_cell(Cell("vp", "dsm"), data, 0.05, None, seed=0)[2] == 20
+
+
+def test_seconds_per_step_times_the_cells_steps():
+    data = ss.data.eight_gaussians(1000, seed=0)
+    seconds = _seconds_per_step(ss.library.vp(m=2), data, Cell("vp", "dsm"), seed=0, warmup=1, timed=3)
+    assert 0 < seconds < 5
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(budget=0), "budget"), (dict(budget="1"), "budget"),
+                                          (dict(datasets=("digits",)), "datasets"),
+                                          (dict(datasets=("nope",)), "datasets"), (dict(cells=()), "cells"),
+                                          (dict(cells=("vp",)), "cells"), (dict(n_eval=0), "n_eval")])
+def test_bad_input_names_the_argument(tmp_path, kwargs, name):
+    with pytest.raises(ss.SymscoreError, match=name):
+        run_paper(out=tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())  # checked before anything is written
+
+
+def test_paper_options_are_refused_for_a_kernel_benchmark():
+    result = CliRunner().invoke(main, ["bench", "cubic", "--quick"])
+    assert result.exit_code == 2 and "'symscore bench paper' only" in result.output
+
+
+def test_student_t_radius_quantiles_and_their_intervals():
+    """Exact quantiles of |x| (P(|x| > r) = 1 / (1 + r^2 / 2) at df = 2) fall in the order-statistic
+    intervals of a fresh sample; a 20% larger radius does not at the 0.9 level."""
+    from symscore.paper import TAIL_LEVELS, _quantile_interval, student_t_radius_quantile
+
+    exact = student_t_radius_quantile(TAIL_LEVELS)
+    np.testing.assert_allclose(exact, np.sqrt(2 * (1 / (1 - np.array(TAIL_LEVELS)) - 1)), rtol=1e-10)
+    radius = np.linalg.norm(ss.data.student_t(50_000, seed=5), axis=1)
+    for p, q in zip(TAIL_LEVELS, exact):
+        _, low, high = _quantile_interval(radius, p, z=3.0)
+        assert low <= q <= high, (p, low, q, high)
+    _, low, high = _quantile_interval(1.2 * radius, 0.9, z=3.0)
+    assert not low <= exact[1] <= high
+
+
+def test_heavy_tails_quick_run(tmp_path):
+    from symscore.paper import run_heavy_tails
+
+    results = run_heavy_tails(out=tmp_path, quick=True, print_fn=lambda line: None)
+    assert list(results) == [FLOOR, "cauchy + malliavin", "vp + dsm"]
+    assert (tmp_path / "tails.md").read_text().count("|") > 30 and (tmp_path / "tails.png").exists()
+    assert json.loads((tmp_path / "tails.json").read_text())["results"]["vp + dsm"]["steps"] == 10
