@@ -262,7 +262,7 @@ def test_spherical_block_commutes_with_rotations_by_grid_steps():
 
 
 def test_spherical_block_is_the_gradient_of_a_pixel_potential():
-    """With one channel, unit filters and a pointwise layer v = V'(u), the block is the gradient in
+    """With one channel, unit filters and a pointwise layer v = g(t) V'(u), the block is the gradient in
     the coefficients of the quadrature integral of V(f) over the sphere, sum_p w_p V(f_p) (module
     docstring): checked against autograd through torch-harmonics' own synthesis (a vector-Jacobian
     product with w V'(f)), independent of the block's dense matrices."""
@@ -271,11 +271,13 @@ def test_spherical_block_is_the_gradient_of_a_pixel_potential():
     with torch.no_grad():
         block.filters_in.fill_(1.0)
         block.filters_out.fill_(1.0)
+        block.time_gain.weight.normal_()  # a time-dependent gain scales V' (the potential) by g(t)
     z, embedding = torch.randn(3, sh.m, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, dtype=torch.float64)
     field = sh.synthesis(z)  # (3, nlat, nlon), differentiable
     with torch.no_grad():  # V'(f): the pointwise layer with one input and one output channel
         hidden = block.pointwise_in(field.reshape(3, -1, 1)) + block.time_in(embedding).unsqueeze(1)
-        derivative = block.pointwise_out(block.activation(hidden)).reshape(field.shape)
+        gain = block.time_gain(embedding).reshape(3, 1, 1)
+        derivative = gain * block.pointwise_out(block.activation(hidden)).reshape(field.shape)
     weights = torch.as_tensor(sh.weights)
     (expected,) = torch.autograd.grad(field, z, grad_outputs=weights * derivative)
     with torch.no_grad():

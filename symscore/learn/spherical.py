@@ -10,15 +10,18 @@ a synthesis S, a pointwise nonlinearity and an analysis. An MLP on coefficients 
 composition from scratch, and one narrower than m cannot. This block builds it in, in the manner
 of spherical Fourier neural operators (Bonev et al. 2023): with C channels,
 
-    u_k = S (a_k[l] * z)             per-degree filters a_k, then synthesis: C fields on the grid
+    u_k = S (a_k[l] * z)               per-degree filters a_k, then synthesis: C fields on the grid
     h_p = act(W1 u_p + b1 + E emb(t))  one pointwise layer per pixel p, shared by all pixels
-    v_p = W2 h_p                       C' outputs per pixel
-    out = sum_k b_k[l] * (A v_k)     analysis, then per-degree filters b_k
+    v_p = g(t) * (W2 h_p)              C outputs per pixel, a gain per channel and time
+    out = sum_k b_k[l] * (A v_k)       analysis, then per-degree filters b_k
 
 where z is the model's normalised input and A = S^T diag(w) is the grid's quadrature analysis.
 S and A are dense (m, P) matrices on the smallest exact Gauss-Legendre grid, P = 2 (L + 1)^2,
 built once from :class:`~symscore.fields.SphericalHarmonics` and not saved (the config's L
-rebuilds them). The output filters start at zero, so the block starts as nothing and the model
+rebuilds them). The gain g(t) = G emb(t) + 1 (G starts at zero) lets the block fade where the
+score is Gaussian (large t, where the model's Gaussian skip is exact) and grow where it is not:
+without it the pointwise function is the same at every t up to a shift of its hidden units, and
+the first measurement at L = 16 inflated the samples' spectrum. The output filters start at zero, so the block starts as nothing and the model
 as the plain MLP. Rotations act on each degree's coefficients orthogonally and the pointwise layer
 commutes with them (up to the grid), so the block is close to rotation-equivariant, as a
 stationary field's score is.
@@ -68,6 +71,9 @@ class SphericalBlock(nn.Module):
         self.time_in = nn.Linear(embedding_size, hidden)
         self.activation = activation()
         self.pointwise_out = nn.Linear(hidden, channels)
+        self.time_gain = nn.Linear(embedding_size, channels)
+        nn.init.zeros_(self.time_gain.weight)
+        nn.init.ones_(self.time_gain.bias)
         self.filters_out = nn.Parameter(torch.zeros(channels, L + 1))
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -76,5 +82,6 @@ class SphericalBlock(nn.Module):
         fields = (lifted @ self.synthesis.to(z.dtype)).transpose(1, 2)  # (n, P, C)
         hidden = self.pointwise_in(fields) + self.time_in(embedding).unsqueeze(1)
         values = self.pointwise_out(self.activation(hidden)).transpose(1, 2)  # (n, C, P)
+        values = values * self.time_gain(embedding).unsqueeze(2)
         coefficients = values @ self.analysis.to(z.dtype)  # (n, C, m)
         return (coefficients * self.filters_out[:, self.degrees]).sum(dim=1)
