@@ -2,7 +2,8 @@
 
 Two-dimensional toys (checkerboard, moons, swiss roll, 8 gaussians, rings) are the usual test
 beds of diffusion models; ``student_t`` is a heavy-tailed one (2 degrees of freedom); ``digits``
-is scikit-learn's shipped 8 x 8 digits (1797 images, 64-d) scaled from [0, 16] to [-1, 1]. User arrays and ``.npy`` files go through the same checks.
+is scikit-learn's shipped 8 x 8 digits (1797 images, 64-d) scaled from [0, 16] to [-1, 1]. User
+arrays and ``.npy`` files go through the same checks.
 """
 from __future__ import annotations
 

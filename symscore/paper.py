@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics, plots
-from ._checks import positive_int
+from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
-from .data import DATASETS
+from .data import DATASETS, student_t
 from .learn.samplers import sample
 from .learn.train import Trainer, TrainConfig
 from .spec import library
@@ -96,6 +96,22 @@ def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed:
     return sde, model, steps, time.perf_counter() - start
 
 
+def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps):
+    """(n_eval samples of the reverse SDE, steps taken, training seconds) of one trained cell."""
+    sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
+    return sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3), taken, seconds
+
+
+def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed) -> dict:
+    """The checked settings of a run (the quick ones when ``quick``), as written to its JSON."""
+    budget = positive_float(budget, "budget")
+    if quick:
+        n_train, n_eval, sample_steps = QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
+    return {"budget_s": None if quick else budget, "quick": quick, "n_train": positive_int(n_train, "n_train"),
+            "n_eval": positive_int(n_eval, "n_eval"), "sample_steps": positive_int(sample_steps, "sample_steps"),
+            "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
+
+
 def _metric_row(samples, reference, seed) -> dict:
     return {name: float(metric) for name, metric in metrics.evaluate(samples, reference, seed=seed).items()}
 
@@ -120,19 +136,15 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
     Returns ``{dataset: {label: {metric: value, "steps": int, "train_s": float}}}`` with the noise
     floor under the label :data:`FLOOR` (``"data (noise floor)"``).
     """
-    steps = None
-    if quick:
-        steps, n_train, n_eval, sample_steps = QUICK["steps"], QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
-    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
-        raise SymscoreError(f"budget: expected a positive number of seconds, got {budget!r}")
+    settings = _run_settings(budget, quick, n_train, n_eval, sample_steps, seed)
+    steps = QUICK["steps"] if quick else None
     unknown = [name for name in datasets if name not in DATASETS or name == "digits"]
     if unknown or not datasets:
         raise SymscoreError(f"datasets: expected names among {', '.join(d for d in DATASETS if d != 'digits')}, "
                             f"got {list(datasets)!r}")
     if not cells or not all(isinstance(cell, Cell) for cell in cells):
         raise SymscoreError(f"cells: expected a non-empty sequence of symscore.paper.Cell, got {cells!r}")
-    n_train, n_eval = positive_int(n_train, "n_train"), positive_int(n_eval, "n_eval")
-    sample_steps = positive_int(sample_steps, "sample_steps")
+    n_train, n_eval, sample_steps = settings["n_train"], settings["n_eval"], settings["sample_steps"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results, grid = {}, {}
@@ -142,16 +154,13 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
         results[name] = {FLOOR: _metric_row(floor, held_out, seed)}
         grid[name] = {"data": held_out}
         for cell in cells:
-            sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
-            points = sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3)
+            points, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
             grid[name][cell.label] = points
             results[name][cell.label] = _metric_row(points, held_out, seed) | {"steps": taken,
                                                                                "train_s": round(seconds, 1)}
             row = results[name][cell.label]
             print_fn(f"{name:<16} {cell.label:<24} sliced W2 {row['sliced_w2']:.4f} (floor "
-                     f"{results[name]['data (noise floor)']['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
-    settings = {"budget_s": None if quick else budget, "quick": quick, "n_train": n_train, "n_eval": n_eval,
-                "sample_steps": sample_steps, "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
+                     f"{results[name][FLOOR]['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
     (out / "metrics.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     table = markdown_table(results)
     (out / "results.md").write_text(table + "\n")
@@ -207,15 +216,9 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
     intervals, and MMD^2 and the energy distance against held-out data with their noise floor
     (W2 is undefined: the data have no second moment). Writes ``tails.md``, ``tails.json``,
     ``tails.png``; returns ``{label: {...}}``."""
-    from .data import student_t
-
-    steps = None
-    if quick:
-        steps, n_train, n_eval, sample_steps = QUICK["steps"], QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
-    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
-        raise SymscoreError(f"budget: expected a positive number of seconds, got {budget!r}")
-    n_train, n_eval = positive_int(n_train, "n_train"), positive_int(n_eval, "n_eval")
-    sample_steps = positive_int(sample_steps, "sample_steps")
+    settings = _run_settings(budget, quick, n_train, n_eval, sample_steps, seed)
+    steps = QUICK["steps"] if quick else None
+    n_train, n_eval, sample_steps = settings["n_train"], settings["n_eval"], settings["sample_steps"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, held_out, floor = student_t(n_train, seed=seed), student_t(n_eval, seed=seed + 1), student_t(n_eval, seed=seed + 2)
@@ -239,8 +242,6 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
         extra = f"{row['steps']} | {row['train_s']:.0f}" if "steps" in row else "- | -"
         lines.append(f"| {label} | {cells} | {row['mmd2']:.5f} | {row['energy']:.4f} | {extra} |")
     table = "\n".join(lines)
-    settings = {"budget_s": None if quick else budget, "quick": quick, "n_train": n_train, "n_eval": n_eval,
-                "sample_steps": sample_steps, "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
     (out / "tails.json").write_text(json.dumps({"settings": settings, "exact": dict(zip(map(str, TAIL_LEVELS),
                                                                                         exact.tolist())),
                                                 "results": results}, indent=2))
@@ -250,8 +251,3 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
     print_fn(table)
     print_fn(f"wrote tails.md, tails.json, tails.png to {out}/")
     return results
-
-
-def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps):
-    sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
-    return sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3), taken, seconds

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_samples", "plot_sample_grid", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits", "plot_field_maps",
-           "plot_power_spectra"]
+__all__ = ["plot_samples", "plot_sample_grid", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits",
+           "plot_field_maps", "plot_power_spectra"]
 
 
 def _figure(n_panels: int, size: float = 3.6, rows: int | None = None):

@@ -125,7 +125,8 @@ class ScoreModel(nn.Module):
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
                  gaussian_skip: bool = False, spherical_channels: int = 0):
         super().__init__()
-        for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2)):
+        for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
+                                 ("spherical_channels", spherical_channels, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SymscoreError(f"{name}: expected an integer >= {low}, got {value!r}")
         if embedding_dim % 2:
@@ -146,8 +147,6 @@ class ScoreModel(nn.Module):
         if gaussian_skip:
             self.config["gaussian_skip"] = True
         self.gaussian_skip = gaussian_skip
-        if isinstance(spherical_channels, bool) or not isinstance(spherical_channels, int) or spherical_channels < 0:
-            raise SymscoreError(f"spherical_channels: expected an integer >= 0, got {spherical_channels!r}")
         if spherical_channels and sphere_degree(m) < 1:
             raise SymscoreError(f"spherical_channels: the spherical block needs m = (L + 1)^2 coefficients of a field "
                                 f"with L >= 1, got m = {m}")
