@@ -18,7 +18,7 @@ import numpy as np
 
 from .._checks import number_at_least, positive_int
 from .._errors import SimulationInputError
-from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid, check_seed
+from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid, brownian_increments, check_seed
 
 __all__ = ["Kernel", "Paths"]
 
@@ -131,6 +131,17 @@ class Kernel:
                                ~self._host(target_finite), cond_max)
         return self._apply_failure_policy(report, on_failure, grid.times, out_x, out_target, as_numpy)
 
+    def increments(self, n: int, n_steps: int, dt: float, seed: int = 0, path_offset: int = 0) -> np.ndarray:
+        """The (n, n_steps, d) Brownian increments ``simulate`` draws for ``seed`` (paths
+        ``path_offset`` on), as a host float64 array: equal to :func:`brownian_increments` (the
+        reference), computed by the backend where it has a faster form. For schemes that transform
+        one Brownian path (antithetic pairs, coarse increments summed from fine ones)."""
+        n = positive_int(n, "n", low=0, error=SimulationInputError)
+        n_steps = positive_int(n_steps, "n_steps", error=SimulationInputError)
+        dt = number_at_least(dt, "dt", 0.0, strict=True, error=SimulationInputError)
+        path_offset = positive_int(path_offset, "path_offset", low=0, error=SimulationInputError)
+        return self._increments(n, n_steps, dt, check_seed(seed), path_offset)
+
     def _apply_failure_policy(self, report: FailureReport, on_failure: str, times, out_x, out_target, as_numpy):
         """raise, drop the failed paths, or keep them with NaN in their failed records (both with a warning)."""
         failed = report.failed
@@ -155,6 +166,10 @@ class Kernel:
         return self._paths(times, out_x, out_target, failed, as_numpy)
 
     # -- backend hooks --------------------------------------------------------------------------
+    def _increments(self, n, n_steps, dt, seed, path_offset) -> np.ndarray:
+        """The increments of :meth:`increments` (here: the numpy reference)."""
+        return brownian_increments(seed, n, n_steps, self.sde.d, dt, path_offset=path_offset)
+
     def _check_x0(self, x0, m: int):
         """x0 checked by the rules of :func:`runtime.check_x0`, as the backend's array type."""
         raise NotImplementedError

@@ -7,6 +7,7 @@ by numba inside the kernel), so the paths do not depend on threads or chunks.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,10 @@ class NumbaKernel(Kernel):
 
     def _check_dw(self, dW, shape):
         return check_dw(dW, shape)
+
+    def _increments(self, n, n_steps, dt, seed, path_offset):
+        path_index = np.arange(path_offset, path_offset + n, dtype=np.int64)
+        return self.module.increments_kernel(np.uint64(seed), path_index, n_steps, self.sde.d, math.sqrt(dt))
 
     def _allocate(self, n, K, m, n_steps):
         return (np.empty((n, K, m)), np.empty((n, K, m)), np.full(n, n_steps + 1, dtype=np.int64),
