@@ -57,7 +57,8 @@ __all__ = ["ScoreModel", "PRECONDITIONINGS"]
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
 #: Buffers set from data (pilot batch and prior data), saved with the weights.
-DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var")
+DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var",
+                "stein_gain")
 #: How the normalising scales vary across coordinates (module docstring).
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 #: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
@@ -68,7 +69,7 @@ def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_
     """Values (G, m) on increasing times grid (G,) at t (n,), piecewise linear in log t (in log of the
     values too for scales), constant beyond the ends. Scales vary like powers of t, so this is
     accurate on a coarse geometric grid."""
-    if grid.numel() == 1:
+    if grid.numel() == 1 or values.shape[0] == 1:
         return values.expand(t.shape[0], -1)
     log_grid = torch.log(grid)
     log_t = torch.log(t.clamp(grid[0], grid[-1]))
@@ -167,6 +168,7 @@ class ScoreModel(nn.Module):
         self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
         self.set_prior_data(torch.zeros(m), torch.zeros(m, m), torch.zeros(0, m))
         self.set_metric(torch.ones(m))
+        self.set_stein_gain(torch.zeros(1, m))
         self.loss_history: list[float] = []
 
     # -- buffers set from data ---------------------------------------------------------------
@@ -191,6 +193,16 @@ class ScoreModel(nn.Module):
             raise SymscoreError(f"metric: expected {self.m} positive finite numbers (the diagonal of Q), "
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("metric", value)
+
+    def set_stein_gain(self, gain) -> None:
+        """kappa(t) (G, m) on ``precond_times`` (or (1, m), constant): the linear correction
+        kappa (x - mu(t)) added to the score by :func:`symscore.learn.train.calibrate_stein`."""
+        value = torch.as_tensor(np.asarray(gain), dtype=torch.float32)
+        if value.ndim != 2 or value.shape[1] != self.m or value.shape[0] not in (1, self.precond_times.numel()) \
+                or not torch.isfinite(value).all():
+            raise SymscoreError(f"gain: expected finite values of shape (1 or {self.precond_times.numel()}, {self.m}), "
+                                f"got shape {tuple(value.shape)}")
+        self.register_buffer("stein_gain", value)
 
     def set_prior_data(self, data_mean, data_cov, endpoints) -> None:
         """Data moments and forward-simulated endpoints X_T, kept for the sampler's prior."""
@@ -231,7 +243,13 @@ class ScoreModel(nn.Module):
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         raw, scale = self.preconditioned(x, t)
         baseline = self.baseline(x, t)
-        return raw * scale if baseline is None else raw * scale + baseline
+        score = raw * scale if baseline is None else raw * scale + baseline
+        if self.stein_gain.abs().max() > 0:
+            times = self._times(t, x.shape[0], x)
+            grid = self.precond_times.to(x.dtype)
+            gain = _interpolate(times, grid, self.stein_gain.to(x.dtype))
+            score = score + gain * (x - _interpolate(times, grid, self.x_mean.to(x.dtype)))
+        return score
 
     def cameron_martin_score(self, x, t):
         """Q s_theta(x, t): the score in the Cameron-Martin geometry of Q (the model's ``metric``),
@@ -297,6 +315,8 @@ def complete_state(state_dict: dict, prefix: str = "") -> dict:
     state_dict = dict(state_dict)
     if prefix + "x_var" not in state_dict:
         state_dict[prefix + "x_var"] = state_dict[prefix + "x_std"] ** 2
+    if prefix + "stein_gain" not in state_dict:
+        state_dict[prefix + "stein_gain"] = torch.zeros(1, state_dict[prefix + "x_std"].shape[-1])
     if prefix + "metric" not in state_dict:
         state_dict[prefix + "metric"] = torch.ones(state_dict[prefix + "x_std"].shape[-1], dtype=torch.float64)
     return state_dict
