@@ -200,7 +200,6 @@ class RichardsonSource(MalliavinSource):
         return fine_paths.x.swapaxes(0, 1), target.swapaxes(0, 1)
 
 
-
 def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,
                        device=None) -> TargetSource:
     """The :class:`TargetSource` registered as ``target`` (an unknown name lists the registered ones)."""

@@ -236,9 +236,8 @@ def calibrate_stein(model: ScoreModel, source, data, n_paths: int = 8192, seed: 
         _, groups = np.unique(model.metric.cpu().numpy(), return_inverse=True)
     else:
         groups = np.arange(model.m)
-    gain = np.empty_like(moment)
+    gain, size = np.empty_like(moment), np.bincount(groups)
     for k in range(len(times)):
-        size = np.bincount(groups)
         violation = -size - np.bincount(groups, weights=moment[k] / x0.shape[0])
         gain[k] = (violation / np.bincount(groups, weights=second[k] / x0.shape[0]))[groups]
     model.set_stein_gain(gain)
