@@ -132,6 +132,26 @@ def test_stationary_priors():
         ss.make_prior(ss.library.benes(m=2))
 
 
+def test_auto_takes_the_stationary_law_only_where_the_endpoints_do_not_reject_it():
+    """The cauchy SDE has not mixed at T = 1 from checkerboard data: its forward endpoints' body is
+    Cauchy-like but they lie within |x| < 13, where the Cauchy law puts 1% beyond 60 (none of the
+    expected 20 endpoints lie beyond its 1% quantiles): ``auto`` falls through to the endpoints.
+    Endpoints drawn from the stationary law itself keep it; ``"stationary"`` asked for is kept."""
+    from symscore.learn.priors import unmixed_coordinates
+    from symscore.learn.samplers import _forward_endpoints
+
+    sde = ss.library.cauchy(m=2)
+    endpoints = _forward_endpoints(sde, ss.data.checkerboard(2048, seed=0), n_steps=250)
+    prior = ss.make_prior(sde, endpoints=endpoints)
+    assert prior.kind == "empirical"
+    stationary = ss.make_prior(sde, "stationary", endpoints=endpoints)
+    rejected = unmixed_coordinates(stationary, endpoints)
+    assert [i for i, _, _ in rejected] == [0, 1] and all("0 endpoints beyond" in what for _, what, _ in rejected)
+    mixed = stationary.sample(2048, np.random.default_rng(5))
+    assert ss.make_prior(sde, endpoints=mixed).kind == "stationary" and not unmixed_coordinates(stationary, mixed)
+    assert ss.make_prior(sde).kind == "stationary"  # nothing to test against
+
+
 def test_empirical_prior_from_data_for_coupled_sde():
     sde = ss.library.benes(m=2)
     from symscore.learn.samplers import resolve_prior
