@@ -35,7 +35,7 @@ from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
 from .data import DATASETS, student_t
 from .learn.samplers import sample
-from .learn.train import Trainer, TrainConfig
+from .learn.train import Trainer, TrainConfig, seconds_per_step
 from .spec import library
 
 __all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "run_paper", "markdown_table", "run_heavy_tails",
@@ -76,13 +76,7 @@ def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:
 
 def _seconds_per_step(sde, data, cell: Cell, seed: int, warmup: int = 3, timed: int = 10) -> float:
     """Seconds per optimisation step of ``cell`` here, after ``warmup`` untimed steps."""
-    trainer = Trainer(sde, data, _config(cell, warmup + timed, seed))
-    for _ in range(warmup):
-        trainer.step()
-    start = time.perf_counter()
-    for _ in range(timed):
-        trainer.step()
-    return (time.perf_counter() - start) / timed
+    return seconds_per_step(sde, data, _config(cell, 1, seed), warmup, timed)
 
 
 def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed: int):

@@ -199,3 +199,42 @@ def test_stein_gain_is_saved_and_refused_when_malformed(tmp_path):
         model.set_stein_gain(np.zeros((3, 5)))
     with pytest.raises(ss.SymscoreError, match="stein_calibration"):
         ss.train(ss.library.cubic(m=2), small_data(), stein_calibration="yes", **SMALL)
+
+
+def test_residual_network_learns_the_benes_score_and_round_trips(tmp_path):
+    """``architecture="resnet"`` on the Benes mixture with the MLP fixture's budget: relative L2
+    error < 0.06 at t = 0.5 and < 0.12 at t = 1 (the zero-initialised output starts at error 1.00);
+    saved and loaded it gives the same values, and an old file's config (no key) builds the MLP."""
+    data = ss.library.benes_mixture_sample(20_000, 0.0, MEAN, STD, THETA, seed=1)
+    sde = ss.library.benes(m=2, theta=THETA)
+    untrained = ss.ScoreModel(2, width=64, depth=2, architecture="resnet")
+    assert relative_l2(untrained, 0.5) == pytest.approx(1.0)
+    model = ss.train(sde, data, steps=1500, batch_size=256, width=64, depth=2, seed=0, architecture="resnet",
+                     progress=False)
+    assert model.config["architecture"] == "resnet"
+    assert relative_l2(model, 0.5) < 0.06
+    assert relative_l2(model, 1.0) < 0.12
+    x = np.random.default_rng(0).standard_normal((7, 2))
+    loaded = ss.ScoreModel.load(model.save(tmp_path / "resnet.pt"))
+    np.testing.assert_array_equal(loaded(x, 0.5), model(x, 0.5))
+    assert "architecture" not in ss.ScoreModel(2).config  # files of earlier versions load as the MLP
+    with pytest.raises(ss.SymscoreError, match="architecture: expected one of 'mlp', 'resnet'"):
+        ss.ScoreModel(2, architecture="transformer")
+    from symscore.learn.train import TrainConfig
+
+    with pytest.raises(ss.SymscoreError, match="architecture: expected one of"):
+        TrainConfig(architecture="unet")
+
+
+def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypatch):
+    import symscore.learn.train as train_module
+
+    sde = ss.library.cubic(m=2)
+    config = train_module.TrainConfig(**{k: v for k, v in SMALL.items() if k != "progress"})
+    seconds = train_module.seconds_per_step(sde, small_data(), config, warmup=1, timed=2)
+    assert 0 < seconds < 5
+    monkeypatch.setattr(train_module, "seconds_per_step", lambda *args, **kwargs: 0.01)
+    assert train_module.steps_for_budget(sde, small_data(), config, 0.3) == 30
+    assert train_module.steps_for_budget(sde, small_data(), config, 0.05) == 20
+    with pytest.raises(ss.SymscoreError, match="budget"):
+        train_module.steps_for_budget(sde, small_data(), config, 0)

@@ -33,6 +33,17 @@ without the skip a field of m = 289 coefficients learns the linear score -x / va
 (slope -0.5 instead of -1 at the top degrees, measured), and the reverse SDE, whose contraction
 rests on that slope, inflates the samples' variance many times over.
 
+The network F_theta is one of two ``architecture`` choices:
+
+* ``"mlp"``: a plain MLP on [z, embed(t)] (``depth`` hidden layers of ``width``);
+* ``"resnet"``: the residual MLP of the toy experiments of the diffusion literature (the Malliavin
+  paper's 6 blocks of width 4096 at small scale): an input layer, then ``depth`` pre-norm blocks
+  h + W2 act(W1 act(LayerNorm h) + E_k e(t)) where e(t) is a learned projection of the time
+  features given to every block, then LayerNorm, act and an output layer that starts at zero (so
+  the model starts at the Gaussian skip, or at 0). Time enters every block rather than only the
+  input, and the skip connections keep gradients O(1) with depth; on the checkerboard at equal
+  wall clock it is what brought the samples near the noise floor (benchmarks/paper.py, README).
+
 With ``spherical_channels=C`` (fields only) F_theta is the MLP plus a spherical block
 (:mod:`symscore.learn.spherical`): synthesis to a grid, a pointwise layer per pixel, analysis. It
 carries the part of the score that is non-Gaussian pixel by pixel, which the MLP on coefficients
@@ -52,7 +63,7 @@ from .._errors import SymscoreError
 from .._version import __version__
 from .spherical import SphericalBlock, sphere_degree
 
-__all__ = ["ScoreModel", "PRECONDITIONINGS"]
+__all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
@@ -101,12 +112,67 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([tau.unsqueeze(1), torch.sin(phase), torch.cos(phase)], dim=1)
 
 
+class MLP(nn.Sequential):
+    """``depth`` hidden layers on the concatenation [z, embed(t)], then a linear output."""
+
+    def __init__(self, m: int, time_features: int, width: int, depth: int, activation):
+        layers, size = [], m + time_features
+        for _ in range(depth):
+            layers += [nn.Linear(size, width), activation()]
+            size = width
+        layers.append(nn.Linear(size, m))
+        super().__init__(*layers)
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([z, embedding], dim=1))
+
+
+class ResidualBlock(nn.Module):
+    """h + W2 act(W1 act(LayerNorm h) + E e): a pre-norm residual block with a time input e."""
+
+    def __init__(self, width: int, activation):
+        super().__init__()
+        self.norm, self.inner, self.time, self.outer = (nn.LayerNorm(width), nn.Linear(width, width),
+                                                        nn.Linear(width, width), nn.Linear(width, width))
+        self.act = activation()
+
+    def forward(self, h: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return h + self.outer(self.act(self.inner(self.act(self.norm(h))) + self.time(time)))
+
+
+class ResidualMLP(nn.Module):
+    """Input layer on [z, embed(t)], ``depth`` :class:`ResidualBlock` s fed a learned time projection,
+    LayerNorm, act and a zero-initialised output layer (module docstring)."""
+
+    def __init__(self, m: int, time_features: int, width: int, depth: int, activation):
+        super().__init__()
+        self.inputs = nn.Linear(m + time_features, width)
+        self.time = nn.Sequential(nn.Linear(time_features, width), activation())
+        self.blocks = nn.ModuleList(ResidualBlock(width, activation) for _ in range(depth))
+        self.norm, self.act, self.outputs = nn.LayerNorm(width), activation(), nn.Linear(width, m)
+        nn.init.zeros_(self.outputs.weight)
+        nn.init.zeros_(self.outputs.bias)
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h, time = self.inputs(torch.cat([z, embedding], dim=1)), self.time(embedding)
+        for block in self.blocks:
+            h = block(h, time)
+        return self.outputs(self.act(self.norm(h)))
+
+
+#: The networks F_theta (module docstring), by ``architecture`` name.
+ARCHITECTURES = {"mlp": MLP, "resnet": ResidualMLP}
+
+
 class ScoreModel(nn.Module):
     """A score network for an m-dimensional state.
 
     Args:
         m: state dimension.
-        width, depth: hidden width and number of hidden layers of the MLP.
+        width, depth: hidden width and number of hidden layers (``"mlp"``) or residual blocks
+            (``"resnet"``).
+        architecture: ``"mlp"`` (default, and that of files without the key) or ``"resnet"``
+            (module docstring).
         activation: one of ``silu`` (default), ``gelu``, ``tanh``, ``relu``, ``softplus``.
         embedding_dim: size of the sinusoidal time embedding (even).
         T: time horizon of the SDE (scales the embedding).
@@ -124,7 +190,7 @@ class ScoreModel(nn.Module):
 
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
-                 gaussian_skip: bool = False, spherical_channels: int = 0):
+                 gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp"):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
                                  ("spherical_channels", spherical_channels, 0)):
@@ -137,12 +203,18 @@ class ScoreModel(nn.Module):
         if preconditioning not in PRECONDITIONINGS:
             raise SymscoreError(f"preconditioning: expected one of {', '.join(map(repr, PRECONDITIONINGS))}, "
                                 f"got {preconditioning!r}")
+        if architecture not in ARCHITECTURES:
+            raise SymscoreError(f"architecture: expected one of {', '.join(map(repr, ARCHITECTURES))}, "
+                                f"got {architecture!r}")
         if not (0 < float(T) < math.inf) or not (0 <= float(t_min) < float(T)):
             raise SymscoreError(f"T, t_min: expected 0 <= t_min < T, got T={T!r}, t_min={t_min!r}")
         self.config = {"m": m, "width": width, "depth": depth, "activation": activation,
                        "embedding_dim": embedding_dim, "T": float(T), "t_min": float(t_min)}
         if preconditioning != "coordinate":  # the defaults keep the config of earlier files
             self.config["preconditioning"] = preconditioning
+        if architecture != "mlp":
+            self.config["architecture"] = architecture
+        self.architecture = architecture
         if not isinstance(gaussian_skip, bool):
             raise SymscoreError(f"gaussian_skip: expected True or False, got {gaussian_skip!r}")
         if gaussian_skip:
@@ -157,12 +229,7 @@ class ScoreModel(nn.Module):
         self.m, self.T, self.t_min = m, float(T), float(t_min)
         self.embedding = SinusoidalEmbedding(embedding_dim, float(T))
         time_features = 1 + 2 * ((embedding_dim - 1) // 2)
-        layers, size = [], m + time_features
-        for _ in range(depth):
-            layers += [nn.Linear(size, width), ACTIVATIONS[activation]()]
-            size = width
-        layers.append(nn.Linear(size, m))
-        self.net = nn.Sequential(*layers)
+        self.net = ARCHITECTURES[architecture](m, time_features, width, depth, ACTIVATIONS[activation])
         self.spherical = (SphericalBlock(sphere_degree(m), spherical_channels, SPHERICAL_HIDDEN, time_features,
                                          ACTIVATIONS[activation]) if spherical_channels else None)
         self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
@@ -225,7 +292,7 @@ class ScoreModel(nn.Module):
         mean = _interpolate(t, grid, self.x_mean.to(x.dtype))
         std = _interpolate(t, grid, self.x_std.to(x.dtype), log_values=True)
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
-        raw = self.net(torch.cat([z, embedding], dim=1))
+        raw = self.net(z, embedding)
         if self.spherical is not None:
             raw = raw + self.spherical(z, embedding)
         return raw, _interpolate(t, grid, self.out_scale.to(x.dtype), log_values=True)

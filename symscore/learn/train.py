@@ -19,7 +19,8 @@ Bias knobs (both off or small by default):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +34,16 @@ from ..compiler.runtime import TimeGrid
 from ..data import check_data, load
 from ..spec.sde import SDE
 from .distributed import process_group
-from .model import ACTIVATIONS, PRECONDITIONINGS, ScoreModel, complete_state, load_torch_file
+from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel, complete_state, load_torch_file
 from .targets import TARGETS, make_target_source
 
-__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin_metric", "calibrate_stein"]
+__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin_metric", "calibrate_stein",
+           "seconds_per_step", "steps_for_budget"]
 
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
 #: Run-record fields added after checkpoints were first written, with the value they then had.
 RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False, "spherical_channels": 0,
-                   "stein_calibration": False}
+                   "stein_calibration": False, "architecture": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class TrainConfig:
     gaussian_skip: bool = False
     spherical_channels: int = 0
     stein_calibration: bool = False
+    architecture: str = "mlp"
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -85,6 +88,9 @@ class TrainConfig:
         for name in ("gaussian_skip", "stein_calibration"):
             if not isinstance(getattr(self, name), bool):
                 raise SymscoreError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise SymscoreError(f"architecture: expected one of {', '.join(map(repr, ARCHITECTURES))}, "
+                                f"got {self.architecture!r}")
         if self.activation not in ACTIVATIONS:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         checked = {
@@ -326,7 +332,7 @@ class Trainer:
             model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,
                                t_min=float(self.candidates[0] * sde.T / config.n_steps),
                                preconditioning=config.preconditioning, gaussian_skip=config.gaussian_skip,
-                               spherical_channels=config.spherical_channels)
+                               spherical_channels=config.spherical_channels, architecture=config.architecture)
         elif not isinstance(model, ScoreModel) or model.m != sde.m:
             raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
         elif model.preconditioning != config.preconditioning or model.gaussian_skip != config.gaussian_skip:
@@ -418,7 +424,8 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
           progress: bool = True, device=None, preconditioning: str = "coordinate",
-          gaussian_skip: bool = False, spherical_channels: int = 0, stein_calibration: bool = False) -> ScoreModel:
+          gaussian_skip: bool = False, spherical_channels: int = 0, stein_calibration: bool = False,
+          architecture: str = "mlp") -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -461,17 +468,39 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             makes it satisfy Stein's identity E[(X_i - mu_i) s_i] = -1 on 4 ``pilot_size`` forward
             paths (:func:`calibrate_stein`); it fixes the second moments the probability-flow ODE
             transports. Checkpoints hold the uncalibrated weights; a resumed run calibrates at its end.
+        architecture: ``"mlp"`` (default) or ``"resnet"``, residual blocks with the time fed to each
+            (:mod:`symscore.learn.model`).
     """
     config = TrainConfig(steps=steps, batch_size=batch_size, target=target, backend=backend, t_min=t_min, seed=seed,
                          times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
                          clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size, preconditioning=preconditioning,
-                         gaussian_skip=gaussian_skip, spherical_channels=spherical_channels,
+                         gaussian_skip=gaussian_skip, spherical_channels=spherical_channels, architecture=architecture,
                          stein_calibration=stein_calibration)
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)
     return trainer.run(progress)
+
+
+def seconds_per_step(sde: SDE, data, config: TrainConfig, warmup: int = 3, timed: int = 10) -> float:
+    """Seconds per optimisation step of ``config`` on this machine: ``timed`` steps after ``warmup``
+    untimed ones (kernel compilation and first allocations), of a throw-away run."""
+    warmup, timed = positive_int(warmup, "warmup", low=0), positive_int(timed, "timed")
+    trainer = Trainer(sde, data, replace(config, steps=warmup + timed))
+    for _ in range(warmup):
+        trainer.step()
+    start = time.perf_counter()
+    for _ in range(timed):
+        trainer.step()
+    return (time.perf_counter() - start) / timed
+
+
+def steps_for_budget(sde: SDE, data, config: TrainConfig, budget: float, least: int = 20) -> int:
+    """How many steps of ``config`` fit in ``budget`` seconds of training here (at least ``least``),
+    so that a run's cosine schedule ends when its wall-clock budget does: equal-time comparisons."""
+    budget = positive_float(budget, "budget")
+    return max(positive_int(least, "least"), int(budget / seconds_per_step(sde, data, config)))
 
 
 def _ema_average(decay: float):
