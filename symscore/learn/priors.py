@@ -214,8 +214,6 @@ def gaussian_prior(sde, *, data_mean=None, data_cov=None, endpoints=None) -> Pri
 
 #: Significance of the test that X_T has mixed (module docstring), over all coordinates.
 MIXING_LEVEL = 1e-3
-
-
 #: Tail levels of the exceedance counts in the mixing test (module docstring).
 TAIL_LEVELS = (0.01, 0.99)
 
@@ -292,9 +290,9 @@ def make_prior(sde, kind: str = "auto", *, data_mean=None, data_cov=None, endpoi
     data = {"data_mean": data_mean, "data_cov": data_cov, "endpoints": endpoints}
     if kind != "auto":
         return PRIORS.lookup(kind, extra=("auto",))(sde, **data)
-    for kind, builder in PRIORS.items():
+    for name, builder in PRIORS.items():
         try:
-            return builder(sde, **data, **({"mixing_test": True} if kind == "stationary" else {}))
+            return builder(sde, **data, **({"mixing_test": True} if name == "stationary" else {}))
         except PriorNotApplicable as exc:
             reason = exc
     raise reason
