@@ -91,8 +91,26 @@ def test_demo_small_mode(tmp_path):
 
     report = run_demo(out=tmp_path, steps=800, batch_size=64, n_samples=300, n_train=1000, sample_steps=200,
                               width=64, depth=2, progress=False, print_fn=lines.append)
-    assert set(report) == {"cubic + malliavin", "vp + dsm", "data (noise floor)"}
+    assert set(report) == {"cauchy + malliavin, sde", "cauchy + malliavin, pc", "vp + dsm, sde", "vp + dsm, pc",
+                           "data (noise floor)"}
+    assert report["cauchy + malliavin, pc"]["steps"] == 800
     written = {p.name for p in tmp_path.iterdir()}
     assert {"samples.png", "score_field.png", "target_variance.png", "loss.png", "metrics.json"} <= written
-    assert json.loads((tmp_path / "metrics.json").read_text())["vp + dsm"]["sliced_w2"]["settings"]["seed"] == 0
-    assert any("sliced W2" in line for line in lines)
+    assert json.loads((tmp_path / "metrics.json").read_text())["vp + dsm, pc"]["sliced_w2"]["settings"]["seed"] == 0
+    assert any("sliced W2" in line for line in lines) and any(line.startswith("best: ") for line in lines)
+
+
+def test_demo_budget_gives_both_models_the_steps_measured_for_it(tmp_path, monkeypatch):
+    import symscore.demo as demo
+
+    asked = []
+
+    def fake_steps_for_budget(sde, data, config, budget):
+        asked.append((sde.name, config.target, budget))
+        return 25
+
+    monkeypatch.setattr(demo, "steps_for_budget", fake_steps_for_budget)
+    report = demo.run_demo(out=tmp_path, budget=7.5, batch_size=32, n_samples=200, n_train=500, sample_steps=40,
+                           width=16, depth=1, progress=False, print_fn=lambda line: None)
+    assert asked == [("cauchy", "malliavin", 7.5), ("vp", "dsm", 7.5)]
+    assert {row["steps"] for label, row in report.items() if label != "data (noise floor)"} == {25}
