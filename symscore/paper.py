@@ -12,9 +12,10 @@ beta linear from 1 to 25, T = 1, 250 Euler steps). :func:`run_paper` runs that g
 
 Every cell gets the same wall-clock budget of training on this machine: a short calibration run
 measures the cell's seconds per step and the step count is the budget over that (so the cosine
-schedule ends when the budget does). Samples come from the reverse SDE; sliced W2, W2, MMD^2 and
-the energy distance are measured against held-out data, next to their noise floor: the same
-metric between two independent draws of the data of the same sizes.
+schedule ends when the budget does). Each trained cell is sampled with the reverse SDE (``sde``)
+and with predictor-corrector (``pc``: a Langevin corrector step after each reverse step); sliced
+W2, W2, MMD^2 and the energy distance are measured against held-out data, next to their noise
+floor: the same metric between two independent draws of the data of the same sizes.
 
 The network is scaled down and stated plainly: the paper used width 4096 x 6 residual blocks,
 AdamW 2e-4, batch 2048; here the package's MLP (:class:`~symscore.learn.model.ScoreModel`),
@@ -35,10 +36,10 @@ from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
 from .data import DATASETS, student_t
 from .learn.samplers import sample
-from .learn.train import Trainer, TrainConfig, seconds_per_step
+from .learn.train import Trainer, TrainConfig, steps_for_budget
 from .spec import library
 
-__all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "run_paper", "markdown_table", "run_heavy_tails",
+__all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "SAMPLERS", "run_paper", "markdown_table", "run_heavy_tails",
            "student_t_radius_quantile"]
 
 PAPER_DATASETS = ("checkerboard", "swiss_roll", "eight_gaussians")
@@ -68,22 +69,19 @@ CELLS = (Cell("cauchy", "malliavin"), Cell("cauchy", "first-order"), Cell("vp", 
 #: the scaled-down network and optimiser of every cell (module docstring)
 NETWORK = dict(width=128, depth=3, activation="relu", batch_size=256, n_times=4)
 QUICK = dict(steps=10, n_train=2000, n_eval=300, sample_steps=20)
+#: the samplers every trained cell is measured with (:func:`symscore.learn.samplers.sample`)
+SAMPLERS = ("sde", "pc")
 
 
 def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:
     return TrainConfig(steps=steps, target=cell.target, n_steps=N_STEPS, t_min=T_MIN, seed=seed, **NETWORK)
 
 
-def _seconds_per_step(sde, data, cell: Cell, seed: int, warmup: int = 3, timed: int = 10) -> float:
-    """Seconds per optimisation step of ``cell`` here, after ``warmup`` untimed steps."""
-    return seconds_per_step(sde, data, _config(cell, 1, seed), warmup, timed)
-
-
 def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed: int):
     """(EMA model, steps taken, training seconds) of one cell, by budget or by step count."""
     sde = getattr(library, cell.sde)(m=2)
     if steps is None:
-        steps = max(20, int(budget / _seconds_per_step(sde, data, cell, seed)))
+        steps = steps_for_budget(sde, data, _config(cell, 1, seed), budget)
     start = time.perf_counter()
     trainer = Trainer(sde, data, _config(cell, steps, seed))
     model = trainer.run(progress=False)
@@ -91,9 +89,11 @@ def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed:
 
 
 def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps):
-    """(n_eval samples of the reverse SDE, steps taken, training seconds) of one trained cell."""
+    """({sampler: n_eval samples}, steps taken, training seconds) of one trained cell, a sample per
+    entry of :data:`SAMPLERS` (each from the same seed)."""
     sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
-    return sample(sde, model, n_eval, sample_steps, method="sde", seed=seed + 3), taken, seconds
+    return {method: sample(sde, model, n_eval, sample_steps, method=method, seed=seed + 3)
+            for method in SAMPLERS}, taken, seconds
 
 
 def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed) -> dict:
@@ -113,7 +113,8 @@ def _metric_row(samples, reference, seed) -> dict:
 def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=PAPER_DATASETS, cells=CELLS,
               n_train: int = 8000, n_eval: int = 3000, sample_steps: int = 500, seed: int = 0,
               print_fn=print) -> dict:
-    """Run the grid ``datasets`` x ``cells``; write ``results.md``, ``metrics.json`` and ``samples.png``.
+    """Run the grid ``datasets`` x ``cells``; write ``results.md``, ``metrics.json`` and
+    ``samples_<sampler>.png`` (a row per dataset, a column per cell).
 
     Args:
         out: output folder (created).
@@ -123,12 +124,12 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
         datasets: names from :data:`symscore.data.DATASETS` (default: the paper's three).
         cells: :class:`Cell` s (default :data:`CELLS`).
         n_train, n_eval: training points; samples drawn and held-out points compared per cell.
-        sample_steps: Euler steps of the reverse SDE.
+        sample_steps: Euler steps of each sampler (the reverse SDE and predictor-corrector).
         seed: seeds data (seed, seed + 1, seed + 2 for train, held-out and noise-floor draws),
             training and sampling.
 
-    Returns ``{dataset: {label: {metric: value, "steps": int, "train_s": float}}}`` with the noise
-    floor under the label :data:`FLOOR` (``"data (noise floor)"``).
+    Returns ``{dataset: {"<cell label>, <sampler>": {metric: value, "steps": int, "train_s": float}}}``
+    with the noise floor under the label :data:`FLOOR` (``"data (noise floor)"``).
     """
     settings = _run_settings(budget, quick, n_train, n_eval, sample_steps, seed)
     steps = QUICK["steps"] if quick else None
@@ -141,26 +142,29 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
     n_train, n_eval, sample_steps = settings["n_train"], settings["n_eval"], settings["sample_steps"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results, grid = {}, {}
+    results, grids = {}, {method: {} for method in SAMPLERS}
     for name in datasets:
         draw = DATASETS[name]
         data, held_out, floor = draw(n_train, seed=seed), draw(n_eval, seed=seed + 1), draw(n_eval, seed=seed + 2)
         results[name] = {FLOOR: _metric_row(floor, held_out, seed)}
-        grid[name] = {"data": held_out}
+        for method in SAMPLERS:
+            grids[method][name] = {"data": held_out}
         for cell in cells:
-            points, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
-            grid[name][cell.label] = points
-            results[name][cell.label] = _metric_row(points, held_out, seed) | {"steps": taken,
-                                                                               "train_s": round(seconds, 1)}
-            row = results[name][cell.label]
-            print_fn(f"{name:<16} {cell.label:<24} sliced W2 {row['sliced_w2']:.4f} (floor "
-                     f"{results[name][FLOOR]['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
+            by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
+            for method, points in by_sampler.items():
+                label = f"{cell.label}, {method}"
+                grids[method][name][cell.label] = points
+                results[name][label] = _metric_row(points, held_out, seed) | {"steps": taken,
+                                                                              "train_s": round(seconds, 1)}
+                print_fn(f"{name:<16} {label:<28} sliced W2 {results[name][label]['sliced_w2']:.4f} (floor "
+                         f"{results[name][FLOOR]['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
     (out / "metrics.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     table = markdown_table(results)
     (out / "results.md").write_text(table + "\n")
-    plots.plot_sample_grid(grid, out / "samples.png")
+    for method, grid in grids.items():
+        plots.plot_sample_grid(grid, out / f"samples_{method}.png")
     print_fn(table)
-    print_fn(f"wrote metrics.json, results.md, samples.png to {out}/")
+    print_fn(f"wrote metrics.json, results.md, {', '.join(f'samples_{method}.png' for method in SAMPLERS)} to {out}/")
     return results
 
 
@@ -218,8 +222,11 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
     data, held_out, floor = student_t(n_train, seed=seed), student_t(n_eval, seed=seed + 1), student_t(n_eval, seed=seed + 2)
     exact = student_t_radius_quantile(TAIL_LEVELS)
     panels, results = {"data": held_out}, {}
-    for label, points, taken, seconds in [(FLOOR, floor, None, None)] + [
-            (cell.label, *_sampled(cell, data, budget, steps, seed, n_eval, sample_steps)) for cell in HEAVY_CELLS]:
+    sampled = [(FLOOR, floor, None, None)]
+    for cell in HEAVY_CELLS:
+        by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
+        sampled += [(f"{cell.label}, {method}", points, taken, seconds) for method, points in by_sampler.items()]
+    for label, points, taken, seconds in sampled:
         radius = np.linalg.norm(points, axis=1)
         row = {f"q{p:g}": _quantile_interval(radius, p) for p in TAIL_LEVELS}
         row |= {name: float(metric) for name, metric in (("mmd2", metrics.mmd(points, held_out, seed=seed)),

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import symscore as ss
 from symscore.cli import main
 from symscore.learn.targets import make_target_source
-from symscore.paper import FLOOR, Cell, _seconds_per_step, _train_cell, run_paper
+from symscore.paper import FLOOR, SAMPLERS, Cell, _train_cell, run_paper
 
 
 def _targets(sde, target, n=400, steps=(5, 20)):
@@ -35,31 +35,28 @@ def test_quick_grid_writes_the_table_the_metrics_and_the_figure(tmp_path):
     lines = []
     results = run_paper(out=tmp_path, quick=True, datasets=("eight_gaussians",), cells=cells, print_fn=lines.append)
     rows = results["eight_gaussians"]
-    assert list(rows) == [FLOOR, "vp + dsm", "vp + first-order"]
-    for label in ("vp + dsm", "vp + first-order"):
+    labels = [f"{cell} + {target}, {method}" for cell, target in (("vp", "dsm"), ("vp", "first-order"))
+              for method in SAMPLERS]
+    assert SAMPLERS == ("sde", "pc") and list(rows) == [FLOOR] + labels
+    for label in labels:
         assert rows[label]["steps"] == 10
         assert all(np.isfinite(rows[label][k]) for k in ("sliced_w2", "w2", "mmd2", "energy"))
     table = (tmp_path / "results.md").read_text()
-    assert table.count("| eight_gaussians |") == 3 and "sliced W2 (x floor)" in table
+    assert table.count("| eight_gaussians |") == 5 and "sliced W2 (x floor)" in table
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["settings"]["quick"] and saved["results"]["eight_gaussians"]["vp + dsm"]["steps"] == 10
-    assert (tmp_path / "samples.png").stat().st_size > 10_000
+    assert saved["settings"]["quick"] and saved["results"]["eight_gaussians"]["vp + dsm, pc"]["steps"] == 10
+    for method in SAMPLERS:
+        assert (tmp_path / f"samples_{method}.png").stat().st_size > 10_000
 
 
 def test_budget_sets_the_step_count_from_the_measured_step_time(monkeypatch):
     """Steps = budget / seconds per step (at least 20); the step time itself is machine-dependent."""
-    import symscore.paper as paper
+    import symscore.learn.train as train
 
-    monkeypatch.setattr(paper, "_seconds_per_step", lambda *args, **kwargs: 0.01)
+    monkeypatch.setattr(train, "seconds_per_step", lambda *args, **kwargs: 0.01)
     data = ss.data.eight_gaussians(1000, seed=0)
     assert _train_cell(Cell("vp", "dsm"), data, 0.3, None, seed=0)[2] == 30
     assert _train_cell(Cell("vp", "dsm"), data, 0.05, None, seed=0)[2] == 20
-
-
-def test_seconds_per_step_times_the_cells_steps():
-    data = ss.data.eight_gaussians(1000, seed=0)
-    seconds = _seconds_per_step(ss.library.vp(m=2), data, Cell("vp", "dsm"), seed=0, warmup=1, timed=3)
-    assert 0 < seconds < 5
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(budget=0), "budget"), (dict(budget="1"), "budget"),
@@ -96,6 +93,7 @@ def test_heavy_tails_quick_run(tmp_path):
     from symscore.paper import run_heavy_tails
 
     results = run_heavy_tails(out=tmp_path, quick=True, print_fn=lambda line: None)
-    assert list(results) == [FLOOR, "cauchy + malliavin", "vp + dsm"]
+    assert list(results) == [FLOOR] + [f"{label}, {method}" for label in ("cauchy + malliavin", "vp + dsm")
+                                       for method in SAMPLERS]
     assert (tmp_path / "tails.md").read_text().count("|") > 30 and (tmp_path / "tails.png").exists()
-    assert json.loads((tmp_path / "tails.json").read_text())["results"]["vp + dsm"]["steps"] == 10
+    assert json.loads((tmp_path / "tails.json").read_text())["results"]["vp + dsm, sde"]["steps"] == 10
