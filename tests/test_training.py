@@ -231,8 +231,17 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
 
     sde = ss.library.cubic(m=2)
     config = train_module.TrainConfig(**{k: v for k, v in SMALL.items() if k != "progress"})
-    seconds = train_module.seconds_per_step(sde, small_data(), config, warmup=1, timed=2)
+    seconds = train_module.seconds_per_step(sde, small_data(), config, warmup=1, timed=2, min_seconds=0)
     assert 0 < seconds < 5
+    # short steps are timed for at least min_seconds, not just `timed` of them
+    counted = []
+    original_step = train_module.Trainer.step
+    monkeypatch.setattr(train_module.Trainer, "step", lambda self: counted.append(1) or original_step(self))
+    train_module.seconds_per_step(sde, small_data(), config, warmup=1, timed=2, min_seconds=0.5)
+    assert len(counted) > 1 + 2 and len(counted) * seconds > 0.25
+    monkeypatch.setattr(train_module.Trainer, "step", original_step)
+    with pytest.raises(ss.SymscoreError, match="min_seconds"):
+        train_module.seconds_per_step(sde, small_data(), config, min_seconds=-1)
     monkeypatch.setattr(train_module, "seconds_per_step", lambda *args, **kwargs: 0.01)
     assert train_module.steps_for_budget(sde, small_data(), config, 0.3) == 30
     assert train_module.steps_for_budget(sde, small_data(), config, 0.05) == 20
