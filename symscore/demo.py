@@ -3,8 +3,9 @@
 :func:`run_demo` learns the checkerboard with the Malliavin paper's *nonlinear* forward SDE
 (``cauchy``: dX = -beta(t) X / (1 + X^2) dt + sqrt(beta(t)) dB per coordinate, Malliavin target)
 and, with the same network and wall clock, with the VP SDE (denoising target); samples both with
-the reverse SDE and with predictor-corrector; writes PNGs and ``metrics.json`` to ``demo/`` and
-prints sliced W2 (and its ratio to the noise floor), W2, MMD and energy distance against held-out data.
+the reverse SDE and with predictor-corrector; writes PNGs, ``samples.npz`` (the held-out data and
+each row's samples) and ``metrics.json`` to ``demo/`` and prints sliced W2 (and its ratio to the
+noise floor), W2, MMD and energy distance against held-out data.
 
 :func:`run_benes_check` is the kernel-level check: conditional means of the Malliavin target of
 the Benes SDE dX = theta tanh(theta X) dt + dB against its exact score, and against the
@@ -86,6 +87,11 @@ DEMO_RUNS = {"cauchy + malliavin": (library.cauchy, "malliavin"), "vp + dsm": (l
 DEMO_SAMPLERS = ("sde", "pc")
 
 
+def sample_key(row: str) -> str:
+    """The name of a report row's samples in ``samples.npz``: "cauchy + malliavin, pc" -> "cauchy_malliavin_pc"."""
+    return row.replace(" + ", "_").replace(", ", "_")
+
+
 def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_size: int = 256, n_samples: int = 5000,
              n_train: int = 20_000, n_steps: int = 250, sample_steps: int = 500, width: int = 128, depth: int = 3,
              activation: str = "relu", seed: int = 0, progress: bool = True, print_fn=print) -> dict:
@@ -93,7 +99,7 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
     with the reverse SDE and with predictor-corrector, and compare against held-out data.
 
     Args:
-        out: folder for the PNGs and ``metrics.json``.
+        out: folder for the PNGs, ``samples.npz`` and ``metrics.json``.
         budget: seconds of training per model: the step count is the budget over the measured
             seconds per step (:func:`~symscore.learn.train.steps_for_budget`), so the cosine
             schedule ends with the budget and both models get the same wall clock.
@@ -132,6 +138,7 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
     floor = {name: m.as_dict() for name, m in metrics.evaluate(reference, held_out, seed=seed).items()}
     report["data (noise floor)"] = floor
     plots.plot_samples(held_out, samples, out / "samples.png", limits=(-5, 5))
+    np.savez_compressed(out / "samples.npz", held_out=held_out, **{sample_key(row): x for row, x in samples.items()})
     plots.plot_score_field(models, 0.1, out / "score_field.png", limits=(-4.5, 4.5))
     plots.plot_target_variance(variances, out / "target_variance.png")
     plots.plot_loss({label: model.loss_history for label, model in models.items()}, out / "loss.png")

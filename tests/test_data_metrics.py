@@ -95,7 +95,10 @@ def test_demo_small_mode(tmp_path):
                            "data (noise floor)"}
     assert report["cauchy + malliavin, pc"]["steps"] == 800
     written = {p.name for p in tmp_path.iterdir()}
-    assert {"samples.png", "score_field.png", "target_variance.png", "loss.png", "metrics.json"} <= written
+    assert {"samples.png", "samples.npz", "score_field.png", "target_variance.png", "loss.png", "metrics.json"} <= written
+    saved = np.load(tmp_path / "samples.npz")
+    assert set(saved.files) == {"held_out", "cauchy_malliavin_sde", "cauchy_malliavin_pc", "vp_dsm_sde", "vp_dsm_pc"}
+    assert saved["vp_dsm_pc"].shape == (300, 2)
     assert json.loads((tmp_path / "metrics.json").read_text())["vp + dsm, pc"]["sliced_w2"]["settings"]["seed"] == 0
     assert any("sliced W2" in line for line in lines) and any(line.startswith("best: ") for line in lines)
 

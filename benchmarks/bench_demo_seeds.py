@@ -1,0 +1,67 @@
+"""How much the demo's figures move between training runs (``make demo`` repeated over seeds).
+
+``make demo`` is one training run per model, so a ranking or an "x the noise floor" figure from it
+is one draw. This script repeats :func:`symscore.demo.run_demo` for several seeds (the data, the
+held-out set, the network's initialisation, the training paths and the sampler noise all change)
+and prints each run's sliced W2 over that run's noise floor, then per model and sampler the mean,
+the range and how many runs are within 1.5x the floor.
+
+Each row also prints two things sliced W2 on the checkerboard is sensitive to: the largest
+deviation of a square's mass from 1/8 and the fraction of samples off the black squares.
+
+    python benchmarks/bench_demo_seeds.py [--seeds 0 1 2] [--budget 300] [--out bench_demo_seeds]
+    (about 11 minutes per seed at the default budget on 2 cores)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from symscore.demo import run_demo, sample_key
+
+
+def square_masses(x: np.ndarray, squares: int = 4, size: float = 4.0) -> np.ndarray:
+    """Fraction of the points in each black square of the checkerboard (``ss.data.checkerboard``)."""
+    cell = 2 * size / squares
+    index = np.floor((x + size) / cell).astype(int)
+    inside = np.all((index >= 0) & (index < squares), axis=1)
+    counts = np.zeros((squares, squares))
+    np.add.at(counts, (index[inside, 0], index[inside, 1]), 1)
+    black = (np.add.outer(np.arange(squares), np.arange(squares)) % 2) == 0
+    return counts[black] / len(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per model and seed")
+    parser.add_argument("--out", default="bench_demo_seeds")
+    args = parser.parse_args()
+    ratios: dict[str, list[float]] = {}
+    lines = []
+    for seed in args.seeds:
+        out = Path(args.out) / f"seed{seed}"
+        report = run_demo(out=out, budget=args.budget, seed=seed, progress=False, print_fn=lambda line: None)
+        saved = np.load(out / "samples.npz")
+        floor = report.pop("data (noise floor)")["sliced_w2"]["value"]
+        lines.append(f"seed {seed}: noise floor {floor:.4f}, data's largest |mass - 1/8| "
+                     f"{np.abs(square_masses(saved['held_out']) - 1 / 8).max():.3f}")
+        for row, figures in report.items():
+            ratio = figures["sliced_w2"]["value"] / floor
+            ratios.setdefault(row, []).append(ratio)
+            masses = square_masses(saved[sample_key(row)])
+            lines.append(f"  {row:<24} sliced W2 {figures['sliced_w2']['value']:.4f} ({ratio:.2f} x floor)  "
+                         f"largest |mass - 1/8| {np.abs(masses - 1 / 8).max():.3f}, off the squares "
+                         f"{1 - masses.sum():.3f}  ({figures['steps']} steps)")
+        print(lines[-len(report) - 1], *lines[-len(report):], sep="\n", flush=True)
+    print(f"\n{'model, sampler':<24} {'mean x floor':>13} {'min':>6} {'max':>6} {'runs <= 1.5x':>13}")
+    for row, values in ratios.items():
+        values = np.asarray(values)
+        print(f"{row:<24} {values.mean():13.2f} {values.min():6.2f} {values.max():6.2f} "
+              f"{int((values <= 1.5).sum()):>7d} of {len(values)}")
+
+
+if __name__ == "__main__":
+    main()
