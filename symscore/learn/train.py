@@ -488,8 +488,9 @@ def seconds_per_step(sde: SDE, data, config: TrainConfig, warmup: int = 10, time
     """Seconds per optimisation step of ``config`` on this machine, from a throw-away run: ``warmup``
     untimed steps (kernel compilation, first allocations, the thread pool), then at least ``timed``
     steps and at least ``min_seconds`` of them. Steps of a few milliseconds timed ten at a time
-    missed the demo's 300 s budget by 8-19% (50% once, with another job on the machine): hence
-    the floor in seconds."""
+    missed the demo's 300 s budget by 8-19% (50% once, with another job on the machine), hence
+    the floor in seconds; the step time still drifts over minutes on a shared machine (the demo's
+    runs then missed by up to 18% either way), so the actual time is reported next to the steps."""
     warmup, timed = positive_int(warmup, "warmup", low=0), positive_int(timed, "timed")
     min_seconds = positive_float(min_seconds, "min_seconds", allow_zero=True)
     trainer = Trainer(sde, data, replace(config, steps=warmup + timed))
