@@ -247,3 +247,18 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
     assert train_module.steps_for_budget(sde, small_data(), config, 0.05) == 20
     with pytest.raises(ss.SymscoreError, match="budget"):
         train_module.steps_for_budget(sde, small_data(), config, 0)
+
+
+def test_a_given_model_keeps_its_shape_and_the_run_record_describes_it():
+    from symscore.learn.model import ScoreModel
+    from symscore.learn.train import Trainer, TrainConfig
+
+    sde = ss.library.cubic(m=2)
+    config = TrainConfig(**{k: v for k, v in SMALL.items() if k != "progress"})
+    given = ScoreModel(2, width=24, depth=1, activation="tanh", architecture="resnet")
+    trainer = Trainer(sde, small_data(), config, model=given)
+    assert trainer.model is given
+    assert (trainer.config.width, trainer.config.depth, trainer.config.activation, trainer.config.architecture) == \
+        (24, 1, "tanh", "resnet")
+    assert trainer.record["width"] == trainer.record["model"]["width"] == 24
+    assert trainer.config.steps == config.steps and trainer.config.target == config.target

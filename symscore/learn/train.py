@@ -339,6 +339,11 @@ class Trainer:
             raise SymscoreError(f"preconditioning, gaussian_skip: the model was built with "
                                 f"{model.preconditioning!r}, {model.gaussian_skip}, got {config.preconditioning!r}, "
                                 f"{config.gaussian_skip}")
+        else:  # a given network keeps its shape: the config (and so the run record) describes it
+            shape = {"width": model.config["width"], "depth": model.config["depth"],
+                     "activation": model.config["activation"], "architecture": model.architecture,
+                     "spherical_channels": model.config.get("spherical_channels", 0)}
+            config = self.config = replace(config, **shape)
         if config.preconditioning == "cameron-martin":
             model.set_metric(cameron_martin_metric(sde))
         _pilot(self.source, model, self.data, self.candidates, config.pilot_size, config.seed)
