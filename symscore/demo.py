@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from . import metrics, plots
 from .spec import library
 from .compiler.build import compile
 from .learn.samplers import sample
-from .learn.train import TrainConfig, steps_for_budget, train
+from .learn.train import Trainer, TrainConfig, steps_for_budget, train
 from .data import checkerboard
 
 __all__ = ["run_demo", "run_benes_check", "run_fields_demo"]
@@ -121,9 +122,7 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
                              t_min=2 * sde.T / n_steps, width=width, depth=depth, activation=activation, seed=seed)
         n_train_steps = steps if steps is not None else steps_for_budget(sde, data, config, budget)
         start = time.perf_counter()
-        models[label] = train(sde, data, steps=n_train_steps, batch_size=batch_size, target=target, n_steps=n_steps,
-                              t_min=config.t_min, width=width, depth=depth, activation=activation, seed=seed,
-                              progress=progress)
+        models[label] = Trainer(sde, data, replace(config, steps=n_train_steps)).run(progress)
         trained = time.perf_counter() - start
         for method in DEMO_SAMPLERS:
             start = time.perf_counter()
