@@ -52,9 +52,11 @@ def _lambdified(exprs, args, shape):
     return evaluate
 
 
-def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=False, drop=()):
+def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=False, drop=(),
+                       covering_weight=None):
     """(x, target) of shape (n, K, m) for shared increments dW (n, n_steps, d); ``drop`` may name
-    "P" or "RPsi" (the wrong variants of a state-dependent sigma)."""
+    "P" or "RPsi" (the wrong variants of a state-dependent sigma); ``covering_weight`` a(t), a
+    function of the float t, for the time-weighted covering field: a S in C, Q, R and M += a A dW."""
     drift, sigma = sde.bound_drift(), sde.bound_diffusion()
     state, time = list(sde.state), sde.time
     m, d = sde.m, sde.d
@@ -94,6 +96,8 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
         dw = dW[:, k]
         A = Yi @ sig
         S = A @ A.transpose(0, 2, 1)
+        if covering_weight is not None:
+            A, S = covering_weight(t_k) * A, covering_weight(t_k) * S
         M_next = M + einsum("nil,nl->ni", A, dw)
         C_next = C + S * dt
         G = G_f(t_k, X) if multiplicative else np.zeros((n, d, m, m))

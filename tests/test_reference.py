@@ -205,3 +205,46 @@ def test_lane_constants_split_into_blocks_in_the_loop_form(compiled):
     x0, times, n_steps, dW = _inputs(kern.sde, seed=3)
     paths = kern.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
     _assert_matches_reference(paths.x, paths.target, reference_simulate(kern.sde, x0, times, n_steps, dW), "loop form")
+
+
+# The time-weighted covering field of the control variate (compiler.ir.time_weighted): a(t) in
+# front of every S and of A in M. The comparison with the reference is per path, as above.
+COVERING_WEIGHTS = {"t": lambda t: t, "1 + t**2/2": lambda t: 1 + t**2 / 2, "exp(-2*t)": lambda t: np.exp(-2 * t)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, weight", [("rational3d", "t"), ("builtin_cauchy", "1 + t**2/2"),
+                                          ("field_l2", "exp(-2*t)"), ("hypoelliptic_nonlinear", "t")])
+def test_time_weighted_covering_field_matches_reference(compiled, name, weight, backend):
+    kern = compiled(name, backend, _covering_weight=weight)
+    x0, times, n_steps, dW = _inputs(kern.sde, seed=7)
+    paths = kern.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
+    reference = reference_simulate(kern.sde, x0, times, n_steps, dW, covering_weight=COVERING_WEIGHTS[weight])
+    _assert_matches_reference(paths.x, paths.target, reference, f"{name} a(t) = {weight} ({backend})")
+    # a weight that varies in t gives another target per path (same X_t), so the test can tell them apart
+    plain = reference_simulate(kern.sde, x0, times, n_steps, dW)
+    assert relative_error(paths.target, plain[1]) > 1e-3
+
+
+def test_constant_covering_weight_gives_the_plain_target(compiled):
+    """u = a A^T C_a^-1 Y^-1 does not change when a is a constant: the weight is the plain one."""
+    kern, plain = compiled("rational3d", _covering_weight="3"), compiled("rational3d")
+    x0, times, n_steps, dW = _inputs(kern.sde, seed=8)
+    a, b = kern.simulate(x0, times, n_steps, dW=dW), plain.simulate(x0, times, n_steps, dW=dW)
+    assert relative_error(a.target, b.target) <= RTOL
+
+
+@pytest.mark.parametrize("weight, kwargs, match", [
+    ("t + y", {}, "expression in t only"),
+    ("t", {"form": "loop"}, "unrolled form only"),
+])
+def test_covering_weight_bad_input(weight, kwargs, match):
+    with pytest.raises(ss.SymscoreError, match=match):
+        ss.compile(SDES["builtin_cauchy"](), _covering_weight=weight, **kwargs)
+
+
+def test_covering_weight_needs_additive_noise():
+    x = sp.Symbol("x")
+    gbm = ss.SDE([x / 2], sp.Matrix([[x / 3]]), [x], t, name="gbm_cv")
+    with pytest.raises(ss.SymscoreError, match="sigma\\(t, x\\)"):
+        ss.compile(gbm, _covering_weight="t")

@@ -22,7 +22,7 @@ __all__ = ["compile", "emit", "generate_source", "module_key"]
 
 def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=None, *, compile: bool = False,
             form: str = "auto", _force_coupled: bool = False, _first_order_only: bool = False,
-            _drop: tuple[str, ...] = ()):
+            _drop: tuple[str, ...] = (), _covering_weight=None):
     """Generate, cache and load the score kernel of ``sde``.
 
     Args:
@@ -48,6 +48,8 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
     options = record.check_options(dtype, device, compile)
     switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only, "drop": tuple(_drop),
                 "form": form}
+    if _covering_weight is not None:  # keyed by its text, so the default's key is unchanged
+        switches["covering_weight"] = str(_covering_weight)
     key = module_key(sde, backend, **switches)
     module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, **switches))
     return record.kernel()(sde, module, Path(path), cached, **options)
@@ -71,12 +73,14 @@ def module_key(sde: SDE, backend: str, **switches) -> str:
 
 
 def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False,
-                    drop: tuple[str, ...] = (), form: str = "auto") -> str:
+                    drop: tuple[str, ...] = (), form: str = "auto", covering_weight=None) -> str:
     """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
-    key = module_key(sde, backend, force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
-                     form=form)
+    switches = {"force_coupled": force_coupled, "first_order_only": first_order_only, "drop": tuple(drop), "form": form}
+    if covering_weight is not None:
+        switches["covering_weight"] = str(covering_weight)
+    key = module_key(sde, backend, **switches)
     ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
-                  form=form)
+                  form=form, covering_weight=covering_weight)
     forms = get_backend(backend).forms
     for b, block in enumerate(ir.blocks):
         if block.form not in forms:

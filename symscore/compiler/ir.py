@@ -613,15 +613,36 @@ def _commit(parts: tuple[StepPart, ...]) -> tuple[tuple[Assignment, ...], tuple[
     return tuple(lines.assignments), tuple(commit)
 
 
+def time_weighted(A: sp.Matrix, S: sp.Matrix, weight: sp.Expr) -> tuple[StepPart, sp.Matrix, sp.Matrix]:
+    """a(t) A and a(t) S for the time-weighted covering field u_r = a(r) A_r^T (C^a_t)^-1 Y_t^-1.
+
+    <D X_t, u> = Y_t (int a S dr) (C^a)^-1 Y_t^-1 = I for any a(r) > 0, so u covers X_t and its
+    Skorokhod integral has the score as conditional mean too. Pairing D_r with a(r) A_r and C^a's
+    a(s) S_s puts a in front of every S of the recursion (C, Q, R) and of A in M = int a A dB;
+    X, Y, Yi and Zh do not change (docs/math.md, "Control variate"). a = 1 is the plain target.
+    """
+    lines = _Lines()
+    a = lines.bind("a_t", weight, "a(t): time weight of the covering field")
+    Aa = sp.Matrix(A.rows, A.cols, lambda i, l: lines.bind(f"Aa_{i}_{l}", a * A[i, l], "a A") if A[i, l] != 0 else ZERO)
+    Sa = _symmetric(S.rows, lambda i, j: lines.bind(f"Sa_{i}_{j}", a * S[i, j], "a S") if S[i, j] != 0 else ZERO)
+    return StepPart(tuple(lines.assignments), ()), Aa, Sa
+
+
 def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, second_order: bool,
-             drop: frozenset = frozenset(), constants=(), constant_values=()) -> Block:
-    """The block of one local system: the formulas above composed in the order of the recursion."""
+             drop: frozenset = frozenset(), constants=(), constant_values=(), covering_weight=None) -> Block:
+    """The block of one local system: the formulas above composed in the order of the recursion.
+
+    ``covering_weight``: a(t) of :func:`time_weighted` (None: the plain covering field, a = 1).
+    """
     second_order = second_order and (bool(system.hessian) or bool(system.diffusion_gradient))
     coeffs = coefficients(system, second_order)
     dw = tuple(sp.Symbol(f"dw_{l}") for l in range(system.n_noise))
     state = first_order_state(system.x, coeffs)
     noise, A, S = noise_terms(state, coeffs)
     parts = [StepPart(coeffs.assignments, ()), noise]
+    if covering_weight is not None:
+        weighted, A, S = time_weighted(A, S, covering_weight)
+        parts.append(weighted)
     if second_order:
         second, state = second_variation_step(state, coeffs, A, S, dw, drop)
         parts.append(second)
@@ -859,7 +880,7 @@ def _local_system(derivation, coords, cols) -> LocalSystem:
 
 
 def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool = False,
-             drop: tuple[str, ...] = (), form: str = "auto") -> KernelIR:
+             drop: tuple[str, ...] = (), form: str = "auto", covering_weight=None) -> KernelIR:
     """Build the kernel IR of a derivation.
 
     Args:
@@ -870,10 +891,15 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
         drop: for sigma(t, x), leave out "P" and/or "RPsi" (wrong targets, for the same purpose).
         form: "unrolled" (straight-line scalar code), "loop" (:class:`LoopBlock`) or "auto": the
             loop form for blocks whose unrolled form exceeds :data:`LOOP_FORM_TERMS` terms.
+        covering_weight: a(t), an expression in ``t`` positive on (0, T], for the time-weighted
+            covering field of :func:`time_weighted` (the second weight of the control variate);
+            None for the plain one. sigma(t) only, unrolled form only.
     """
     if form not in FORMS:
         raise SymscoreError(f"form: expected one of {', '.join(map(repr, FORMS))}, got {form!r}")
     sde = derivation.sde
+    if covering_weight is not None:
+        covering_weight = _checked_covering_weight(covering_weight, derivation)
     m, d = sde.m, sde.d
     sigma = sde.bound_diffusion()
     # the patterns from the non-zero entries (m^2 SymPy look-ups cost seconds at m = 1089), with
@@ -910,12 +936,18 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
     for abstract, members in groups.values():
         loop = form == "loop" or (form == "auto" and unrolled_terms(abstract, second_order) > LOOP_FORM_TERMS)
         distinct = sorted({values for _, _, values in members})
+        if loop and covering_weight is not None:
+            raise SymscoreError(
+                "covering_weight: the time-weighted covering field is built for the unrolled form only; a block "
+                f"of width {abstract.width} needs the loop form here (pass form='unrolled' to force it)")
         if len(distinct) > 1 and not loop:  # one block, the numbers loaded per lane
-            blocks.append(_make_block(sde, abstract, members, second_order, drop, False, constants=True))
+            blocks.append(_make_block(sde, abstract, members, second_order, drop, False, constants=True,
+                                      covering_weight=covering_weight))
             continue
         for values in distinct:  # the numbers bound: one block per distinct set (the loop form has no lane tables)
             bound = replace(abstract, sigma=abstract.sigma.xreplace(dict(zip(_constant_symbols(len(values)), values))))
-            blocks.append(_make_block(sde, bound, [mb for mb in members if mb[2] == values], second_order, drop, loop))
+            blocks.append(_make_block(sde, bound, [mb for mb in members if mb[2] == values], second_order, drop, loop,
+                                      covering_weight=covering_weight))
     return KernelIR(m=m, d=d, blocks=tuple(blocks), structure=derivation.structure)
 
 
@@ -948,7 +980,23 @@ def _lane_constants(system: LocalSystem) -> tuple[LocalSystem, tuple[sp.Float, .
     return replace(system, sigma=abstract), tuple(floats)
 
 
-def _make_block(sde, system, members, second_order, drop, loop, constants=False):
+def _checked_covering_weight(weight, derivation) -> sp.Expr:
+    """a(t) as a SymPy expression of ``t`` alone, for an SDE with sigma(t) (else a clear error)."""
+    try:
+        weight = sp.sympify(weight)
+    except (sp.SympifyError, TypeError) as exc:
+        raise SymscoreError(f"covering_weight: expected a SymPy expression in t, got {weight!r}") from exc
+    extra = weight.free_symbols - {T_SYMBOL}
+    if extra:
+        raise SymscoreError(f"covering_weight: expected an expression in t only, got {weight} "
+                            f"(free symbols {', '.join(sorted(map(str, extra)))})")
+    if derivation.diffusion_gradient:
+        raise SymscoreError("covering_weight: the time-weighted covering field is derived for a diffusion "
+                            "sigma(t) that does not depend on the state; this SDE has sigma(t, x)")
+    return weight
+
+
+def _make_block(sde, system, members, second_order, drop, loop, constants=False, covering_weight=None):
     lanes = [coords for coords, _, _ in members]
     names = [", ".join(str(sde.state[g]) for g in coords) for coords in lanes]
     description = f"{len(lanes)} lane(s) of width {system.width}: " + "; ".join(names[:4]) + (
@@ -961,5 +1009,7 @@ def _make_block(sde, system, members, second_order, drop, loop, constants=False)
         values = [tuple(float(v) for v in vals) for _, _, vals in members]
         extra = {"constants": _constant_symbols(len(values[0])), "constant_values": values}
         description += f" (lane constants {', '.join(map(str, extra['constants']))} per lane)"
+    if covering_weight is not None:
+        description += f" (covering field weighted by a(t) = {covering_weight})"
     return block_of(system, lanes, [cols for _, cols, _ in members], description, second_order=second_order,
-                    drop=frozenset(drop), **extra)
+                    drop=frozenset(drop), covering_weight=covering_weight, **extra)
