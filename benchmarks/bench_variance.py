@@ -1,6 +1,7 @@
-"""The Malliavin target's variance against t, and its Euler bias at equal cost: plain, antithetic, Richardson.
+"""The Malliavin target's variance against t, and its Euler bias at equal cost: plain, antithetic,
+Richardson, control variate.
 
-Two tables (issue 15, part 2), every figure a Monte Carlo estimate with its standard error.
+Three tables (issue 15, part 2), every figure a Monte Carlo estimate with its standard error.
 
 1. Variance against t, on four SDEs (the paper's cauchy and VP from checkerboard points, the
    double well and the 1-D Benes SDE from N(0.3, 0.5^2) points), 250 Euler steps, one pass
@@ -13,6 +14,8 @@ Two tables (issue 15, part 2), every figure a Monte Carlo estimate with its stan
 2. Bias at equal cost: the integration-by-parts residual |E[e]| (RMS over coordinates, with the
    standard error of that RMS under zero bias) of the plain target at 3N steps against the
    Richardson target 2 w(dt / 2) - w(dt) on N coarse steps (3N steps of work: 2N fine + N coarse).
+3. The control variate (target ``malliavin-cv``): the variance with and without it against t, and
+   its gain for the IBP estimator's batch mean, with its cost (two kernel passes).
 
 Run: python benchmarks/bench_variance.py [--paths 200000] [--quick]
 """
@@ -90,6 +93,27 @@ def bias_table(n: int, coarse_steps=(10, 20, 40)) -> None:
             print(f"{name:<12} {N:8d} {cells[0]:>30} {cells[1]:>30}")
 
 
+def control_variate_table(n: int) -> None:
+    print(f"\n3. the control variate w + c (w - w^a), a(t) = t, c left-one-out ({n} paths, {N_STEPS} steps): "
+          "var = tr Cov(target) plain / with it; cv x = Var(e) / Var(e_cv) for the IBP estimator e; "
+          "cost = seconds with / without")
+    print(f"{'sde':<12} " + " ".join(f"{f't={t:g} var':>17} {'cv x':>5}" for t in TIMES) + f" {'cost':>6}")
+    for name, sde, x0 in problems(n):
+        steps = np.array([round(t / sde.T * N_STEPS) for t in TIMES])
+        results = {}
+        for target in ("malliavin", "malliavin-cv"):
+            source = make_target_source(target, sde, N_STEPS)
+            start = time.perf_counter()
+            results[target] = (*source.batch(x0, steps, seed=11), time.perf_counter() - start)
+        (x, plain, plain_s), (_, cv, cv_s) = results["malliavin"], results["malliavin-cv"]
+        cells = []
+        for k in range(len(TIMES)):
+            var = [np.cov(v[k].T).trace() if sde.m > 1 else v[k].var() for v in (plain, cv)]
+            gain = np.mean(bump_residual(x[k], plain[k]).var(axis=0) / bump_residual(x[k], cv[k]).var(axis=0))
+            cells.append(f"{var[0]:8.4g}/{var[1]:<8.4g} {gain:5.3f}")
+        print(f"{name:<12} " + " ".join(cells) + f" {cv_s / plain_s:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=200_000)
@@ -100,6 +124,7 @@ def main() -> None:
         ss.compile(sde)
     variance_table(n)
     bias_table(n, (10,) if args.quick else (10, 20, 40))
+    control_variate_table(n)
 
 
 if __name__ == "__main__":
