@@ -7,7 +7,8 @@
   of N(alpha_t mu_k, (alpha_t^2 0.09 + 1 - alpha_t^2) I), so the score is exact; DSM is the reference.
 
 Targets: ``malliavin`` (n_steps Euler steps), ``malliavin-antithetic`` (pairs with dW, -dW; same
-cost), ``malliavin-richardson`` (2 w(dt / 2) - w(dt): 3x the steps of work), ``ssm``, ``local``,
+cost), ``malliavin-richardson`` (2 w(dt / 2) - w(dt): 3x the steps of work), ``malliavin-cv`` (the
+control variate of a time-weighted covering field: two passes), ``ssm``, ``local``,
 and ``dsm`` where it applies. Each trains the same network (3 x 64, SiLU) with the same budget
 (steps, batch, record times per step, seed). Checkpoints every ``--every`` steps carry the EMA
 weights; their file times give the wall-clock. Printed: relative L2 error sqrt(E|s_theta - s|^2 /
@@ -27,7 +28,7 @@ import symscore as ss
 
 THETA, MEAN, STD, TIMES = 1.5, np.array([0.3, -0.2]), 0.5, (0.1, 0.5, 1.0)
 RADIUS, MIX_STD, BETA = 3.0, 0.3, (0.1, 20.0)
-TARGETS = ("malliavin", "malliavin-antithetic", "malliavin-richardson", "ssm", "local", "dsm")
+TARGETS = ("malliavin", "malliavin-antithetic", "malliavin-richardson", "malliavin-cv", "ssm", "local", "dsm")
 
 
 def _mixture_centres():

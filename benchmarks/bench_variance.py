@@ -94,7 +94,7 @@ def bias_table(n: int, coarse_steps=(10, 20, 40)) -> None:
 
 
 def control_variate_table(n: int) -> None:
-    print(f"\n3. the control variate w + c (w - w^a), a(t) = t, c left-one-out ({n} paths, {N_STEPS} steps): "
+    print(f"\n3. the control variate w + c (w - w^a), a(r) = r, c left-one-out ({n} paths, {N_STEPS} steps): "
           "var = tr Cov(target) plain / with it; cv x = Var(e) / Var(e_cv) for the IBP estimator e; "
           "cost = seconds with / without")
     print(f"{'sde':<12} " + " ".join(f"{f't={t:g} var':>17} {'cv x':>5}" for t in TIMES) + f" {'cost':>6}")

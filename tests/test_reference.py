@@ -209,17 +209,20 @@ def test_lane_constants_split_into_blocks_in_the_loop_form(compiled):
 
 # The time-weighted covering field of the control variate (compiler.ir.time_weighted): a(t) in
 # front of every S and of A in M. The comparison with the reference is per path, as above.
-COVERING_WEIGHTS = {"t": lambda t: t, "1 + t**2/2": lambda t: 1 + t**2 / 2, "exp(-2*t)": lambda t: np.exp(-2 * t)}
+COVERING_WEIGHTS = {"t": lambda t, dt: t, "t + dt": lambda t, dt: t + dt, "1 + t**2/2": lambda t, dt: 1 + t**2 / 2,
+                    "exp(-2*t)": lambda t, dt: np.exp(-2 * t)}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name, weight", [("rational3d", "t"), ("builtin_cauchy", "1 + t**2/2"),
+@pytest.mark.parametrize("name, weight", [("rational3d", "t + dt"), ("builtin_cauchy", "1 + t**2/2"),
                                           ("field_l2", "exp(-2*t)"), ("hypoelliptic_nonlinear", "t")])
 def test_time_weighted_covering_field_matches_reference(compiled, name, weight, backend):
     kern = compiled(name, backend, _covering_weight=weight)
     x0, times, n_steps, dW = _inputs(kern.sde, seed=7)
     paths = kern.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
-    reference = reference_simulate(kern.sde, x0, times, n_steps, dW, covering_weight=COVERING_WEIGHTS[weight])
+    dt = times[-1] / n_steps
+    reference = reference_simulate(kern.sde, x0, times, n_steps, dW,
+                                   covering_weight=lambda t_k: COVERING_WEIGHTS[weight](t_k, dt))
     _assert_matches_reference(paths.x, paths.target, reference, f"{name} a(t) = {weight} ({backend})")
     # a weight that varies in t gives another target per path (same X_t), so the test can tell them apart
     plain = reference_simulate(kern.sde, x0, times, n_steps, dW)
@@ -235,7 +238,7 @@ def test_constant_covering_weight_gives_the_plain_target(compiled):
 
 
 @pytest.mark.parametrize("weight, kwargs, match", [
-    ("t + y", {}, "expression in t only"),
+    ("t + y", {}, "expression in t \\(and the step dt\\) only"),
     ("t", {"form": "loop"}, "unrolled form only"),
 ])
 def test_covering_weight_bad_input(weight, kwargs, match):

@@ -891,9 +891,10 @@ def build_ir(derivation, *, force_coupled: bool = False, first_order_only: bool 
         drop: for sigma(t, x), leave out "P" and/or "RPsi" (wrong targets, for the same purpose).
         form: "unrolled" (straight-line scalar code), "loop" (:class:`LoopBlock`) or "auto": the
             loop form for blocks whose unrolled form exceeds :data:`LOOP_FORM_TERMS` terms.
-        covering_weight: a(t), an expression in ``t`` positive on (0, T], for the time-weighted
-            covering field of :func:`time_weighted` (the second weight of the control variate);
-            None for the plain one. sigma(t) only, unrolled form only.
+        covering_weight: a(t), an expression in ``t`` (and ``dt``) positive at every grid time
+            t_k from 0 (the left-point rule evaluates it there: ``t + dt`` is r at the step's right
+            end), for the time-weighted covering field of :func:`time_weighted` (the second weight
+            of the control variate); None for the plain one. sigma(t) only, unrolled form only.
     """
     if form not in FORMS:
         raise SymscoreError(f"form: expected one of {', '.join(map(repr, FORMS))}, got {form!r}")
@@ -986,9 +987,9 @@ def _checked_covering_weight(weight, derivation) -> sp.Expr:
         weight = sp.sympify(weight)
     except (sp.SympifyError, TypeError) as exc:
         raise SymscoreError(f"covering_weight: expected a SymPy expression in t, got {weight!r}") from exc
-    extra = weight.free_symbols - {T_SYMBOL}
+    extra = weight.free_symbols - {T_SYMBOL, DT_SYMBOL}
     if extra:
-        raise SymscoreError(f"covering_weight: expected an expression in t only, got {weight} "
+        raise SymscoreError(f"covering_weight: expected an expression in t (and the step dt) only, got {weight} "
                             f"(free symbols {', '.join(sorted(map(str, extra)))})")
     if derivation.diffusion_gradient:
         raise SymscoreError("covering_weight: the time-weighted covering field is derived for a diffusion "

@@ -207,7 +207,7 @@ class RichardsonSource(MalliavinSource):
 @register_target("malliavin-cv")
 class ControlVariateSource(MalliavinSource):
     """w + c (w - w^a): the plain weight w with the weight w^a of the time-weighted covering field
-    a(t) = t (docs/math.md, "Control variate") as a control variate; both kernels run on the same
+    a(r) = r (docs/math.md, "Control variate") as a control variate; both kernels run on the same
     increments, so the difference has conditional mean 0 given X_t.
 
     c = -Cov(w, D) / Var(D) per record step and coordinate is estimated *leaving the row out*
@@ -215,7 +215,9 @@ class ControlVariateSource(MalliavinSource):
     stays unbiased; a batch of n rows costs two kernel passes.
     """
 
-    covering_weight = "t"
+    #: a(r) = r, evaluated at the right end of each step (the left-point rule samples a at t_k from
+    #: t_0 = 0, where r itself would leave C_a singular after the first step)
+    covering_weight = "t + dt"
 
     def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps, backend=backend, ridge=ridge, device=device)
