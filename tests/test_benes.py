@@ -101,3 +101,15 @@ def test_control_variate_does_not_raise_the_variance(control_variate_runs):
     plain, cv = control_variate_runs["plain"], control_variate_runs["cv_raw"]
     ratio = cv.var(axis=1)[:, 0] / plain.var(axis=1)[:, 0]
     assert np.all(ratio <= 1.0 + 1e-3), ratio
+
+
+def test_control_variate_target_refuses_a_state_dependent_diffusion():
+    import sympy as sp
+
+    import symscore as ss
+    from symscore.learn.targets import make_target_source
+
+    x, t = sp.symbols("x t")
+    gbm = ss.SDE([x / 2], sp.Matrix([[x / 3]]), [x], t, name="gbm_cv_target")
+    with pytest.raises(ss.SymscoreError, match="target: 'malliavin-cv'.*sigma\\(t, x\\)"):
+        make_target_source("malliavin-cv", gbm, 10)

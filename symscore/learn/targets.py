@@ -223,7 +223,11 @@ class ControlVariateSource(MalliavinSource):
         super().__init__(sde, n_steps, backend=backend, ridge=ridge, device=device)
         from ..compiler.build import compile
 
-        self.weighted = compile(sde, backend=backend, device=device, _covering_weight=self.covering_weight)
+        try:
+            self.weighted = compile(sde, backend=backend, device=device, _covering_weight=self.covering_weight)
+        except SymscoreError as exc:  # say which choice of the user's led there
+            raise SymscoreError(f"target: 'malliavin-cv' is not available for this SDE ({exc}); "
+                                "use target='malliavin'") from exc
 
     def batch_rows(self, x0, record_steps, seed, rows):
         x, plain = super().batch_rows(x0, record_steps, seed, rows)
