@@ -3,7 +3,8 @@
 ``make demo`` is one training run per model, so a ranking or an "x the noise floor" figure from it
 is one draw. This script repeats :func:`symscore.demo.run_demo` for several seeds (the data, the
 held-out set, the network's initialisation, the training paths and the sampler noise all change)
-and prints each run's sliced W2 over that run's noise floor, then per model and sampler the mean,
+and prints each run's sliced W2 (the mean over the demo's sampler seeds, with its standard
+error) over that run's noise floor, then per model and sampler the mean,
 the range and how many runs are within 1.5x the floor.
 
 Each row also prints two things sliced W2 on the checkerboard is sensitive to: the largest
@@ -51,7 +52,9 @@ def main() -> None:
             ratio = figures["sliced_w2"]["value"] / floor
             ratios.setdefault(row, []).append(ratio)
             masses = square_masses(saved[sample_key(row)])
-            lines.append(f"  {row:<24} sliced W2 {figures['sliced_w2']['value']:.4f} ({ratio:.2f} x floor)  "
+            error = figures["sliced_w2"]["standard_error"]
+            lines.append(f"  {row:<24} sliced W2 {figures['sliced_w2']['value']:.4f} +- {error or float('nan'):.4f} "
+                         f"({ratio:.2f} x floor)  "
                          f"largest |mass - 1/8| {np.abs(masses - 1 / 8).max():.3f}, off the squares "
                          f"{1 - masses.sum():.3f}  ({figures['steps']} steps)")
         print(*lines, sep="\n", flush=True)

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics, plots
+from ._checks import positive_int
 from .spec import library
 from .compiler.build import compile
-from .learn.samplers import sample
+from .learn.samplers import COMPARED_SAMPLERS, sample
 from .learn.train import Trainer, TrainConfig, steps_for_budget, train
 from .data import checkerboard
 
@@ -85,7 +86,6 @@ def _target_variance(model_sde, target, data, n_steps, seed):
 # the demo's two forward SDEs: the paper's nonlinear one (no Gaussian transition, so only the
 # Malliavin target applies) and the linear reference with denoising score matching
 DEMO_RUNS = {"cauchy + malliavin": (library.cauchy, "malliavin"), "vp + dsm": (library.vp, "dsm")}
-DEMO_SAMPLERS = ("sde", "pc")
 
 
 def sample_key(row: str) -> str:
@@ -95,7 +95,8 @@ def sample_key(row: str) -> str:
 
 def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_size: int = 256, n_samples: int = 5000,
              n_train: int = 20_000, n_steps: int = 250, sample_steps: int = 500, width: int = 128, depth: int = 3,
-             activation: str = "relu", seed: int = 0, progress: bool = True, print_fn=print) -> dict:
+             activation: str = "relu", seed: int = 0, sampler_seeds: int = 3, progress: bool = True,
+             print_fn=print) -> dict:
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for the same wall clock, sample each
     with the reverse SDE and with predictor-corrector, and compare against held-out data.
 
@@ -107,11 +108,16 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
         steps: a fixed step count per model instead of ``budget`` (small smoke runs).
         n_steps: Euler steps over [0, T] of the training grid (t_min = 2 T / n_steps for both).
         sample_steps: reverse-time steps of each sampler.
+        sampler_seeds: sample sets per row (sampler seeds seed + 2, seed + 3, ...) and data draws for
+            the noise floor: each metric is their mean, with its standard error (one set's sliced W2
+            varies by a third of the floor).
         The other arguments size the data, the network (``width`` x ``depth`` MLP) and the batch.
 
     Returns:
-        ``{"<model>, <sampler>": {metric: {...}, "steps": ..., "seconds": {...}}, "data (noise floor)": {...}}``.
+        ``{"<model>, <sampler>": {metric: {"value", "standard_error", "replicates", ...}, "steps": ...,
+        "seconds": {...}}, "data (noise floor)": {...}}``.
     """
+    sampler_seeds = positive_int(sampler_seeds, "sampler_seeds")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, held_out = checkerboard(n_train, seed=seed), checkerboard(n_samples, seed=seed + 1)
@@ -124,17 +130,19 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
         start = time.perf_counter()
         models[label] = Trainer(sde, data, replace(config, steps=n_train_steps)).run(progress)
         trained = time.perf_counter() - start
-        for method in DEMO_SAMPLERS:
+        for method in COMPARED_SAMPLERS:
             start = time.perf_counter()
             row = f"{label}, {method}"
-            samples[row] = sample(sde, models[label], n_samples, sample_steps, method=method, seed=seed + 2)
-            sampled = time.perf_counter() - start
-            report[row] = {name: metric.as_dict() for name, metric in metrics.evaluate(samples[row], held_out,
-                                                                                    seed=seed).items()}
+            sets = [sample(sde, models[label], n_samples, sample_steps, method=method, seed=seed + 2 + j)
+                    for j in range(sampler_seeds)]
+            sampled = (time.perf_counter() - start) / sampler_seeds
+            samples[row] = sets[0]
+            report[row] = metrics.evaluate_replicates(sets, held_out, seed=seed)
             report[row] |= {"steps": n_train_steps, "seconds": {"train": round(trained, 1), "sample": round(sampled, 1)}}
         variances[label] = _target_variance(sde, target, data, n_steps, seed)
-    reference = checkerboard(n_samples, seed=seed + 3)  # a second data sample: the noise floor of each metric
-    floor = {name: m.as_dict() for name, m in metrics.evaluate(reference, held_out, seed=seed).items()}
+    # further data samples against the held-out one: the noise floor of each metric
+    references = [checkerboard(n_samples, seed=seed + 3 + 1000 * j) for j in range(sampler_seeds)]
+    floor = metrics.evaluate_replicates(references, held_out, seed=seed)
     report["data (noise floor)"] = floor
     plots.plot_samples(held_out, samples, out / "samples.png", limits=(-5, 5))
     np.savez_compressed(out / "samples.npz", held_out=held_out, **{sample_key(row): x for row, x in samples.items()})
@@ -142,11 +150,14 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
     plots.plot_target_variance(variances, out / "target_variance.png")
     plots.plot_loss({label: model.loss_history for label, model in models.items()}, out / "loss.png")
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    print_fn(f"{'model, sampler':<24} {'sliced W2':>10} {'x floor':>8} {'W2':>8} {'MMD^2':>10} {'energy':>9} "
-             f"{'steps':>6} {'train s':>8}")
+    print_fn(f"means over {sampler_seeds} sample set(s) per row")
+    print_fn(f"{'model, sampler':<24} {'sliced W2':>10} {'+- SE':>7} {'x floor':>8} {'W2':>8} {'MMD^2':>10} "
+             f"{'energy':>9} {'steps':>6} {'train s':>8}")
     for label, row in report.items():
         ratio = row["sliced_w2"]["value"] / floor["sliced_w2"]["value"]
-        print_fn(f"{label:<24} {row['sliced_w2']['value']:10.4f} {ratio:8.2f} {row['w2']['value']:8.4f} "
+        error = row["sliced_w2"]["standard_error"]
+        print_fn(f"{label:<24} {row['sliced_w2']['value']:10.4f} {'-' if error is None else f'{error:.4f}':>7} "
+                 f"{ratio:8.2f} {row['w2']['value']:8.4f} "
                  f"{row['mmd2']['value']:10.5f} {row['energy']['value']:9.4f} {row.get('steps', '-'):>6} "
                  f"{row.get('seconds', {}).get('train', float('nan')):8.1f}")
     best = min(samples, key=lambda row: report[row]["sliced_w2"]["value"])

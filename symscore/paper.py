@@ -35,7 +35,7 @@ from . import metrics, plots
 from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
 from .data import DATASETS, student_t
-from .learn.samplers import sample
+from .learn.samplers import COMPARED_SAMPLERS, sample
 from .learn.train import Trainer, TrainConfig, steps_for_budget
 from .spec import library
 
@@ -70,7 +70,7 @@ CELLS = (Cell("cauchy", "malliavin"), Cell("cauchy", "first-order"), Cell("vp", 
 NETWORK = dict(width=128, depth=3, activation="relu", batch_size=256, n_times=4)
 QUICK = dict(steps=10, n_train=2000, n_eval=300, sample_steps=20)
 #: the samplers every trained cell is measured with (:func:`symscore.learn.samplers.sample`)
-SAMPLERS = ("sde", "pc")
+SAMPLERS = COMPARED_SAMPLERS  # the name this module has exported
 
 
 def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:

@@ -101,6 +101,26 @@ def test_demo_small_mode(tmp_path):
     assert saved["vp_dsm_pc"].shape == (300, 2)
     assert json.loads((tmp_path / "metrics.json").read_text())["vp + dsm, pc"]["sliced_w2"]["settings"]["seed"] == 0
     assert any("sliced W2" in line for line in lines) and any(line.startswith("best: ") for line in lines)
+    # three sampler seeds per row (and three data draws for the floor): their mean and its error
+    for row in report.values():
+        replicates = row["sliced_w2"]["replicates"]
+        assert len(replicates) == 3 and len(set(replicates)) == 3
+        assert row["sliced_w2"]["value"] == pytest.approx(np.mean(replicates))
+        assert row["sliced_w2"]["standard_error"] > 0
+
+
+def test_evaluate_replicates_is_the_mean_of_evaluate_with_its_error():
+    from symscore import metrics
+
+    y = np.random.default_rng(0).normal(size=(400, 2))
+    sets = [np.random.default_rng(s).normal(loc=0.2, size=(400, 2)) for s in (1, 2, 3, 4)]
+    report = metrics.evaluate_replicates(sets, y, seed=5)
+    single = [metrics.evaluate(x, y, seed=5) for x in sets]
+    for name, entry in report.items():
+        values = [s[name].value for s in single]
+        assert entry["replicates"] == values and entry["value"] == pytest.approx(np.mean(values))
+        assert entry["standard_error"] == pytest.approx(np.std(values, ddof=1) / 2)
+    assert metrics.evaluate_replicates(sets[:1], y)["w2"]["standard_error"] is None
 
 
 def test_demo_budget_gives_both_models_the_steps_measured_for_it(tmp_path, monkeypatch):

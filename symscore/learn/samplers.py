@@ -44,7 +44,7 @@ from ..spec.sde import SDE
 from ..data import check_data
 from ..integrators import rk4
 
-__all__ = ["sample", "log_likelihood", "resolve_prior", "SAMPLERS", "register_sampler", "SamplerRun"]
+__all__ = ["sample", "log_likelihood", "resolve_prior", "SAMPLERS", "COMPARED_SAMPLERS", "register_sampler", "SamplerRun"]
 
 logger = logging.getLogger("symscore")
 
@@ -74,6 +74,8 @@ class SamplerRun:
 SAMPLERS = Registry("method")
 #: Function decorator: register ``sampler(run: SamplerRun) -> np.ndarray`` under a name.
 register_sampler = SAMPLERS.register
+#: The samplers a comparison reports (the demo, the paper grid): the reverse SDE and predictor-corrector.
+COMPARED_SAMPLERS = ("sde", "pc")
 
 
 
