@@ -281,3 +281,22 @@ def test_a_model_on_a_gpu_samples_there():
     model = ss.ScoreModel(2, width=16, depth=2, T=1.0, t_min=1e-3).to("cuda")
     x = ss.sample(ss.library.vp(), model, 1000, 50, method="sde", prior=_vp_prior())
     assert x.shape == (1000, 2) and np.isfinite(x).all()
+
+
+def test_a_models_prior_is_resolved_once_per_statistics(monkeypatch):
+    """sample() on a model resolves its auto prior (and its mixing test) once, not on every call;
+    new endpoints on the model resolve it again."""
+    import symscore.learn.samplers as samplers
+    from symscore.learn.samplers import resolve_prior
+
+    sde = ss.library.cauchy(m=2)
+    model = ss.ScoreModel(2)
+    rng = np.random.default_rng(0)
+    model.set_prior_data(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2)))
+    calls = []
+    real = samplers.make_prior
+    monkeypatch.setattr(samplers, "make_prior", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = resolve_prior(sde, model)
+    assert resolve_prior(sde, model) is first and len(calls) == 1
+    model.set_prior_data(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2)) + 5.0)
+    assert resolve_prior(sde, model) is not first and len(calls) == 2
