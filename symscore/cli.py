@@ -340,7 +340,7 @@ _QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_sampl
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
 def demo(out, budget, steps, benes, fields, quick):
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for --budget seconds each, sample with
-    the reverse SDE and predictor-corrector, and compare with held-out data (~12 min on 2 cores).
+    the reverse SDE and predictor-corrector, and compare with held-out data (~14 min on 2 cores).
 
     \b
     Examples:
