@@ -40,6 +40,11 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
             :mod:`symscore.compiler.dense`), the others unrolled; ``"unrolled"`` or ``"loop"``
             force one form for every block. The module's header says which form each block has.
 
+    The underscored switches build other weights for tests and ablations: ``_first_order_only``
+    and ``_drop`` wrong ones (to show the dropped terms matter), ``_covering_weight`` a(t) the
+    weight of a time-weighted covering field (:func:`~symscore.compiler.ir.time_weighted`, the
+    control variate of the ``malliavin-cv`` target).
+
     Every backend prints the same intermediate representation. The generated module is written to
     the cache folder (:func:`symscore.cache_dir`) under a hash of the SDE; numba's compiled code is
     cached beside it, so a second process starts fast.
