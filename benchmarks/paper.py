@@ -27,11 +27,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 steps per cell: a smoke run")
     parser.add_argument("--out", default=None, help="output folder (default paper, or paper_tails)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler-seeds", type=int, default=1,
+                        help="sample sets per cell and sampler: metrics are their means with standard errors")
     args = parser.parse_args()
     if args.tails:
         run_heavy_tails(out=args.out or "paper_tails", budget=args.budget or 120.0, quick=args.quick, seed=args.seed)
     else:
-        run_paper(out=args.out or "paper", budget=args.budget or 40.0, quick=args.quick, seed=args.seed)
+        run_paper(out=args.out or "paper", budget=args.budget or 40.0, quick=args.quick, seed=args.seed,
+                  sampler_seeds=args.sampler_seeds)
 
 
 if __name__ == "__main__":

@@ -88,31 +88,38 @@ def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed:
     return sde, model, steps, time.perf_counter() - start
 
 
-def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps):
-    """({sampler: n_eval samples}, steps taken, training seconds) of one trained cell, a sample per
-    entry of :data:`SAMPLERS` (each from the same seed)."""
+def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps, sampler_seeds=1):
+    """({sampler: [n_eval samples per sampler seed]}, steps taken, training seconds) of one trained
+    cell, ``sampler_seeds`` sample sets per entry of :data:`SAMPLERS` (seeds seed + 3, seed + 4, ...)."""
     sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
-    return {method: sample(sde, model, n_eval, sample_steps, method=method, seed=seed + 3)
-            for method in SAMPLERS}, taken, seconds
+    return {method: [sample(sde, model, n_eval, sample_steps, method=method, seed=seed + 3 + j)
+                     for j in range(sampler_seeds)] for method in SAMPLERS}, taken, seconds
 
 
-def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed) -> dict:
+def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed, sampler_seeds=1) -> dict:
     """The checked settings of a run (the quick ones when ``quick``), as written to its JSON."""
     budget = positive_float(budget, "budget")
     if quick:
         n_train, n_eval, sample_steps = QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
     return {"budget_s": None if quick else budget, "quick": quick, "n_train": positive_int(n_train, "n_train"),
             "n_eval": positive_int(n_eval, "n_eval"), "sample_steps": positive_int(sample_steps, "sample_steps"),
-            "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK}
+            "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK,
+            "sampler_seeds": positive_int(sampler_seeds, "sampler_seeds")}
 
 
-def _metric_row(samples, reference, seed) -> dict:
-    return {name: float(metric) for name, metric in metrics.evaluate(samples, reference, seed=seed).items()}
+def _metric_row(sample_sets, reference, seed) -> dict:
+    """Each metric's mean over the sample sets; with more than one set also ``<name>_se``, its error."""
+    row = {}
+    for name, entry in metrics.evaluate_replicates(sample_sets, reference, seed=seed).items():
+        row[name] = entry["value"]
+        if entry["standard_error"] is not None:
+            row[f"{name}_se"] = entry["standard_error"]
+    return row
 
 
 def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=PAPER_DATASETS, cells=CELLS,
               n_train: int = 8000, n_eval: int = 3000, sample_steps: int = 500, seed: int = 0,
-              print_fn=print) -> dict:
+              sampler_seeds: int = 1, print_fn=print) -> dict:
     """Run the grid ``datasets`` x ``cells``; write ``results.md``, ``metrics.json`` and
     ``samples_<sampler>.png`` (a row per dataset, a column per cell).
 
@@ -127,11 +134,15 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
         sample_steps: Euler steps of each sampler (the reverse SDE and predictor-corrector).
         seed: seeds data (seed, seed + 1, seed + 2 for train, held-out and noise-floor draws),
             training and sampling.
+        sampler_seeds: sample sets per cell and sampler (and noise-floor draws): each metric is
+            their mean, with ``<metric>_se`` its standard error when more than one (one set's
+            sliced W2 varies by about a third of the floor on the checkerboard).
 
     Returns ``{dataset: {"<cell label>, <sampler>": {metric: value, "steps": int, "train_s": float}}}``
     with the noise floor under the label :data:`FLOOR` (``"data (noise floor)"``).
     """
-    settings = _run_settings(budget, quick, n_train, n_eval, sample_steps, seed)
+    settings = _run_settings(budget, quick, n_train, n_eval, sample_steps, seed, sampler_seeds)
+    sampler_seeds = settings["sampler_seeds"]
     steps = QUICK["steps"] if quick else None
     unknown = [name for name in datasets if name not in DATASETS or name == "digits"]
     if unknown or not datasets:
@@ -145,16 +156,18 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
     results, grids = {}, {method: {} for method in SAMPLERS}
     for name in datasets:
         draw = DATASETS[name]
-        data, held_out, floor = draw(n_train, seed=seed), draw(n_eval, seed=seed + 1), draw(n_eval, seed=seed + 2)
-        results[name] = {FLOOR: _metric_row(floor, held_out, seed)}
+        data, held_out = draw(n_train, seed=seed), draw(n_eval, seed=seed + 1)
+        floors = [draw(n_eval, seed=seed + 2 + 1000 * j) for j in range(sampler_seeds)]
+        results[name] = {FLOOR: _metric_row(floors, held_out, seed)}
         for method in SAMPLERS:
             grids[method][name] = {"data": held_out}
         for cell in cells:
-            by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
-            for method, points in by_sampler.items():
+            by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps,
+                                                  sampler_seeds)
+            for method, sets in by_sampler.items():
                 label = f"{cell.label}, {method}"
-                grids[method][name][cell.label] = points
-                results[name][label] = _metric_row(points, held_out, seed) | {"steps": taken,
+                grids[method][name][cell.label] = sets[0]
+                results[name][label] = _metric_row(sets, held_out, seed) | {"steps": taken,
                                                                               "train_s": round(seconds, 1)}
                 print_fn(f"{name:<16} {label:<28} sliced W2 {results[name][label]['sliced_w2']:.4f} (floor "
                          f"{results[name][FLOOR]['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
@@ -178,8 +191,9 @@ def markdown_table(results: dict) -> str:
     for name, rows in results.items():
         floor = rows[FLOOR]
         for label, row in rows.items():
-            ratios = [f"{row[k]:.4f}" if label == FLOOR else f"{row[k]:.4f} ({row[k] / floor[k]:.1f}x)"
-                      for k in ("sliced_w2", "w2")]
+            errors = {k: f" +- {row[k + '_se']:.4f}" if k + "_se" in row else "" for k in ("sliced_w2", "w2")}
+            ratios = [f"{row[k]:.4f}{errors[k]}" if label == FLOOR else
+                      f"{row[k]:.4f}{errors[k]} ({row[k] / floor[k]:.1f}x)" for k in ("sliced_w2", "w2")]
             extra = f"{row['steps']} | {row['train_s']:.0f}" if "steps" in row else "- | -"
             lines.append(f"| {name} | {label} | {' | '.join(ratios)} | {row['mmd2']:.5f} | {row['energy']:.4f} "
                          f"| {extra} |")
@@ -225,7 +239,7 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
     sampled = [(FLOOR, floor, None, None)]
     for cell in HEAVY_CELLS:
         by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
-        sampled += [(f"{cell.label}, {method}", points, taken, seconds) for method, points in by_sampler.items()]
+        sampled += [(f"{cell.label}, {method}", sets[0], taken, seconds) for method, sets in by_sampler.items()]
     for label, points, taken, seconds in sampled:
         radius = np.linalg.norm(points, axis=1)
         row = {f"q{p:g}": _quantile_interval(radius, p) for p in TAIL_LEVELS}

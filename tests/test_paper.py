@@ -49,6 +49,18 @@ def test_quick_grid_writes_the_table_the_metrics_and_the_figure(tmp_path):
         assert (tmp_path / f"samples_{method}.png").stat().st_size > 10_000
 
 
+def test_sampler_seeds_average_each_metric_and_give_its_error(tmp_path):
+    results = run_paper(out=tmp_path, quick=True, datasets=("eight_gaussians",), cells=(Cell("vp", "dsm"),),
+                        sampler_seeds=2, print_fn=lambda line: None)
+    rows = results["eight_gaussians"]
+    for label, row in rows.items():
+        assert {"sliced_w2_se", "w2_se", "mmd2_se", "energy_se"} <= set(row) and row["sliced_w2_se"] > 0, label
+    assert " +- " in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "metrics.json").read_text())["settings"]["sampler_seeds"] == 2
+    with pytest.raises(ss.SymscoreError, match="sampler_seeds"):
+        run_paper(out=tmp_path / "bad", sampler_seeds=0)
+
+
 def test_budget_sets_the_step_count_from_the_measured_step_time(monkeypatch):
     """Steps = budget / seconds per step (at least 20); the step time itself is machine-dependent."""
     import symscore.learn.train as train
