@@ -51,13 +51,20 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
     """
     record = _backend_of(sde, backend, form)
     options = record.check_options(dtype, device, compile)
-    switches = {"force_coupled": _force_coupled, "first_order_only": _first_order_only, "drop": tuple(_drop),
-                "form": form}
-    if _covering_weight is not None:  # keyed by its text, so the default's key is unchanged
-        switches["covering_weight"] = str(_covering_weight)
+    switches = _switches(_force_coupled, _first_order_only, _drop, form, _covering_weight)
     key = module_key(sde, backend, **switches)
     module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, **switches))
     return record.kernel()(sde, module, Path(path), cached, **options)
+
+
+def _switches(force_coupled, first_order_only, drop, form, covering_weight) -> dict:
+    """The options that shape the source, as keyed by :func:`module_key` and taken by
+    :func:`generate_source`; the covering weight by its text, and only when given (so the plain
+    kernel's key is what it was before the switch existed)."""
+    switches = {"force_coupled": force_coupled, "first_order_only": first_order_only, "drop": tuple(drop), "form": form}
+    if covering_weight is not None:
+        switches["covering_weight"] = str(covering_weight)
+    return switches
 
 
 def _backend_of(sde, backend: str, form: str):
@@ -80,10 +87,7 @@ def module_key(sde: SDE, backend: str, **switches) -> str:
 def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False,
                     drop: tuple[str, ...] = (), form: str = "auto", covering_weight=None) -> str:
     """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
-    switches = {"force_coupled": force_coupled, "first_order_only": first_order_only, "drop": tuple(drop), "form": form}
-    if covering_weight is not None:
-        switches["covering_weight"] = str(covering_weight)
-    key = module_key(sde, backend, **switches)
+    key = module_key(sde, backend, **_switches(force_coupled, first_order_only, drop, form, covering_weight))
     ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
                   form=form, covering_weight=covering_weight)
     forms = get_backend(backend).forms

@@ -982,7 +982,7 @@ def _lane_constants(system: LocalSystem) -> tuple[LocalSystem, tuple[sp.Float, .
 
 
 def _checked_covering_weight(weight, derivation) -> sp.Expr:
-    """a(t) as a SymPy expression of ``t`` alone, for an SDE with sigma(t) (else a clear error)."""
+    """a(t) as a SymPy expression of ``t`` and the step ``dt``, for an SDE with sigma(t) (else a clear error)."""
     try:
         weight = sp.sympify(weight)
     except (sp.SympifyError, TypeError) as exc:

@@ -25,7 +25,6 @@ RK45 (``adaptive=True``) is scipy's on the host and torchdiffeq's dopri5 on a de
 from __future__ import annotations
 
 import hashlib
-
 import logging
 import numbers
 import warnings
@@ -192,7 +191,7 @@ def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Pr
         return prior
     if not isinstance(prior, str):
         return EmpiricalPrior(check_data(prior, sde.m, name="prior"))
-    stats = {}
+    stats, cache, key = {}, None, None
     if data is not None:
         data = check_data(data, sde.m)
         stats = {"data_mean": data.mean(axis=0), "data_cov": np.atleast_2d(np.cov(data.T))}
@@ -206,11 +205,11 @@ def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Pr
         key = (sde.fingerprint(), prior, hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes()
                                                                   for v in stats.values())).hexdigest())
         cache = score.__dict__.setdefault("_resolved_priors", {})
-        if key not in cache:
-            cache[key] = make_prior(sde, prior, **stats)
-            logger.info("prior at T = %g: %r", sde.T, cache[key])
-        return cache[key]
+        if key in cache:
+            return cache[key]
     chosen = make_prior(sde, prior, **stats)
+    if cache is not None:
+        cache[key] = chosen
     logger.info("prior at T = %g: %r", sde.T, chosen)
     return chosen
 
