@@ -95,6 +95,53 @@ def test_exact_benes_score_recovers_initial_law(method):
     assert abs(np.mean(x @ a > 0) - p_plus) < 4 * np.sqrt(p_plus * (1 - p_plus) / n) + 0.01
 
 
+def _benes_law_holds(x, t_end, mean, std, theta):
+    """Mean and covariance of samples x against the Benes mixture's p_{t_end} (4 SE plus slack)."""
+    n = len(x)
+    want_mean, want_cov = benes_mixture_moments(t_end, mean, std, theta)
+    return bool(np.all(np.abs(x.mean(axis=0) - want_mean) < 4 * np.sqrt(np.diag(want_cov) / n) + 0.02)
+                and np.all(np.abs(np.cov(x.T) - want_cov) < 4 * np.sqrt(2 * np.max(want_cov) ** 2 / n) + 0.05))
+
+
+@pytest.mark.parametrize("method", ["sde", "ode"])
+def test_start_mid_path_from_exact_states(method):
+    """sample(start=, t_start=): from exact X_0.5 states of the 2-D Benes mixture and the exact score,
+    the samples at t_end = 1e-3 have the known law. States of X_1 declared as X_0.5 fail the same
+    check, so it tells the start time apart."""
+    theta, mean, std, n = 1.5, np.array([0.3, -0.1]), 0.5, 20_000
+    sde = ss.library.benes(m=2, theta=theta)
+    score = lambda y, t: ss.library.benes_mixture_score(y, t, mean, std, theta)  # noqa: E731
+    for t_states, should_pass in ((0.5, True), (1.0, False)):
+        states = ss.library.benes_mixture_sample(n, t_states, mean, std, theta, seed=3)
+        x = ss.sample(sde, score, n, 200, method=method, seed=4, start=states, t_start=0.5, t_end=1e-3)
+        assert _benes_law_holds(x, 1e-3, mean, std, theta) == should_pass
+
+
+def test_start_at_t_is_the_prior_draw_given():
+    """The probability-flow ODE from start= states at T equals the run that drew them from the prior."""
+    sde, prior = ss.library.vp(), ss.GaussianPrior(np.zeros(2), np.eye(2))
+    x_T = prior.sample(300, np.random.default_rng(5))
+    drawn = ss.sample(sde, vp_gaussian_score, 300, 40, method="ode", seed=5, prior=prior, t_end=1e-3)
+    given = ss.sample(sde, vp_gaussian_score, 300, 40, method="ode", start=x_T, t_end=1e-3)
+    np.testing.assert_array_equal(drawn, given)
+
+
+def test_start_bad_input():
+    sde, states = ss.library.vp(), np.zeros((10, 2))
+    for bad in (1e-3, 0.0, 1.5, True, "0.5"):  # t_end = 1e-3 < t_start <= T = 1
+        with pytest.raises(ss.SymscoreError, match="t_start"):
+            ss.sample(sde, vp_gaussian_score, 10, 10, start=states, t_start=bad, t_end=1e-3)
+    with pytest.raises(ss.SymscoreError, match="t_start: .*needs start="):
+        ss.sample(sde, vp_gaussian_score, 10, 10, t_start=0.5)
+    with pytest.raises(ss.SymscoreError, match="start: expected n = 10 rows"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, start=np.zeros((9, 2)), t_start=0.5)
+    with pytest.raises(ss.SymscoreError, match="start: the SDE has dimension m = 2"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, start=np.zeros((10, 3)), t_start=0.5)
+    with pytest.raises(ss.SymscoreError, match="start: 1 row"):
+        ss.sample(sde, vp_gaussian_score, 10, 10, start=np.where(np.arange(20).reshape(10, 2) == 5, np.nan, 0.0),
+                  t_start=0.5)
+
+
 def ou_score(x, t, theta=1.0, s=np.sqrt(2.0)):
     phi, var = np.exp(-theta * t), s**2 / (2 * theta) * (1 - np.exp(-2 * theta * t))
     cov = phi**2 * COV0 + var * np.eye(2)

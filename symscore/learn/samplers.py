@@ -53,7 +53,7 @@ logger = logging.getLogger("symscore")
 @dataclass(frozen=True)
 class SamplerRun:
     """What a sampler gets: the SDE's coefficients as functions, the checked score, the prior draw
-    ``x`` (n, m), the decreasing time grid from T to t_end, the random generator and the method
+    ``x`` (n, m), the decreasing time grid from t_start (T unless given) to t_end, the random generator and the method
     options. On the host (``device`` None) these are a NumericSDE, numpy arrays and a numpy
     Generator; on a device a TorchSDE, tensors there and a torch.Generator. A sampler returns the
     (n, m) samples as the same kind of array."""
@@ -227,10 +227,28 @@ def _check_common(sde, n_steps, t_end, score):
     return float(t_end)
 
 
+def _check_start(sde, t_start, t_end, start) -> float:
+    """t_start as a float in (t_end, T]; below T only with given ``start`` states."""
+    if t_start is None:
+        return float(sde.T)
+    if isinstance(t_start, bool) or not isinstance(t_start, numbers.Real) or not (t_end < t_start <= sde.T):
+        raise SymscoreError(f"t_start: expected t_end = {t_end} < t_start <= T = {sde.T}, got {t_start!r}")
+    if t_start < sde.T and start is None:
+        raise SymscoreError(f"t_start: starting at {t_start} < T = {sde.T} needs start=, states of X_t_start "
+                            "(the prior is the law at T)")
+    return float(t_start)
+
+
 def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", seed: int = 0, *,
            prior="auto", data=None, t_end: float | None = None, adaptive: bool = False, rtol: float = 1e-5,
-           atol: float = 1e-5, snr: float = 0.16, n_corrector: int = 1, device=None) -> np.ndarray:
+           atol: float = 1e-5, snr: float = 0.16, n_corrector: int = 1, device=None, start=None,
+           t_start: float | None = None) -> np.ndarray:
     """Draw n samples of p_{t_end} by integrating from the prior at T back to t_end.
+
+    With ``start`` the reverse process begins instead from given states of X_{t_start} (one sample
+    per row): forward-noised data to see what a stretch [t_end, t_start] of the learned score does
+    to the correct law (a diagnostic: the whole path's error is not the sum of its stretches'), or
+    noised user data to edit (SDEdit).
 
     Args:
         sde: the forward SDE the score belongs to.
@@ -248,17 +266,27 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
         device: step in torch on this device (float32 on CUDA, float64 on the CPU); default: a
             ScoreModel's device when it is a GPU, else numpy on the host. With a device, a
             callable ``score`` gets and returns tensors.
+        start: (n, m) states of X_{t_start} to start from, used as given (not resampled); replaces
+            the prior draw.
+        t_start: where the reverse process starts, t_end < t_start <= T (default T); below T it
+            needs ``start`` (the prior is the law at T).
 
     Returns:
         (n, m) float64 samples (numpy, on the host).
     """
     t_end = _check_common(sde, n_steps, t_end, score)
+    t_start = _check_start(sde, t_start, t_end, start)
     sampler = SAMPLERS.lookup(method)
     n = positive_int(n, "n")
     device = _run_device(score, device)
     rng = np.random.default_rng(seed)
-    x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
-    grid = np.linspace(sde.T, t_end, int(n_steps) + 1)
+    if start is None:
+        x = resolve_prior(sde, score, prior, data, seed).sample(int(n), rng)
+    else:
+        x = check_data(start, sde.m, name="start", min_rows=1)
+        if x.shape[0] != n:
+            raise SymscoreError(f"start: expected n = {n} rows (one per sample), got {x.shape[0]}")
+    grid = np.linspace(t_start, t_end, int(n_steps) + 1)
     options = dict(adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
     if device is None:
         return sampler(SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, grid, rng, **options))
