@@ -1,0 +1,110 @@
+"""Where a learned field score loses the samples' variance: a diagnostic for the fields' spectrum gap.
+
+The probability-flow ODE from the prior at T carries the whole score's error; this script splits it.
+Given a trained ScoreModel of a field SDE and held-out data, it prints:
+
+1. Stein's identity E[(X_i - mu_i) s_i(X_t)] = -1 per degree on the *forward marginal* at several t
+   (data forward-simulated to t; a score whose average is off makes the ODE's variance drift).
+2. Stretches: the ODE started from forward-simulated states of X_t0 (``sample(start=, t_start=)``)
+   and stopped at t_end, its spectrum against the forward-simulated data at t_end. With a perfect
+   score every ratio is 1; a stretch that starts late and still ends near 1 is learned well.
+3. The same from the *Gaussian counterpart* of the states at t0 (Gaussian fields with their spectrum
+   per degree): how much the score below t0 depends on the states' non-Gaussian structure.
+4. The full path from T: spectrum ratio and pixel quantiles (right tail) against forward data at t.
+
+    python benchmarks/diagnose_fields.py MODEL.pt DATA.npy [--L 16] [--n 1000] [--t-end 0.02]
+
+DATA.npy holds held-out fields (n', (L + 1)^2); the first n start the stretches, the next 2n are the
+reference. Measured figures are in the README (Random fields on the sphere).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+import symscore as ss
+from symscore.fields import SphericalHarmonics, gaussian_counterpart, power_spectrum, whittle_matern_sde
+from symscore.symbolic.numeric import NumericSDE
+
+STEP = 0.01  # the ODE's step in t (the test's 300 steps over T = 3)
+
+
+def forward(sde, fields, t, seed):
+    """Euler-simulated X_t from the given fields (exact in law for the linear field SDE up to O(dt))."""
+    n_steps = max(1, int(round(t / 1e-3)))
+    return NumericSDE(sde).euler(fields, [n_steps], t / n_steps, np.random.default_rng(seed))[0]
+
+
+def ode(sde, model, states, t_start, t_end):
+    n_steps = max(1, int(round((t_start - t_end) / STEP)))
+    return ss.sample(sde, model, len(states), n_steps, method="ode", start=states, t_start=t_start, t_end=t_end)
+
+
+def spectrum_ratio(samples, reference, L):
+    return power_spectrum(samples, L).mean(0) / power_spectrum(reference, L).mean(0)
+
+
+def row(name, per_degree, mean=None, shown=(0, 1, 2, 4, 8, 12, 16)):
+    """A Markdown row: the mean (over degrees unless given) and the values at a few degrees."""
+    mean = per_degree.mean() if mean is None else mean
+    return f"| {name} | {mean:.3f} | " + " ".join(f"{per_degree[l]:.2f}" for l in shown if l < len(per_degree)) + " |"
+
+
+def pixel_tails(sde, model, reference, times, n, L, q=(0.01, 0.5, 0.99, 0.999, 0.9999)) -> str:
+    """A Markdown table: pixel quantiles of full-path ODE states and of forward data at each t."""
+    harmonics = SphericalHarmonics(L)
+    lines = ["| t | states | " + " | ".join(f"q {p:g}" for p in q) + " |", "|---|---|" + "---|" * len(q)]
+    for t in times:
+        ours = ss.sample(sde, model, n, int(round((sde.T - t) / STEP)), method="ode", seed=2, t_end=t)
+        for name, fields in (("full-path ODE", ours), ("forward data", forward(sde, reference, t, seed=6))):
+            values = np.quantile(harmonics.synthesis(fields).ravel(), q)
+            lines.append(f"| {t:g} | {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("data")
+    parser.add_argument("--L", type=int, default=16)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--t-end", type=float, default=0.02)
+    parser.add_argument("--starts", type=float, nargs="+", default=[2.0, 1.0, 0.5])
+    args = parser.parse_args()
+    L, n, t_end = args.L, args.n, args.t_end
+    sde, model = whittle_matern_sde(L), ss.ScoreModel.load(args.model)
+    held = np.load(args.data)
+    if held.shape[0] < 3 * n:
+        raise SystemExit(f"data: need at least 3 n = {3 * n} held-out fields, got {held.shape[0]}")
+    starts, reference = held[:n], held[n:3 * n]
+    degrees = SphericalHarmonics(L).degrees
+
+    print("## 1. Stein's identity on the forward marginal (per degree; -1 is exact)\n")
+    print("| t | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
+    for t in (0.02, 0.1, 0.5, 1.0, 2.0):
+        x = forward(sde, reference, t, seed=1)
+        with torch.no_grad():
+            s = np.asarray(model(x, t))
+        stein = ((x - x.mean(0)) * s).mean(0)
+        per_degree = np.array([stein[degrees == l].mean() for l in range(L + 1)])
+        print(row(f"{t:g}", per_degree, mean=stein.mean()))
+
+    target = forward(sde, reference, t_end, seed=2)
+    print(f"\n## 2-3. The ODE from states of X_t0 to t_end = {t_end:g}: spectrum ratio to forward data\n")
+    print("| start | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
+    for t0 in args.starts:
+        states = forward(sde, starts, t0, seed=3)
+        print(row(f"forward data at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+    t0 = args.starts[len(args.starts) // 2]
+    states = gaussian_counterpart(forward(sde, reference, t0, seed=4), L, n, seed=5)
+    print(row(f"Gaussian counterpart at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+    full = ss.sample(sde, model, n, int(round((sde.T - t_end) / STEP)), method="ode", seed=2, t_end=t_end)
+    print(row(f"prior at T = {sde.T:g} (the full path)", spectrum_ratio(full, target, L)))
+
+    print("\n## 4. Pixel quantiles (the right tail carries the lognormal's variance)\n")
+    print(pixel_tails(sde, model, reference, (1.0, 0.5, t_end), n, L))
+
+if __name__ == "__main__":
+    main()
