@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import symscore as ss
-from symscore.symbolic.numeric import LinearMoments
+from symscore.symbolic.numeric import LinearMoments, NumericSDE
 
 MEAN0 = np.array([1.0, -0.5])
 COV0 = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -39,6 +39,23 @@ def test_linear_moments_match_closed_form():
         np.testing.assert_allclose(phi[k], p * np.eye(2), rtol=1e-9)
         np.testing.assert_allclose(cov[k], v * np.eye(2), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(offset[k], 0, atol=1e-12)
+
+
+def test_linear_moments_of_a_time_invariant_sde_by_the_exponential_match_rk4():
+    """Constant B, c, sigma (a coupled 2-D OU with an offset and correlated noise): the matrix
+    exponential (Van Loan) route equals the RK4 route, which a time-dependent SDE takes."""
+    import sympy as sp
+    x, y, t = sp.symbols("x y t")
+    sde = ss.SDE([-x + 0.5 * y + 0.3, -0.2 * x - 2 * y - 1.0], sp.Matrix([[1.0, 0.0], [0.4, 0.7]]), [x, y], t,
+                 T=1.5, name="coupled-ou")
+    numeric = NumericSDE(sde)
+    assert numeric.time_invariant and not NumericSDE(ss.library.vp()).time_invariant
+    times = [0.0, 0.2, 0.9, 1.5]
+    exact = LinearMoments(numeric)(times)
+    numeric.time_invariant = False
+    stepped = LinearMoments(numeric)(times)
+    for a, b in zip(exact, stepped):
+        np.testing.assert_allclose(a, b, atol=1e-10)
 
 
 @pytest.mark.parametrize("method, n_steps, allowance", [("sde", 400, 0.03), ("ode", 100, 0.005), ("pc", 400, 0.03)])

@@ -1,6 +1,8 @@
 """The training loop: accuracy against a closed-form score, checkpoints and resume, bad input."""
 import importlib.util
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -237,8 +239,10 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
     counted = []
     original_step = train_module.Trainer.step
     monkeypatch.setattr(train_module.Trainer, "step", lambda self: counted.append(1) or original_step(self))
+    started = time.perf_counter()
     train_module.seconds_per_step(sde, small_data(), config, warmup=1, timed=2, min_seconds=0.5)
-    assert len(counted) > 1 + 2 and len(counted) * seconds > 0.25
+    # the timed steps' own clock, not the first call's step time (it varies 2x under xdist load)
+    assert len(counted) > 1 + 2 and time.perf_counter() - started >= 0.5
     monkeypatch.setattr(train_module.Trainer, "step", original_step)
     with pytest.raises(ss.SymscoreError, match="min_seconds"):
         train_module.seconds_per_step(sde, small_data(), config, min_seconds=-1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+from scipy.linalg import expm
 import sympy as sp
 
 from .._errors import SymscoreError
@@ -51,9 +52,11 @@ class NumericSDE:
             self._div_D = sp.lambdify((t, *x), div_D, "numpy")
             self._div_div_D = sp.lambdify((t, *x), sum(sp.diff(div_D[i], x[i]) for i in range(self.m)), "numpy")
         else:
+            offset = drift.xreplace({xi: 0 for xi in x})
             self._sigma = sp.lambdify((t,), sigma, "numpy")
-            self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
-                                  sp.lambdify((t,), list(drift.xreplace({xi: 0 for xi in x})), "numpy"))
+            self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"), sp.lambdify((t,), list(offset), "numpy"))
+            #: B, c and sigma free of t: LinearMoments can use the matrix exponential, not RK4
+            self.time_invariant = all(t not in e.free_symbols for e in (*jacobian, *sigma, *offset))
 
     @staticmethod
     def _columns(values, n: int) -> np.ndarray:
@@ -162,6 +165,8 @@ class LinearMoments:
         if np.any(np.diff(times) < 0) or (times.size and times[0] < 0):
             raise SymscoreError(f"times: expected increasing times >= 0, got {times}")
         m = self.numeric.m
+        if getattr(self.numeric, "time_invariant", False) and times.size:
+            return self._exponential(times)
         state, t_now, out = (np.eye(m), np.zeros(m), np.zeros((m, m))), 0.0, []
         for t_next in times:
             n_sub = int(np.ceil((t_next - t_now) / self.h_max))
@@ -172,6 +177,26 @@ class LinearMoments:
             out.append(state)
         phi, offset, cov = (np.stack([s[i] for s in out]) for i in range(3))
         return phi, offset, (cov + np.swapaxes(cov, 1, 2)) / 2
+
+    def _exponential(self, times):
+        """Constant B, c, D: Phi = e^(B t), o = int_0^t e^(B s) ds c (an augmented exponential) and
+        Sigma by Van Loan's block exponential, exp([[-B, D], [0, B^T]] t) = [[., F12], [0, e^(B^T t)]],
+        Sigma = e^(B t) F12. Exact, and O(m^3) per time instead of O(m^3) per RK4 substep (at m = 289
+        the RK4 route took about 10 minutes for the prior at T = 3)."""
+        B, c = self.numeric.linear_parts(0.0)
+        D, m = self.numeric.diffusion_matrix(0.0), self.numeric.m
+        augmented = np.zeros((m + 1, m + 1))
+        augmented[:m, :m], augmented[:m, m] = B, c
+        van_loan = np.block([[-B, D], [np.zeros((m, m)), B.T]])
+        phi, offset, cov = [], [], []
+        for t in times:
+            drift_part = expm(augmented * t)
+            block = expm(van_loan * t)
+            phi.append(drift_part[:m, :m])
+            offset.append(drift_part[:m, m])
+            cov.append(block[m:, m:].T @ block[:m, m:])
+        cov = np.stack(cov)
+        return np.stack(phi), np.stack(offset), (cov + np.swapaxes(cov, 1, 2)) / 2
 
     def marginal(self, t: float, mean0: np.ndarray, cov0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and covariance of X_t when X_0 has mean ``mean0`` and covariance ``cov0``."""
