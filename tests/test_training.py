@@ -1,6 +1,5 @@
 """The training loop: accuracy against a closed-form score, checkpoints and resume, bad input."""
 import importlib.util
-
 import time
 
 import numpy as np

@@ -45,6 +45,7 @@ class NumericSDE:
         self.state_dependent = derivation.state_dependent_diffusion
         self._drift = sp.lambdify((t, *x), list(drift), "numpy")
         self._divergence = sp.lambdify((t, *x), jacobian.trace(), "numpy")
+        self.time_invariant = False  # set below for sigma(t); LinearMoments' exponential route
         if self.state_dependent:
             D = sigma * sigma.T
             div_D = [sum(sp.diff(D[i, j], x[j]) for j in range(self.m)) for i in range(self.m)]
@@ -165,7 +166,7 @@ class LinearMoments:
         if np.any(np.diff(times) < 0) or (times.size and times[0] < 0):
             raise SymscoreError(f"times: expected increasing times >= 0, got {times}")
         m = self.numeric.m
-        if getattr(self.numeric, "time_invariant", False) and times.size:
+        if self.numeric.time_invariant and times.size:
             return self._exponential(times)
         state, t_now, out = (np.eye(m), np.zeros(m), np.zeros((m, m))), 0.0, []
         for t_next in times:
