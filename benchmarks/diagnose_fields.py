@@ -11,8 +11,13 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
 3. The same from the *Gaussian counterpart* of the states at t0 (Gaussian fields with their spectrum
    per degree): how much the score below t0 depends on the states' non-Gaussian structure.
 4. The full path from T: spectrum ratio and pixel quantiles (right tail) against forward data at t.
+5. The calibration slope of the learned non-Gaussian part (models with the Gaussian skip): with
+   r = s_theta - skip and y = target - skip on fresh forward paths, slope(t) = E[y . Q r] / E[r . Q r].
+   The target is the score plus noise of mean zero given X_t, so if s_theta = skip + k (s - skip) the
+   slope is 1 / k: above 1, the learned residual is too weak on average at t; 1 is calibrated.
 
     python benchmarks/diagnose_fields.py MODEL.pt DATA.npy [--L 16] [--n 1000] [--t-end 0.02]
+        [--sections 1 2 4 5] [--n-steps 300]
 
 DATA.npy holds held-out fields (n', (L + 1)^2); the first n start the stretches, the next 2n are the
 reference. Measured figures are in the README (Random fields on the sphere).
@@ -26,6 +31,7 @@ import torch
 
 import symscore as ss
 from symscore.fields import SphericalHarmonics, gaussian_counterpart, power_spectrum, whittle_matern_sde
+from symscore.learn.targets import make_target_source
 from symscore.symbolic.numeric import NumericSDE
 
 STEP = 0.01  # the ODE's step in t (the test's 300 steps over T = 3)
@@ -67,6 +73,32 @@ def pixel_tails(sde, model, reference, times, n, L, sampled=None, q=(0.01, 0.5, 
     return "\n".join(lines)
 
 
+def residual_slopes(sde, model, fields, times, n_steps, seed=7, chunk=2048) -> str:
+    """A Markdown table: the calibration slope of s_theta - skip against the Malliavin target
+    minus the skip at each t (section 5 of the module docstring), with its delta-method standard error."""
+    source = make_target_source("malliavin", sde, n_steps)
+    record_steps = np.round(np.asarray(times) / source.dt).astype(int)
+    metric = model.metric.cpu().numpy()
+    rng = np.random.default_rng(seed)
+    across, along = [[] for _ in times], [[] for _ in times]
+    for start in range(0, len(fields), chunk):
+        x, y = (np.asarray(a) for a in source.batch(fields[start:start + chunk], record_steps, int(rng.integers(2**31))))
+        for k, t in enumerate(times):
+            states = torch.as_tensor(x[k], dtype=torch.float32)
+            with torch.no_grad():
+                skip = model.baseline(states, t).double().numpy()
+                residual = model(states, t).double().numpy() - skip
+            across[k].append((metric * (y[k] - skip) * residual).sum(1))
+            along[k].append((metric * residual**2).sum(1))
+    lines = ["| t | slope | standard error | E r . Q r |", "|---|---|---|---|"]
+    for k, t in enumerate(times):
+        a, b = np.concatenate(across[k]), np.concatenate(along[k])
+        slope = a.mean() / b.mean()
+        error = np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean()
+        lines.append(f"| {t:g} | {slope:.3f} | {error:.3f} | {b.mean():.4g} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -75,6 +107,9 @@ def main():
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--t-end", type=float, default=0.02)
     parser.add_argument("--starts", type=float, nargs="+", default=[2.0, 1.0, 0.5])
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 4, 5],
+                        help="1 Stein, 2 stretches (with 3), 4 full path and pixels, 5 residual slopes")
+    parser.add_argument("--n-steps", type=int, default=300, help="Euler steps of the targets over [0, T] (section 5)")
     args = parser.parse_args()
     L, n, t_end = args.L, args.n, args.t_end
     sde, model = whittle_matern_sde(L), ss.ScoreModel.load(args.model)
@@ -84,30 +119,42 @@ def main():
     starts, reference = held[:n], held[n:3 * n]
     degrees = SphericalHarmonics(L).degrees
 
-    print("## 1. Stein's identity on the forward marginal (per degree; -1 is exact)\n")
-    print("| t | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
-    for t in (0.02, 0.1, 0.5, 1.0, 2.0):
-        x = forward(sde, reference, t, seed=1)
-        with torch.no_grad():
-            s = np.asarray(model(x, t))
-        stein = ((x - x.mean(0)) * s).mean(0)
-        per_degree = np.array([stein[degrees == l].mean() for l in range(L + 1)])
-        print(row(f"{t:g}", per_degree, mean=stein.mean()))
+    if 1 in args.sections:
+        print("## 1. Stein's identity on the forward marginal (per degree; -1 is exact)\n")
+        print("| t | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
+        for t in (0.02, 0.1, 0.5, 1.0, 2.0):
+            x = forward(sde, reference, t, seed=1)
+            with torch.no_grad():
+                s = np.asarray(model(x, t))
+            stein = ((x - x.mean(0)) * s).mean(0)
+            per_degree = np.array([stein[degrees == l].mean() for l in range(L + 1)])
+            print(row(f"{t:g}", per_degree, mean=stein.mean()))
+    if 2 in args.sections or 4 in args.sections:
+        stretches_and_full_path(args, sde, model, starts, reference)
+    if 5 in args.sections and model.gaussian_skip:
+        print("\n## 5. Calibration slope of the learned non-Gaussian part (1 is calibrated; > 1 too weak)\n")
+        print(residual_slopes(sde, model, held[:max(n, 8192)], (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), args.n_steps))
 
+
+def stretches_and_full_path(args, sde, model, starts, reference):
+    """Sections 2-4: the ODE's stretches, the Gaussian counterpart, the full path and its pixels."""
+    L, n, t_end = args.L, args.n, args.t_end
     target = forward(sde, reference, t_end, seed=2)
     print(f"\n## 2-3. The ODE from states of X_t0 to t_end = {t_end:g}: spectrum ratio to forward data\n")
     print("| start | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
-    for t0 in args.starts:
-        states = forward(sde, starts, t0, seed=3)
-        print(row(f"forward data at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
-    t0 = args.starts[len(args.starts) // 2]
-    states = gaussian_counterpart(forward(sde, reference, t0, seed=4), L, n, seed=5)
-    print(row(f"Gaussian counterpart at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+    if 2 in args.sections:
+        for t0 in args.starts:
+            states = forward(sde, starts, t0, seed=3)
+            print(row(f"forward data at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+        t0 = args.starts[len(args.starts) // 2]
+        states = gaussian_counterpart(forward(sde, reference, t0, seed=4), L, n, seed=5)
+        print(row(f"Gaussian counterpart at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
     full = ss.sample(sde, model, n, int(round((sde.T - t_end) / STEP)), method="ode", seed=2, t_end=t_end)
     print(row(f"prior at T = {sde.T:g} (the full path)", spectrum_ratio(full, target, L)))
 
-    print("\n## 4. Pixel quantiles (the right tail carries the lognormal's variance)\n")
-    print(pixel_tails(sde, model, reference, (1.0, 0.5, t_end), n, L, sampled={t_end: full}))
+    if 4 in args.sections:
+        print("\n## 4. Pixel quantiles (the right tail carries the lognormal's variance)\n")
+        print(pixel_tails(sde, model, reference, (1.0, 0.5, t_end), n, L, sampled={t_end: full}))
 
 
 if __name__ == "__main__":
