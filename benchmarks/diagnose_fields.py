@@ -15,6 +15,8 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
    r = s_theta - skip and y = target - skip on fresh forward paths, slope(t) = E[y . Q r] / E[r . Q r].
    The target is the score plus noise of mean zero given X_t, so if s_theta = skip + k (s - skip) the
    slope is 1 / k: above 1, the learned residual is too weak on average at t; 1 is calibrated.
+   Then the same in pixel space by bins of the state's pixel value: where along the pixel
+   distribution the residual is too weak (> 1) or too strong (< 1).
 
     python benchmarks/diagnose_fields.py MODEL.pt DATA.npy [--L 16] [--n 1000] [--t-end 0.02]
         [--sections 1 2 4 5] [--n-steps 300]
@@ -73,14 +75,29 @@ def pixel_tails(sde, model, reference, times, n, L, sampled=None, q=(0.01, 0.5, 
     return "\n".join(lines)
 
 
-def residual_slopes(sde, model, fields, times, n_steps, seed=7, chunk=2048) -> str:
-    """A Markdown table: the calibration slope of s_theta - skip against the Malliavin target
-    minus the skip at each t (section 5 of the module docstring), with its delta-method standard error."""
+PIXEL_BINS = (-np.inf, 0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # the state's pixel value, in units of its std
+
+
+def _slope(pairs) -> str:
+    """'slope +- SE' of sum(a) / sum(b) from per-path rows (a, b): delta method over paths."""
+    a, b = np.concatenate(pairs).T
+    slope = a.mean() / b.mean()
+    return f"{slope:.3f} +- {np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean():.3f}"
+
+
+def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048) -> str:
+    """Two Markdown tables: the calibration slope of s_theta - skip against the Malliavin target
+    minus the skip at each t (section 5 of the module docstring), pooled over coefficients, then in
+    pixel space (both synthesised after multiplying by Q, the drift the ODE uses) by bins of the
+    state's own pixel value. A bin is a function of X_t, so the target stays unbiased within it and
+    each bin's slope is a calibration of its own; standard errors by the delta method over paths."""
+    harmonics = SphericalHarmonics(L)
     source = make_target_source("malliavin", sde, n_steps)
     record_steps = np.round(np.asarray(times) / source.dt).astype(int)
     metric = model.metric.cpu().numpy()
     rng = np.random.default_rng(seed)
-    across, along = [[] for _ in times], [[] for _ in times]
+    pooled = [[] for _ in times]
+    binned = [[[] for _ in PIXEL_BINS[1:]] for _ in times]
     for start in range(0, len(fields), chunk):
         x, y = (np.asarray(a) for a in source.batch(fields[start:start + chunk], record_steps, int(rng.integers(2**31))))
         for k, t in enumerate(times):
@@ -88,14 +105,22 @@ def residual_slopes(sde, model, fields, times, n_steps, seed=7, chunk=2048) -> s
             with torch.no_grad():
                 skip = model.baseline(states, t).double().numpy()
                 residual = model(states, t).double().numpy() - skip
-            across[k].append((metric * (y[k] - skip) * residual).sum(1))
-            along[k].append((metric * residual**2).sum(1))
-    lines = ["| t | slope | standard error | E r . Q r |", "|---|---|---|---|"]
+            pooled[k].append(np.stack([(metric * (y[k] - skip) * residual).sum(1),
+                                       (metric * residual**2).sum(1)], axis=1))
+            pixels = harmonics.synthesis(x[k]).reshape(len(x[k]), -1)
+            bins = np.digitize((pixels - pixels.mean()) / pixels.std(), PIXEL_BINS[1:-1])
+            drift = harmonics.synthesis(metric * residual).reshape(bins.shape)
+            noisy = harmonics.synthesis(metric * (y[k] - skip)).reshape(bins.shape)
+            for j in range(len(PIXEL_BINS) - 1):
+                inside = bins == j
+                binned[k][j].append(np.stack([(noisy * drift * inside).sum(1), (drift**2 * inside).sum(1)], axis=1))
+    lines = ["| t | slope (pooled) | E r . Q r |", "|---|---|---|"]
     for k, t in enumerate(times):
-        a, b = np.concatenate(across[k]), np.concatenate(along[k])
-        slope = a.mean() / b.mean()
-        error = np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean()
-        lines.append(f"| {t:g} | {slope:.3f} | {error:.3f} | {b.mean():.4g} |")
+        lines.append(f"| {t:g} | {_slope(pooled[k])} | {np.concatenate(pooled[k])[:, 1].mean():.4g} |")
+    names = [f"[{lo:g}, {hi:g})" for lo, hi in zip(PIXEL_BINS[:-1], PIXEL_BINS[1:])]
+    lines += ["", "| t | " + " | ".join(f"pixels in {name} sd" for name in names) + " |", "|---|" + "---|" * len(names)]
+    for k, t in enumerate(times):
+        lines.append(f"| {t:g} | " + " | ".join(_slope(binned[k][j]) for j in range(len(names))) + " |")
     return "\n".join(lines)
 
 
@@ -133,7 +158,7 @@ def main():
         stretches_and_full_path(args, sde, model, starts, reference)
     if 5 in args.sections and model.gaussian_skip:
         print("\n## 5. Calibration slope of the learned non-Gaussian part (1 is calibrated; > 1 too weak)\n")
-        print(residual_slopes(sde, model, held[:max(n, 8192)], (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), args.n_steps))
+        print(residual_slopes(sde, model, held[:max(n, 8192)], (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), args.n_steps, L))
 
 
 def stretches_and_full_path(args, sde, model, starts, reference):
