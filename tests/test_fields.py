@@ -388,3 +388,51 @@ def test_the_pixel_check_rejects_the_datas_gaussian_counterpart():
     for fields, should_pass in ((fresh, True), (gaussian, False)):
         gap, error, value = _fraction_gap(fields, held_out, L)
         assert (abs(gap) < 4 * error + 0.1 * value) == should_pass, (gap, error, value)
+
+
+def _benchmark(name):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    folder = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))  # diagnose_fields imports nothing of its neighbours, bench_fields neither
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+@pytest.mark.parametrize("k", [1.0, 0.7])
+def test_residual_slopes_recover_the_weakening_of_an_exact_score(k):
+    """benchmarks/diagnose_fields.py section 5 on the exact score of a bimodal mixture of fields
+    (bench_fields.Mixture, L = 8), its non-Gaussian part scaled by k: every slope, pooled and per
+    pixel bin with enough pixels, is 1 / k within 4 SE plus 2%: the target is the Euler scheme's
+    (dt = 0.01), whose O(dt) bias was measured at up to 0.5% at L = 16 (3.5% at t = 0.2 with dt =
+    0.03). k = 0.7 (slope 1.43) shows the check tells a weakened score from the exact one."""
+    diagnose, mixture = _benchmark("diagnose_fields"), _benchmark("bench_fields").Mixture(8)
+    L, sde = 8, whittle_matern_sde(8)
+
+    class Scaled:
+        metric = torch.as_tensor(mixture.q)
+
+        def baseline(self, x, t):  # the Gaussian score of the mixture's per-coefficient moments
+            x = np.asarray(x, dtype=np.float64)
+            return torch.as_tensor(-x / (mixture.variance(t) + np.exp(-2 * t) * mixture.mu**2))
+
+        def __call__(self, x, t):
+            skip = self.baseline(x, t).numpy()
+            return torch.as_tensor(skip + k * (mixture.score(np.asarray(x, dtype=np.float64), t) - skip))
+
+    fields = mixture.sample(2048, 0.0, np.random.default_rng(0))
+    table = diagnose.residual_slopes(sde, Scaled(), fields, (0.5, 1.0), 300, L)
+    cells = [cell for line in table.splitlines() if line.startswith("| 0.5 ") or line.startswith("| 1 ")
+             for cell in line.split("|")[2:-1] if "+-" in cell]
+    assert len(cells) == 2 * (1 + len(diagnose.PIXEL_BINS) - 1), table
+    for cell in cells:
+        slope, error = map(float, cell.split("+-"))
+        if error < 0.05:  # the bright bins of a Gaussian-like mixture hold few pixels
+            assert abs(slope - 1 / k) < 4 * error + 0.02 / k, table
