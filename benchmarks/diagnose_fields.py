@@ -78,26 +78,29 @@ def pixel_tails(sde, model, reference, times, n, L, sampled=None, q=(0.01, 0.5, 
 PIXEL_BINS = (-np.inf, 0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # the state's pixel value, in units of its std
 
 
-def _slope(pairs) -> str:
-    """'slope +- SE' of sum(a) / sum(b) from per-path rows (a, b): delta method over paths."""
+def _slope(pairs) -> tuple[float, float]:
+    """(slope, SE) of sum(a) / sum(b) from per-path rows (a, b): delta method over paths."""
     a, b = np.concatenate(pairs).T
     slope = a.mean() / b.mean()
-    return f"{slope:.3f} +- {np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean():.3f}"
+    return slope, np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean()
 
 
-def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048) -> str:
-    """Two Markdown tables: the calibration slope of s_theta - skip against the Malliavin target
-    minus the skip at each t (section 5 of the module docstring), pooled over coefficients, then in
-    pixel space (both synthesised after multiplying by Q, the drift the ODE uses) by bins of the
-    state's own pixel value. A bin is a function of X_t, so the target stays unbiased within it and
-    each bin's slope is a calibration of its own; standard errors by the delta method over paths."""
+def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048):
+    """The calibration slope of s_theta - skip against the Malliavin target minus the skip at each t
+    (section 5 of the module docstring): pooled over coefficients, then in pixel space (both
+    synthesised after multiplying by Q, the drift the ODE uses) by bins of the state's own pixel
+    value. A bin is a function of X_t, so the target stays unbiased within it and each bin's slope is
+    a calibration of its own; standard errors by the delta method over paths.
+
+    Returns (slopes, errors, size): (len(times), 1 + len(PIXEL_BINS) - 1) arrays, column 0 pooled
+    and then one column per bin, and E r . Q r per t.
+    """
     harmonics = SphericalHarmonics(L)
     source = make_target_source("malliavin", sde, n_steps)
     record_steps = np.round(np.asarray(times) / source.dt).astype(int)
     metric = model.metric.cpu().numpy()
     rng = np.random.default_rng(seed)
-    pooled = [[] for _ in times]
-    binned = [[[] for _ in PIXEL_BINS[1:]] for _ in times]
+    rows = [[[] for _ in PIXEL_BINS] for _ in times]  # per t: pooled, then one list per bin
     for start in range(0, len(fields), chunk):
         x, y = (np.asarray(a) for a in source.batch(fields[start:start + chunk], record_steps, int(rng.integers(2**31))))
         for k, t in enumerate(times):
@@ -105,22 +108,28 @@ def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048) -
             with torch.no_grad():
                 skip = model.baseline(states, t).double().numpy()
                 residual = model(states, t).double().numpy() - skip
-            pooled[k].append(np.stack([(metric * (y[k] - skip) * residual).sum(1),
-                                       (metric * residual**2).sum(1)], axis=1))
+            rows[k][0].append(np.stack([(metric * (y[k] - skip) * residual).sum(1),
+                                        (metric * residual**2).sum(1)], axis=1))
             pixels = harmonics.synthesis(x[k]).reshape(len(x[k]), -1)
             bins = np.digitize((pixels - pixels.mean()) / pixels.std(), PIXEL_BINS[1:-1])
             drift = harmonics.synthesis(metric * residual).reshape(bins.shape)
             noisy = harmonics.synthesis(metric * (y[k] - skip)).reshape(bins.shape)
             for j in range(len(PIXEL_BINS) - 1):
                 inside = bins == j
-                binned[k][j].append(np.stack([(noisy * drift * inside).sum(1), (drift**2 * inside).sum(1)], axis=1))
+                rows[k][1 + j].append(np.stack([(noisy * drift * inside).sum(1), (drift**2 * inside).sum(1)], axis=1))
+    estimates = np.array([[_slope(column) for column in per_t] for per_t in rows])  # (K, 1 + bins, 2)
+    size = np.array([np.concatenate(per_t[0])[:, 1].mean() for per_t in rows])
+    return estimates[..., 0], estimates[..., 1], size
+
+
+def slopes_table(times, slopes, errors, size) -> str:
+    """The two Markdown tables of section 5 from :func:`residual_slopes`' arrays."""
+    cell = lambda k, j: f"{slopes[k, j]:.3f} +- {errors[k, j]:.3f}"  # noqa: E731
     lines = ["| t | slope (pooled) | E r . Q r |", "|---|---|---|"]
-    for k, t in enumerate(times):
-        lines.append(f"| {t:g} | {_slope(pooled[k])} | {np.concatenate(pooled[k])[:, 1].mean():.4g} |")
+    lines += [f"| {t:g} | {cell(k, 0)} | {size[k]:.4g} |" for k, t in enumerate(times)]
     names = [f"[{lo:g}, {hi:g})" for lo, hi in zip(PIXEL_BINS[:-1], PIXEL_BINS[1:])]
     lines += ["", "| t | " + " | ".join(f"pixels in {name} sd" for name in names) + " |", "|---|" + "---|" * len(names)]
-    for k, t in enumerate(times):
-        lines.append(f"| {t:g} | " + " | ".join(_slope(binned[k][j]) for j in range(len(names))) + " |")
+    lines += [f"| {t:g} | " + " | ".join(cell(k, 1 + j) for j in range(len(names))) + " |" for k, t in enumerate(times)]
     return "\n".join(lines)
 
 
@@ -160,7 +169,8 @@ def main():
         print("\n## 5. skipped: the calibration slopes need a model trained with gaussian_skip=True")
     elif 5 in args.sections:
         print("\n## 5. Calibration slope of the learned non-Gaussian part (1 is calibrated; > 1 too weak)\n")
-        print(residual_slopes(sde, model, held[:max(n, 8192)], (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), args.n_steps, L))
+        times = (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+        print(slopes_table(times, *residual_slopes(sde, model, held[:max(n, 8192)], times, args.n_steps, L)))
 
 
 def stretches_and_full_path(args, sde, model, starts, reference):

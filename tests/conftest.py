@@ -102,10 +102,15 @@ def coarsen(dW, factor):
     return dW.reshape(n, N // factor, factor, d).sum(axis=2)
 
 
-def emitted_module(sde, path, backend: str = "numba"):
-    """``ss.emit(sde, backend, path)`` written to ``path`` and imported as a module of that name."""
-    ss.emit(sde, backend=backend, path=path)
+def import_file(path):
+    """The Python file at ``path`` imported as a module named after it (not added to sys.modules)."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def emitted_module(sde, path, backend: str = "numba"):
+    """``ss.emit(sde, backend, path)`` written to ``path`` and imported as a module of that name."""
+    ss.emit(sde, backend=backend, path=path)
+    return import_file(path)
