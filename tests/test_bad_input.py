@@ -4,7 +4,6 @@ modules show them inert, and importing and running such a module executes nothin
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
@@ -14,6 +13,8 @@ from click.testing import CliRunner
 
 import symscore as ss
 from symscore.cli import main as cli_main
+
+from conftest import import_file
 
 t = sp.Symbol("t")
 x1, x2 = sp.symbols("x1 x2")
@@ -172,9 +173,7 @@ def test_hostile_names_execute_nothing(tmp_path, monkeypatch, backend):
     path = tmp_path / f"hostile_{backend}.py"
     source = ss.emit(sde, backend=backend, path=path)
     compile(source, str(path), "exec")  # valid Python
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(path)
     assert "Beneš" in module.__doc__ and PAYLOAD in module.__doc__  # shown, as text, in the docstring
     x0 = np.random.default_rng(0).normal(size=(16, 2))
     dW = np.random.default_rng(1).normal(size=(16, 20, 2)) * np.sqrt(0.05)

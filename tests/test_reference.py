@@ -11,8 +11,6 @@ runs in ``make test``, the large one in ``make test-slow``.
 """
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import sympy as sp
@@ -20,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import symscore as ss
-from conftest import BACKENDS, FACTORIES, brownian
+from conftest import BACKENDS, FACTORIES, brownian, import_file
 from corpus import random_sdes
 from reference import reference_simulate, relative_error
 
@@ -139,10 +137,7 @@ def load_emitted(sde, backend, folder):
     """Write ss.emit's module to ``folder`` and import it as a plain module (no symscore involved)."""
     path = folder / f"emitted_{backend}_{sde.name}.py"
     ss.emit(sde, backend=backend, path=path)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(path)
 
 
 def check_emitted(sde, backend, folder, seed=0):
