@@ -184,6 +184,8 @@ class ScoreModel(nn.Module):
             (module docstring).
         spherical_channels: for m = (L + 1)^2 spherical-harmonic coefficients, add to F_theta a
             :class:`~symscore.learn.spherical.SphericalBlock` with this many channels (0: none).
+        spherical_depth: the spherical block's pointwise layers (1: one; more stack them with a
+            spectral convolution between, :mod:`symscore.learn.spherical`).
 
     Call it as ``model(x, t)`` with x of shape (n, m) and t a scalar or shape (n,), numpy or torch:
     the result is (n, m) of the same kind (numpy float64 for numpy input).
@@ -191,10 +193,11 @@ class ScoreModel(nn.Module):
 
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
-                 gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp"):
+                 gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp",
+                 spherical_depth: int = 1):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
-                                 ("spherical_channels", spherical_channels, 0)):
+                                 ("spherical_channels", spherical_channels, 0), ("spherical_depth", spherical_depth, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SymscoreError(f"{name}: expected an integer >= {low}, got {value!r}")
         if embedding_dim % 2:
@@ -226,13 +229,15 @@ class ScoreModel(nn.Module):
                                 f"with L >= 1, got m = {m}")
         if spherical_channels:
             self.config["spherical_channels"] = spherical_channels
+        if spherical_depth != 1:  # the default keeps the config of earlier files
+            self.config["spherical_depth"] = spherical_depth
         self.preconditioning = preconditioning
         self.m, self.T, self.t_min = m, float(T), float(t_min)
         self.embedding = SinusoidalEmbedding(embedding_dim, float(T))
         time_features = 1 + 2 * ((embedding_dim - 1) // 2)
         self.net = ARCHITECTURES[architecture](m, time_features, width, depth, ACTIVATIONS[activation])
         self.spherical = (SphericalBlock(sphere_degree(m), spherical_channels, SPHERICAL_HIDDEN, time_features,
-                                         ACTIVATIONS[activation]) if spherical_channels else None)
+                                         ACTIVATIONS[activation], spherical_depth) if spherical_channels else None)
         self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
         self.set_prior_data(torch.zeros(m), torch.zeros(m, m), torch.zeros(0, m))
         self.set_metric(torch.ones(m))

@@ -22,7 +22,15 @@ rebuilds them). The gain g(t) = G emb(t) + 1 (G starts at zero) lets the block f
 score is Gaussian (large t, where the model's Gaussian skip is exact) and grow where it is not:
 without it the pointwise function is the same at every t up to a shift of its hidden units, and
 the first measurement at L = 16 inflated the samples' spectrum. The output filters start at zero, so the block starts as nothing and the model
-as the plain MLP. Rotations act on each degree's coefficients orthogonally and the pointwise layer
+as the plain MLP.
+
+With ``depth`` D > 1 the block stacks D pointwise layers, as a spherical Fourier neural operator
+stacks its blocks: layer j + 1 sees, per pixel, the input fields u and layer j's output v after a
+spectral convolution (analysis, a C x C channel mixing per degree, synthesis). One layer can only
+represent scores of the form S^T diag(w) V'(S x); a lognormal field f = exp(g) - E, with g
+Gaussian of covariance K, has the score -(K^-1 log(f + E) + 1) / (f + E) in pixel space: a
+pointwise function, a non-local filter, and a product with another pointwise function, which
+needs two layers and both inputs. Rotations act on each degree's coefficients orthogonally and the pointwise layer
 commutes with them (up to the grid), so the block is close to rotation-equivariant, as a
 stationary field's score is.
 """
@@ -54,9 +62,12 @@ class SphericalBlock(nn.Module):
         hidden: the pointwise layer's width.
         embedding_size: the size of the time features it is conditioned on.
         activation: an ``nn.Module`` class.
+        depth: pointwise layers; each after the first sees the input fields and the previous
+            layer's output after a spectral convolution (per-degree channel mixing), see the
+            module docstring.
     """
 
-    def __init__(self, L: int, channels: int, hidden: int, embedding_size: int, activation):
+    def __init__(self, L: int, channels: int, hidden: int, embedding_size: int, activation, depth: int = 1):
         super().__init__()
         harmonics = SphericalHarmonics(L)
         m, pixels = harmonics.m, harmonics.nlat * harmonics.nlon
@@ -75,6 +86,17 @@ class SphericalBlock(nn.Module):
         nn.init.zeros_(self.time_gain.weight)
         nn.init.ones_(self.time_gain.bias)
         self.filters_out = nn.Parameter(torch.zeros(channels, L + 1))
+        # layers 2..depth (empty for depth 1, so a one-layer block's state dict is as it always was):
+        # the spectral convolution starts at the identity on each degree, i.e. the projection of the
+        # previous output onto degrees <= L
+        self.mixing = nn.ParameterList(
+            nn.Parameter(torch.eye(channels).unsqueeze(2).repeat(1, 1, L + 1)
+                         + 0.1 * torch.randn(channels, channels, L + 1) / math.sqrt(channels))
+            for _ in range(depth - 1))
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({"pointwise_in": nn.Linear(2 * channels, hidden), "time_in": nn.Linear(embedding_size, hidden),
+                           "pointwise_out": nn.Linear(hidden, channels)})
+            for _ in range(depth - 1))
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """(n, m) normalised coefficients and (n, E) time features -> (n, m)."""
@@ -82,6 +104,13 @@ class SphericalBlock(nn.Module):
         fields = (lifted @ self.synthesis.to(z.dtype)).transpose(1, 2)  # (n, P, C)
         hidden = self.pointwise_in(fields) + self.time_in(embedding).unsqueeze(1)
         values = self.pointwise_out(self.activation(hidden)).transpose(1, 2)  # (n, C, P)
+        synthesis, analysis = self.synthesis.to(z.dtype), self.analysis.to(z.dtype)
+        for mixing, layer in zip(self.mixing, self.layers):
+            # spectral convolution: out_k[lm] = sum_c M[k, c, l] in_c[lm], back on the grid
+            spectral = torch.einsum("ncm,kcm->nkm", values @ analysis, mixing[:, :, self.degrees])
+            inputs = torch.cat([fields, (spectral @ synthesis).transpose(1, 2)], dim=2)  # (n, P, 2C)
+            hidden = layer["pointwise_in"](inputs) + layer["time_in"](embedding).unsqueeze(1)
+            values = layer["pointwise_out"](self.activation(hidden)).transpose(1, 2)
         values = values * self.time_gain(embedding).unsqueeze(2)
-        coefficients = values @ self.analysis.to(z.dtype)  # (n, C, m)
+        coefficients = values @ analysis  # (n, C, m)
         return (coefficients * self.filters_out[:, self.degrees]).sum(dim=1)

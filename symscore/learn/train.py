@@ -43,7 +43,7 @@ __all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
 #: Run-record fields added after checkpoints were first written, with the value they then had.
 RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False, "spherical_channels": 0,
-                   "stein_calibration": False, "architecture": "mlp"}
+                   "stein_calibration": False, "architecture": "mlp", "spherical_depth": 1}
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class TrainConfig:
     spherical_channels: int = 0
     stein_calibration: bool = False
     architecture: str = "mlp"
+    spherical_depth: int = 1
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -95,6 +96,7 @@ class TrainConfig:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         checked = {
             "spherical_channels": positive_int(self.spherical_channels, "spherical_channels", low=0),
+            "spherical_depth": positive_int(self.spherical_depth, "spherical_depth"),
             "steps": positive_int(self.steps, "steps"), "batch_size": positive_int(self.batch_size, "batch_size"),
             "seed": positive_int(self.seed, "seed", low=0), "n_times": positive_int(self.n_times, "n_times"),
             "n_steps": positive_int(self.n_steps, "n_steps"), "pilot_size": positive_int(self.pilot_size, "pilot_size", 2),
@@ -332,7 +334,8 @@ class Trainer:
             model = ScoreModel(sde.m, width=config.width, depth=config.depth, activation=config.activation, T=sde.T,
                                t_min=float(self.candidates[0] * sde.T / config.n_steps),
                                preconditioning=config.preconditioning, gaussian_skip=config.gaussian_skip,
-                               spherical_channels=config.spherical_channels, architecture=config.architecture)
+                               spherical_channels=config.spherical_channels, architecture=config.architecture,
+                               spherical_depth=config.spherical_depth)
         elif not isinstance(model, ScoreModel) or model.m != sde.m:
             raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
         elif model.preconditioning != config.preconditioning or model.gaussian_skip != config.gaussian_skip:
@@ -342,7 +345,8 @@ class Trainer:
         else:  # a given network keeps its shape: the config (and so the run record) describes it
             shape = {"width": model.config["width"], "depth": model.config["depth"],
                      "activation": model.config["activation"], "architecture": model.architecture,
-                     "spherical_channels": model.config.get("spherical_channels", 0)}
+                     "spherical_channels": model.config.get("spherical_channels", 0),
+                     "spherical_depth": model.config.get("spherical_depth", 1)}
             config = self.config = replace(config, **shape)
         if config.preconditioning == "cameron-martin":
             model.set_metric(cameron_martin_metric(sde))
@@ -430,7 +434,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
           progress: bool = True, device=None, preconditioning: str = "coordinate",
           gaussian_skip: bool = False, spherical_channels: int = 0, stein_calibration: bool = False,
-          architecture: str = "mlp") -> ScoreModel:
+          architecture: str = "mlp", spherical_depth: int = 1) -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -469,6 +473,8 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             spherical block with this many channels (synthesis, a pointwise layer per pixel,
             analysis: :mod:`symscore.learn.spherical`); 0 (default) for none. It learns the score
             of fields that are non-Gaussian pixel by pixel, which an MLP on coefficients hardly does.
+        spherical_depth: the spherical block's pointwise layers (default 1); more stack them with a
+            spectral convolution between (:mod:`symscore.learn.spherical`).
         stein_calibration: after training, give the returned model the linear correction that
             makes it satisfy Stein's identity E[(X_i - mu_i) s_i] = -1 on 4 ``pilot_size`` forward
             paths (:func:`calibrate_stein`); it fixes the second moments the probability-flow ODE
@@ -481,7 +487,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
                          clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size, preconditioning=preconditioning,
                          gaussian_skip=gaussian_skip, spherical_channels=spherical_channels, architecture=architecture,
-                         stein_calibration=stein_calibration)
+                         stein_calibration=stein_calibration, spherical_depth=spherical_depth)
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)
