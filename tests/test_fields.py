@@ -224,11 +224,11 @@ def test_field_plots_are_written(tmp_path):
 
 
 # -- the spherical block ---------------------------------------------------------------------------------
-def _block(L, channels=3, seed=0):
+def _block(L, channels=3, seed=0, depth=1):
     from symscore.learn.spherical import SphericalBlock
 
     torch.manual_seed(seed)
-    block = SphericalBlock(L, channels, hidden=8, embedding_size=5, activation=torch.nn.Tanh).double()
+    block = SphericalBlock(L, channels, hidden=8, embedding_size=5, activation=torch.nn.Tanh, depth=depth).double()
     with torch.no_grad():  # the output filters start at zero: give them values
         block.filters_out.normal_()
     return block
@@ -245,13 +245,15 @@ def _rotate_about_the_axis(coeffs, L, angle):
     return out
 
 
-def test_spherical_block_commutes_with_rotations_by_grid_steps():
+@pytest.mark.parametrize("depth", [1, 2])
+def test_spherical_block_commutes_with_rotations_by_grid_steps(depth):
     """A rotation about the polar axis by k longitude steps maps the grid onto itself, so the
     pointwise layer commutes with it exactly and so must the whole block: this ties the block's
-    dense synthesis and analysis to the coefficients' ordering and orientation. A rotation by half a
-    step leaves the grid and breaks it (the check can fail)."""
+    dense synthesis and analysis to the coefficients' ordering and orientation (with depth 2 also
+    the spectral convolution's per-degree mixing). A rotation by half a step leaves the grid and
+    breaks it (the check can fail)."""
     L = 5
-    block, sh = _block(L), SphericalHarmonics(L)
+    block, sh = _block(L, depth=depth), SphericalHarmonics(L)
     z, embedding = torch.randn(4, sh.m, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     # the rotation itself, checked on the grid: f(theta, phi - angle) is the field shifted by k columns
     step = 2 * np.pi / sh.nlon
@@ -288,6 +290,46 @@ def test_spherical_block_is_the_gradient_of_a_pixel_potential():
         np.testing.assert_allclose(block(z.detach(), embedding), expected, rtol=1e-9, atol=1e-12)
 
 
+def test_two_layer_block_is_its_formula_through_torch_harmonics():
+    """Depth 2 (module docstring of symscore.learn.spherical): layer 2 sees the input fields u and
+    the spectral convolution of layer 1's output v, S(M[l] A v). Recomputed here with
+    torch-harmonics' transforms and a loop over degrees, not the block's dense matrices or einsum; a
+    mixing that ignored the degree (M[0] everywhere) would differ (the check can fail)."""
+    L, C = 4, 2
+    block, sh = _block(L, channels=C, depth=2), SphericalHarmonics(L)
+    with torch.no_grad():
+        block.mixing[0].normal_()  # distinct per degree and channel pair
+    z, embedding = torch.randn(3, sh.m, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    degrees = torch.as_tensor(sh.degrees)
+
+    def pointwise(layer, inputs):  # (3, C_in, nlat, nlon) -> (3, C, nlat, nlon)
+        hidden = layer["pointwise_in"](inputs.movedim(1, -1)) + layer["time_in"](embedding)[:, None, None, :]
+        return layer["pointwise_out"](block.activation(hidden)).movedim(-1, 1)
+
+    def expected(mixing):
+        fields = torch.stack([sh.synthesis(z * block.filters_in[k, degrees]) for k in range(C)], dim=1)
+        first = pointwise({"pointwise_in": block.pointwise_in, "time_in": block.time_in,
+                           "pointwise_out": block.pointwise_out}, fields)
+        spectra = torch.stack([sh.analysis(first[:, k]) for k in range(C)], dim=1)  # (3, C, m)
+        mixed = torch.zeros_like(spectra)
+        for l in range(L + 1):
+            mixed[:, :, degrees == l] = torch.einsum("kc,ncj->nkj", mixing(l), spectra[:, :, degrees == l])
+        spectral = torch.stack([sh.synthesis(mixed[:, k]) for k in range(C)], dim=1)
+        second = pointwise(block.layers[0], torch.cat([fields, spectral], dim=1))
+        second = second * block.time_gain(embedding)[:, :, None, None]
+        return sum(sh.analysis(second[:, k]) * block.filters_out[k, degrees] for k in range(C))
+
+    with torch.no_grad():
+        out = block(z, embedding)
+        np.testing.assert_allclose(out, expected(lambda l: block.mixing[0][:, :, l]), rtol=1e-9, atol=1e-12)
+        assert (out - expected(lambda l: block.mixing[0][:, :, 0])).abs().max() > 1e-3
+    # one layer keeps the state dict it always had: files saved before depth existed still load
+    assert set(_block(L, depth=1).state_dict()) == {"filters_in", "filters_out", "pointwise_in.weight",
+                                                     "pointwise_in.bias", "time_in.weight", "time_in.bias",
+                                                     "pointwise_out.weight", "pointwise_out.bias",
+                                                     "time_gain.weight", "time_gain.bias"}
+
+
 def test_spherical_channels_train_save_and_load(tmp_path):
     L = 3
     sde = whittle_matern_sde(L)
@@ -303,6 +345,14 @@ def test_spherical_channels_train_save_and_load(tmp_path):
     for bad in (-1, 1.5, True):
         with pytest.raises(ss.SymscoreError, match="spherical_channels"):
             ss.train(sde, data, steps=1, spherical_channels=bad, progress=False)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ss.SymscoreError, match="spherical_depth"):
+            ss.train(sde, data, steps=1, spherical_channels=2, spherical_depth=bad, progress=False)
+    deep = ss.train(sde, data, steps=3, batch_size=32, width=16, depth=1, progress=False, spherical_channels=2,
+                    spherical_depth=2, preconditioning="cameron-martin", gaussian_skip=True, pilot_size=128)
+    assert deep.config["spherical_depth"] == 2 and len(deep.spherical.layers) == 1
+    loaded = ss.ScoreModel.load(deep.save(tmp_path / "deep.pt"))
+    np.testing.assert_allclose(loaded(data[:5], 0.3), deep(data[:5], 0.3), rtol=1e-6)
 
 
 # -- the learned, preconditioned score (slow: trains for many minutes) --------------------------------
@@ -378,6 +428,34 @@ def test_learned_preconditioned_score_reproduces_the_pixel_statistic(learned_fie
     Strict: the day it passes, the marker must go.
     """
     samples, held_out = learned_fields(L)
+    gap, error, value = _fraction_gap(samples, held_out, L)
+    assert abs(gap) < 4 * error + 0.1 * value, (gap, error, value)
+
+
+def _times_weighted_to_large_t(dt):
+    """161 record times on the grid of step dt: 60 log-spaced in [0.02, 0.5], every other step above."""
+    low = np.unique(np.round(np.geomspace(0.02, 0.5, 60) / dt).astype(int))
+    return np.unique(np.concatenate([low, np.arange(int(round(0.52 / dt)), int(round(3.0 / dt)) + 1, 2)])) * dt
+
+
+@pytest.mark.slow
+def test_two_layer_spherical_block_meets_both_tolerances_at_l16():
+    """L = 16 with the spherical block of two pointwise layers (``spherical_depth=2``) and Stein
+    calibration: the spectrum within 0.1 + 4 SE_l at every degree *and* the fraction above sigma_Q
+    within 4 SE + 10%, the pair the plain model above cannot reach (its pixels are nearly Gaussian).
+    Measured with exactly these settings (2026-12-03, 2 cores, 38 min of training and 13 min of
+    sampling): spectrum ratio 0.971 (0.82-1.02, worst z 2.7), fraction 0.1026 against 0.0954.
+    """
+    L = 16
+    sde = whittle_matern_sde(L)
+    data, held_out = field_data("lognormal", L, 200_000, seed=0), field_data("lognormal", L, 20_000, seed=1)
+    model = ss.train(sde, data, steps=1500, batch_size=1024, width=256, t_min=0.02, n_steps=300, n_times=1,
+                     times=_times_weighted_to_large_t(sde.T / 300), preconditioning="cameron-martin",
+                     gaussian_skip=True, spherical_channels=4, spherical_depth=2, stein_calibration=True,
+                     progress=False, seed=0)
+    samples = ss.sample(sde, model, N_SAMPLES, 300, seed=2, method="ode")
+    ratio, error = _ratio_and_error(samples, held_out, L)
+    assert np.all(np.abs(ratio - 1) < 0.1 + 4 * error), (ratio, error)
     gap, error, value = _fraction_gap(samples, held_out, L)
     assert abs(gap) < 4 * error + 0.1 * value, (gap, error, value)
 
