@@ -28,11 +28,16 @@ With ``depth`` D > 1 the block stacks D pointwise layers, as a spherical Fourier
 stacks its blocks: layer j + 1 sees, per pixel, the input fields u and layer j's output v after a
 spectral convolution (analysis, a C x C channel mixing per degree, synthesis). One layer can only
 represent scores of the form S^T diag(w) V'(S x); a lognormal field f = exp(g) - E, with g
-Gaussian of covariance K, has the score -(K^-1 log(f + E) + 1) / (f + E) in pixel space: a
-pointwise function, a non-local filter, and a product with another pointwise function, which
-needs two layers and both inputs. Rotations act on each degree's coefficients orthogonally and the pointwise layer
-commutes with them (up to the grid), so the block is close to rotation-equivariant, as a
-stationary field's score is.
+Gaussian of mean mu and covariance K, has in pixel space the score
+
+    -(K^-1 (log(f + E) - mu) + 1) / (f + E),
+
+a pointwise function, a non-local filter, and a product with another pointwise function, which
+needs two layers and both inputs.
+
+Rotations act on each degree's coefficients orthogonally; the pointwise layers commute with them
+(up to the grid) and the spectral convolution mixes channels within a degree, so the block is
+close to rotation-equivariant, as a stationary field's score is.
 """
 from __future__ import annotations
 
