@@ -92,8 +92,8 @@ class SphericalBlock(nn.Module):
         nn.init.ones_(self.time_gain.bias)
         self.filters_out = nn.Parameter(torch.zeros(channels, L + 1))
         # layers 2..depth (empty for depth 1, so a one-layer block's state dict is as it always was):
-        # the spectral convolution starts at the identity on each degree, i.e. the projection of the
-        # previous output onto degrees <= L
+        # the spectral convolution starts near the identity on each degree (the projection of the
+        # previous output onto degrees <= L), perturbed so that the channels differ
         self.mixing = nn.ParameterList(
             nn.Parameter(torch.eye(channels).unsqueeze(2).repeat(1, 1, L + 1)
                          + 0.1 * torch.randn(channels, channels, L + 1) / math.sqrt(channels))
