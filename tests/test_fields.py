@@ -452,7 +452,8 @@ def _times_weighted_to_large_t(dt):
 
 
 @pytest.mark.slow
-def test_two_layer_spherical_block_meets_both_tolerances_at_l16(lognormal_fields):
+@pytest.mark.parametrize("seed", [0, 1], ids=["seed0", "seed1"])
+def test_two_layer_spherical_block_meets_both_tolerances_at_l16(lognormal_fields, seed):
     """L = 16 with the spherical block of two pointwise layers (``spherical_depth=2``) and Stein
     calibration: the spectrum within 0.1 + 4 SE_l at every degree *and* the fraction above sigma_Q
     within 4 SE + 10%, the pair the plain model above cannot reach (its pixels are nearly Gaussian).
@@ -465,11 +466,14 @@ def test_two_layer_spherical_block_meets_both_tolerances_at_l16(lognormal_fields
     model = ss.train(sde, data, steps=1500, batch_size=1024, width=256, t_min=0.02, n_steps=300, n_times=1,
                      times=_times_weighted_to_large_t(sde.T / 300), preconditioning="cameron-martin",
                      gaussian_skip=True, spherical_channels=4, spherical_depth=2, stein_calibration=True,
-                     progress=False, seed=0)
-    samples = ss.sample(sde, model, N_SAMPLES, 300, seed=2, method="ode")
-    ratio, error = _ratio_and_error(samples, held_out, L)
-    assert np.all(np.abs(ratio - 1) < 0.1 + 4 * error), (ratio, error)
+                     progress=False, seed=seed)
+    samples = ss.sample(sde, model, N_SAMPLES, 300, seed=2 + seed, method="ode")
+    ratio, ratio_error = _ratio_and_error(samples, held_out, L)
     gap, error, value = _fraction_gap(samples, held_out, L)
+    print(f"seed {seed}: spectrum ratio {ratio.mean():.3f} ({ratio.min():.2f}-{ratio.max():.2f}, worst z "
+          f"{np.max((np.abs(ratio - 1) - 0.1) / ratio_error):.1f} beyond 0.1), fraction {value + gap:.4f} "
+          f"against {value:.4f} ({gap / error:+.1f} SE)")  # shown with pytest -s
+    assert np.all(np.abs(ratio - 1) < 0.1 + 4 * ratio_error), (ratio, ratio_error)
     assert abs(gap) < 4 * error + 0.1 * value, (gap, error, value)
 
 
