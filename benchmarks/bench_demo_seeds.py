@@ -56,7 +56,7 @@ def main() -> None:
             lines.append(f"  {row:<24} sliced W2 {figures['sliced_w2']['value']:.4f} +- {error or float('nan'):.4f} "
                          f"({ratio:.2f} x floor)  "
                          f"largest |mass - 1/8| {np.abs(masses - 1 / 8).max():.3f}, off the squares "
-                         f"{1 - masses.sum():.3f}  ({figures['steps']} steps)")
+                         f"{1 - masses.sum():.3f}  ({figures['steps']} steps, {figures['seconds']['train']:.0f} s)")
         print(*lines, sep="\n", flush=True)
     print(f"\n{'model, sampler':<24} {'mean x floor':>13} {'min':>6} {'max':>6} {'runs <= 1.5x':>13}")
     for row, values in ratios.items():

@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import metrics, plots
-from ._checks import positive_int
+from ._checks import positive_float, positive_int
 from .spec import library
 from .compiler.build import compile
 from .learn.samplers import COMPARED_SAMPLERS, sample
-from .learn.train import Trainer, TrainConfig, steps_for_budget, train
+from .learn.train import Trainer, TrainConfig, train
 from .data import checkerboard
 
 __all__ = ["run_demo", "run_benes_check", "run_fields_demo"]
@@ -102,9 +101,8 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
 
     Args:
         out: folder for the PNGs, ``samples.npz`` and ``metrics.json``.
-        budget: seconds of training per model: the step count is the budget over the measured
-            seconds per step (:func:`~symscore.learn.train.steps_for_budget`), so the cosine
-            schedule ends with the budget and both models get the same wall clock.
+        budget: seconds of training per model: the clock sets the step count (``Trainer.run(budget=)``),
+            so the cosine schedule ends with the budget and both models get the same wall clock.
         steps: a fixed step count per model instead of ``budget`` (small smoke runs).
         n_steps: Euler steps over [0, T] of the training grid (t_min = 2 T / n_steps for both).
         sample_steps: reverse-time steps of each sampler.
@@ -118,6 +116,7 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
         "seconds": {...}}, "data (noise floor)": {...}}``.
     """
     sampler_seeds = positive_int(sampler_seeds, "sampler_seeds")
+    budget = positive_float(budget, "budget")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, held_out = checkerboard(n_train, seed=seed), checkerboard(n_samples, seed=seed + 1)
@@ -126,10 +125,10 @@ def run_demo(out="demo", budget: float = 300.0, steps: int | None = None, batch_
         sde = make_sde(m=2)
         config = TrainConfig(steps=steps or 1, batch_size=batch_size, target=target, n_steps=n_steps,
                              t_min=2 * sde.T / n_steps, width=width, depth=depth, activation=activation, seed=seed)
-        n_train_steps = steps if steps is not None else steps_for_budget(sde, data, config, budget)
         start = time.perf_counter()
-        models[label] = Trainer(sde, data, replace(config, steps=n_train_steps)).run(progress)
-        trained = time.perf_counter() - start
+        trainer = Trainer(sde, data, config)
+        models[label] = trainer.run(progress, budget=None if steps is not None else budget)
+        trained, n_train_steps = time.perf_counter() - start, trainer.step_count
         for method in COMPARED_SAMPLERS:
             start = time.perf_counter()
             row = f"{label}, {method}"

@@ -10,9 +10,9 @@ beta linear from 1 to 25, T = 1, 250 Euler steps). :func:`run_paper` runs that g
   ``first-order`` target: what the only public reproduction computes);
 * ``vp``, ``subvp``, ``ve`` each with ``dsm`` (exact Gaussian transition) and ``malliavin``.
 
-Every cell gets the same wall-clock budget of training on this machine: a short calibration run
-measures the cell's seconds per step and the step count is the budget over that (so the cosine
-schedule ends when the budget does). Each trained cell is sampled with the reverse SDE (``sde``)
+Every cell gets the same wall-clock budget of training on this machine: the clock sets the step
+count (``Trainer.run(budget=)`` re-plans the cosine schedule's horizon after every step from the
+mean step time so far, so the schedule ends when the budget does). Each trained cell is sampled with the reverse SDE (``sde``)
 and with predictor-corrector (``pc``: a Langevin corrector step after each reverse step); sliced
 W2, W2, MMD^2 and the energy distance are measured against held-out data, next to their noise
 floor: the same metric between two independent draws of the data of the same sizes.
@@ -36,7 +36,7 @@ from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
 from .data import DATASETS, student_t
 from .learn.samplers import COMPARED_SAMPLERS, sample
-from .learn.train import Trainer, TrainConfig, steps_for_budget
+from .learn.train import Trainer, TrainConfig
 from .spec import library
 
 __all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "SAMPLERS", "run_paper", "markdown_table", "run_heavy_tails",
@@ -80,12 +80,10 @@ def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:
 def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed: int):
     """(EMA model, steps taken, training seconds) of one cell, by budget or by step count."""
     sde = getattr(library, cell.sde)(m=2)
-    if steps is None:
-        steps = steps_for_budget(sde, data, _config(cell, 1, seed), budget)
     start = time.perf_counter()
-    trainer = Trainer(sde, data, _config(cell, steps, seed))
-    model = trainer.run(progress=False)
-    return sde, model, steps, time.perf_counter() - start
+    trainer = Trainer(sde, data, _config(cell, steps or 1, seed))
+    model = trainer.run(progress=False, budget=budget if steps is None else None)
+    return sde, model, trainer.step_count, time.perf_counter() - start
 
 
 def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps, sampler_seeds=1):
@@ -125,7 +123,7 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
 
     Args:
         out: output folder (created).
-        budget: training seconds per cell (the step count is calibrated to it, at least 20 steps).
+        budget: training seconds per cell (the clock sets the step count).
         quick: 10 steps per cell, 2000 training points, 300 samples and 20 reverse steps: a smoke
             run of every code path (for tests), not a measurement.
         datasets: names from :data:`symscore.data.DATASETS` (default: the paper's three).

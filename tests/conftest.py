@@ -91,6 +91,22 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 BACKENDS = ["numba", "torch"] + ["triton"] * HAS_TRITON
 
 
+@pytest.fixture
+def training_clock(monkeypatch):
+    """The training loop's clock made to advance 1/64 s per reading (binary fractions keep a budget
+    run's planning exact): ``Trainer.run(budget=0.5)`` then takes exactly 32 steps."""
+    import symscore.learn.train as train_module
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1 / 64
+            return self.now
+
+    monkeypatch.setattr(train_module, "time", Clock())
+
+
 def brownian(n, n_steps, d, T, seed):
     """Increments N(0, T / n_steps) of shape (n, n_steps, d)."""
     return np.random.default_rng(seed).standard_normal((n, n_steps, d)) * np.sqrt(T / n_steps)

@@ -123,17 +123,21 @@ def test_evaluate_replicates_is_the_mean_of_evaluate_with_its_error():
     assert metrics.evaluate_replicates(sets[:1], y)["w2"]["standard_error"] is None
 
 
-def test_demo_budget_gives_both_models_the_steps_measured_for_it(tmp_path, monkeypatch):
+def test_demo_budget_is_the_clock_budget_of_both_models(tmp_path, monkeypatch):
     import symscore.demo as demo
 
     asked = []
+    original_run = demo.Trainer.run
 
-    def fake_steps_for_budget(sde, data, config, budget):
-        asked.append((sde.name, config.target, budget))
-        return 25
+    def spy_run(self, progress=True, budget=None):
+        asked.append((self.sde.name, self.config.target, budget))
+        return original_run(self, progress, budget=budget)
 
-    monkeypatch.setattr(demo, "steps_for_budget", fake_steps_for_budget)
-    report = demo.run_demo(out=tmp_path, budget=7.5, batch_size=32, n_samples=200, n_train=500, sample_steps=40,
+    monkeypatch.setattr(demo.Trainer, "run", spy_run)
+    report = demo.run_demo(out=tmp_path, budget=0.5, batch_size=32, n_samples=200, n_train=500, sample_steps=40,
                            width=16, depth=1, progress=False, print_fn=lambda line: None)
-    assert asked == [("cauchy", "malliavin", 7.5), ("vp", "dsm", 7.5)]
-    assert {row["steps"] for label, row in report.items() if label != "data (noise floor)"} == {25}
+    assert asked == [("cauchy", "malliavin", 0.5), ("vp", "dsm", 0.5)]
+    trained = {label: row for label, row in report.items() if label != "data (noise floor)"}
+    assert all(row["steps"] >= 1 and row["seconds"]["train"] >= 0.5 for row in trained.values())
+    with pytest.raises(ss.SymscoreError, match="budget"):
+        demo.run_demo(out=tmp_path, budget=-1, progress=False, print_fn=lambda line: None)

@@ -61,14 +61,11 @@ def test_sampler_seeds_average_each_metric_and_give_its_error(tmp_path):
         run_paper(out=tmp_path / "bad", sampler_seeds=0)
 
 
-def test_budget_sets_the_step_count_from_the_measured_step_time(monkeypatch):
-    """Steps = budget / seconds per step (at least 20); the step time itself is machine-dependent."""
-    import symscore.learn.train as train
-
-    monkeypatch.setattr(train, "seconds_per_step", lambda *args, **kwargs: 0.01)
+def test_budget_lets_the_clock_set_the_step_count(training_clock):
+    """The clock sets the steps (Trainer.run(budget=); the fixture's clock fits 32 steps in 0.5 s)."""
     data = ss.data.eight_gaussians(1000, seed=0)
-    assert _train_cell(Cell("vp", "dsm"), data, 0.3, None, seed=0)[2] == 30
-    assert _train_cell(Cell("vp", "dsm"), data, 0.05, None, seed=0)[2] == 20
+    assert _train_cell(Cell("vp", "dsm"), data, 0.5, None, seed=0)[2] == 32
+    assert _train_cell(Cell("vp", "dsm"), data, 0.5, 7, seed=0)[2] == 7  # a step count wins over the budget
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(budget=0), "budget"), (dict(budget="1"), "budget"),

@@ -252,6 +252,35 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
         train_module.steps_for_budget(sde, small_data(), config, 0)
 
 
+def test_a_budget_run_lets_the_clock_set_the_steps_and_ends_the_schedule_with_it(monkeypatch, tmp_path,
+                                                                                  training_clock):
+    import symscore.learn.train as train_module
+
+    sde = ss.library.cubic(m=2)
+    config = train_module.TrainConfig(**{k: v for k, v in SMALL.items() if k != "progress"} | {"steps": 5})
+    trainer = train_module.Trainer(sde, small_data(), config)
+    rates, original_step = [], train_module.Trainer.step
+    monkeypatch.setattr(train_module.Trainer, "step",
+                        lambda self: rates.append(self.optimizer.param_groups[0]["lr"]) or original_step(self))
+    trainer.run(progress=False, budget=0.5)
+    # 32 steps fit (not config.steps = 5); the first runs on a provisional horizon's warm-up, every
+    # later one on the schedule of 32 steps, which ends (5% of lr) when the budget does
+    assert trainer.step_count == trainer.config.steps == trainer.record["steps"] == 32
+    full = train_module._schedule(32)
+    lr = config.lr
+    assert rates[0] == pytest.approx(lr * train_module._schedule(train_module.BUDGET_FIRST_HORIZON)(0))
+    assert rates[1:] == pytest.approx([lr * full(k) for k in range(1, 32)])
+    assert full(32) == pytest.approx(0.05)
+    with pytest.raises(ss.SymscoreError, match="budget"):
+        train_module.Trainer(sde, small_data(), config).run(progress=False, budget=0)
+    with pytest.raises(ss.SymscoreError, match="budget.*checkpoint"):
+        train_module.Trainer(sde, small_data(), config, checkpoint_dir=tmp_path).run(progress=False, budget=1.0)
+    with pytest.raises(ss.SymscoreError, match="budget"):
+        trainer.run(progress=False, budget=1.0)  # it has taken steps: a resumed run, not a clock-driven one
+    with pytest.raises(ss.SymscoreError, match="budget.*resumed"):  # refused before the pilot batch is built
+        ss.train(sde, small_data(), budget=1.0, resume=tmp_path, **SMALL)
+
+
 def test_a_given_model_keeps_its_shape_and_the_run_record_describes_it():
     from symscore.learn.model import ScoreModel
     from symscore.learn.train import Trainer, TrainConfig

@@ -41,6 +41,8 @@ __all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin
            "seconds_per_step", "steps_for_budget"]
 
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
+#: Horizon a clock-driven run (``Trainer.run(budget=)``) assumes before its first step is timed.
+BUDGET_FIRST_HORIZON = 2000
 #: Run-record fields added after checkpoints were first written, with the value they then had.
 RECORD_DEFAULTS = {"preconditioning": "coordinate", "gaussian_skip": False, "spherical_channels": 0,
                    "stein_calibration": False, "architecture": "mlp", "spherical_depth": 1}
@@ -300,9 +302,10 @@ class Trainer:
     """One training run: the network, its optimiser, scheduler and EMA, and the target source.
 
     ``step()`` takes one optimisation step and returns its loss; ``run()`` takes the remaining
-    steps with a progress bar and checkpoints and returns the EMA model; ``ema_model()`` is the
-    EMA model at any time. The state after step k depends only on the config and k (randomness
-    keyed by (seed, step)), so ``resume=`` continues a run bit-identically.
+    steps with a progress bar and checkpoints and returns the EMA model (``run(budget=seconds)``
+    trains for a wall-clock budget instead); ``ema_model()`` is the EMA model at any time. The
+    state after step k depends only on the config and k (randomness keyed by (seed, step)), so
+    ``resume=`` continues a run bit-identically.
 
     Args:
         sde, data: the forward SDE and the (n, m) data (or a dataset name / ``.npy`` path).
@@ -407,8 +410,26 @@ class Trainer:
             raise SymscoreError("checkpoint_dir: this Trainer was made without a checkpoint folder")
         self.checkpoints.write(self.step_count, self.record, self.model, self.ema, self.optimizer, self.scheduler)
 
-    def run(self, progress: bool = True) -> ScoreModel:
-        """The remaining steps up to ``config.steps`` (tqdm bar with the loss); returns the EMA model."""
+    def run(self, progress: bool = True, budget: float | None = None) -> ScoreModel:
+        """The remaining steps up to ``config.steps`` (tqdm bar with the loss); returns the EMA model.
+
+        With ``budget`` (seconds), the clock sets the step count instead: after every step the
+        schedule's horizon is re-planned as the steps taken plus the remaining time over the mean
+        seconds per step so far, and training stops when the budget is spent, so the cosine decay
+        ends with the budget even when the step time drifts (a step count calibrated up front
+        missed the demo's 300 s by up to 18% either way). ``config.steps`` then becomes the steps taken. Such
+        a run depends on the clock, so it is not reproducible step for step: it refuses
+        checkpoints, resumes and several processes (whose clocks would disagree)."""
+        if budget is None:
+            self._run_steps(progress)
+        else:
+            self._run_for(positive_float(budget, "budget"), progress)
+        model = self.ema_model()
+        if self.config.stein_calibration:
+            calibrate_stein(model, self.source, self.data, 4 * self.config.pilot_size, self.config.seed)
+        return model
+
+    def _run_steps(self, progress):
         steps = self.config.steps
         bar = tqdm(range(self.step_count, steps), initial=self.step_count, total=steps,
                    disable=not (progress and self.group.is_main), desc=f"train[{self.config.target}]")
@@ -416,10 +437,35 @@ class Trainer:
             loss = self.step()
             if (self.step_count - 1) % 10 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
-        model = self.ema_model()
-        if self.config.stein_calibration:
-            calibrate_stein(model, self.source, self.data, 4 * self.config.pilot_size, self.config.seed)
-        return model
+
+    def _run_for(self, budget, progress):
+        if self.checkpoints is not None or self.step_count > 0 or self.group.world_size > 1:
+            raise SymscoreError("budget: a clock-driven run cannot be checkpointed, resumed or split over "
+                                "processes; pass a step count (steps_for_budget gives one) instead")
+        # a provisional horizon for the first step's warm-up rate; each step's timing then replaces it
+        self._set_horizon(BUDGET_FIRST_HORIZON)
+        bar = tqdm(total=None, disable=not progress, desc=f"train[{self.config.target}, {budget:g} s]")
+        start = time.perf_counter()
+        while True:
+            loss = self.step()
+            bar.update()
+            elapsed = time.perf_counter() - start
+            planned = self.step_count + int((budget - elapsed) * self.step_count / max(elapsed, 1e-9))
+            if elapsed >= budget or planned <= self.step_count:
+                break
+            self._set_horizon(planned)
+            if self.step_count % 10 == 1:
+                bar.set_postfix(loss=f"{loss:.4f}", planned=planned)
+        bar.close()
+        self.config = replace(self.config, steps=self.step_count)
+        self.record = self.record | {"steps": self.step_count}
+
+    def _set_horizon(self, steps: int):
+        """Re-plan the schedule for ``steps`` steps in all, from the next step on."""
+        factor = _schedule(steps)
+        self.scheduler.lr_lambdas = [factor] * len(self.optimizer.param_groups)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
 
     def ema_model(self) -> ScoreModel:
         """A copy of the network carrying the EMA weights (in eval mode)."""
@@ -434,7 +480,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
           progress: bool = True, device=None, preconditioning: str = "coordinate",
           gaussian_skip: bool = False, spherical_channels: int = 0, stein_calibration: bool = False,
-          architecture: str = "mlp", spherical_depth: int = 1) -> ScoreModel:
+          architecture: str = "mlp", spherical_depth: int = 1, budget: float | None = None) -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -481,7 +527,13 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             transports. Checkpoints hold the uncalibrated weights; a resumed run calibrates at its end.
         architecture: ``"mlp"`` (default) or ``"resnet"``, residual blocks with the time fed to each
             (:mod:`symscore.learn.model`).
+        budget: seconds of training instead of ``steps`` steps: the clock sets the step count and
+            the cosine schedule ends with the budget (:meth:`Trainer.run`); for equal-time
+            comparisons. Not with ``checkpoint_dir`` or ``resume``.
     """
+    if budget is not None and (checkpoint_dir is not None or resume is not None):
+        raise SymscoreError("budget: a clock-driven run cannot be checkpointed or resumed; pass steps instead")
+    budget = None if budget is None else positive_float(budget, "budget")
     config = TrainConfig(steps=steps, batch_size=batch_size, target=target, backend=backend, t_min=t_min, seed=seed,
                          times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
@@ -491,7 +543,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)
-    return trainer.run(progress)
+    return trainer.run(progress, budget=budget)
 
 
 def seconds_per_step(sde: SDE, data, config: TrainConfig, warmup: int = 10, timed: int = 10,
