@@ -451,14 +451,22 @@ def _times_weighted_to_large_t(dt):
     return np.unique(np.concatenate([low, np.arange(int(round(0.52 / dt)), int(round(3.0 / dt)) + 1, 2)])) * dt
 
 
+DEGREE_0_GAP = pytest.mark.xfail(strict=True, reason="known gap: with training seed 1 the degree-0 (monopole) "
+                                 "spectrum ratio is 0.777, 0.003 short of the tolerance 0.1 + 4 SE_0 (degrees 1-16: "
+                                 "0.95-1.01; fraction above sigma_Q 0.1044, within 4 SE + 10%)")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1], ids=["seed0", "seed1"])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=DEGREE_0_GAP)], ids=["seed0", "seed1"])
 def test_two_layer_spherical_block_meets_both_tolerances_at_l16(lognormal_fields, seed):
     """L = 16 with the spherical block of two pointwise layers (``spherical_depth=2``) and Stein
     calibration: the spectrum within 0.1 + 4 SE_l at every degree *and* the fraction above sigma_Q
     within 4 SE + 10%, the pair the plain model above cannot reach (its pixels are nearly Gaussian).
-    Measured with exactly these settings (2026-12-03, 2 cores, 38 min of training and 13 min of
-    sampling): spectrum ratio 0.971 (0.82-1.02, worst z 2.7), fraction 0.1026 against 0.0954.
+    Two training and sampling seeds, so one lucky run cannot stand for the tolerance. Measured with
+    exactly these settings (2 cores, 50-70 min per seed): seed 0 spectrum ratio 0.971 (0.82-1.02,
+    worst z 2.7), fraction 0.1026 against 0.0954 (+6.7 SE), the same digits on 2026-12-03 and 12-04;
+    seed 1 0.963 (0.78-1.01, worst z 4.1 at degree 0), fraction 0.1044 (+8.4 SE): the spectrum misses
+    at degree 0 alone, an expected failure. ``pytest -s`` prints the line.
     """
     L = 16
     sde = whittle_matern_sde(L)
