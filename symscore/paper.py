@@ -12,10 +12,11 @@ beta linear from 1 to 25, T = 1, 250 Euler steps). :func:`run_paper` runs that g
 
 Every cell gets the same wall-clock budget of training on this machine: the clock sets the step
 count (``Trainer.run(budget=)`` re-plans the cosine schedule's horizon after every step from the
-mean step time so far, so the schedule ends when the budget does). Each trained cell is sampled with the reverse SDE (``sde``)
-and with predictor-corrector (``pc``: a Langevin corrector step after each reverse step); sliced
-W2, W2, MMD^2 and the energy distance are measured against held-out data, next to their noise
-floor: the same metric between two independent draws of the data of the same sizes.
+mean step time so far, so the schedule ends when the budget does). Each trained cell is sampled
+with the reverse SDE (``sde``) and with predictor-corrector (``pc``: a Langevin corrector step
+after each reverse step); sliced W2, W2, MMD^2 and the energy distance are measured against
+held-out data, next to their noise floor: the same metric between two independent draws of the
+data of the same sizes.
 
 The network is scaled down and stated plainly: the paper used width 4096 x 6 residual blocks,
 AdamW 2e-4, batch 2048; here the package's MLP (:class:`~symscore.learn.model.ScoreModel`),

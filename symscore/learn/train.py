@@ -417,9 +417,9 @@ class Trainer:
         schedule's horizon is re-planned as the steps taken plus the remaining time over the mean
         seconds per step so far, and training stops when the budget is spent, so the cosine decay
         ends with the budget even when the step time drifts (a step count calibrated up front
-        missed the demo's 300 s by up to 18% either way). ``config.steps`` then becomes the steps taken. Such
-        a run depends on the clock, so it is not reproducible step for step: it refuses
-        checkpoints, resumes and several processes (whose clocks would disagree)."""
+        missed the demo's 300 s by up to 18% either way). ``config.steps`` then becomes the steps
+        taken. Such a run depends on the clock, so it is not reproducible step for step: it
+        refuses checkpoints, resumes and several processes (whose clocks would disagree)."""
         if budget is None:
             self._run_steps(progress)
         else:
