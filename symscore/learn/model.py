@@ -83,6 +83,8 @@ def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_
     accurate on a coarse geometric grid."""
     if grid.numel() == 1 or values.shape[0] == 1:
         return values.expand(t.shape[0], -1)
+    if t.shape[0] > 1 and t.stride(0) == 0:  # one time for every row (a sampler's step): one row's work
+        return _interpolate(t[:1], grid, values, log_values).expand(t.shape[0], -1)
     log_grid = torch.log(grid)
     log_t = torch.log(t.clamp(grid[0], grid[-1]))
     right = torch.searchsorted(log_grid, log_t).clamp(1, grid.numel() - 1)
@@ -108,6 +110,8 @@ class SinusoidalEmbedding(nn.Module):
         self.horizon, self.floor = horizon, 1e-4 * horizon
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 1 and t.shape[0] > 1 and t.stride(0) == 0:  # one time for every row: one row's work
+            return self(t[:1]).expand(t.shape[0], -1)
         tau = torch.log(t.clamp_min(self.floor) / self.floor) / math.log(self.horizon / self.floor)
         phase = math.pi * tau.unsqueeze(1) * self.frequencies
         return torch.cat([tau.unsqueeze(1), torch.sin(phase), torch.cos(phase)], dim=1)
@@ -276,6 +280,16 @@ class ScoreModel(nn.Module):
             raise SymscoreError(f"gain: expected finite values of shape (1 or {self.precond_times.numel()}, {self.m}), "
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("stein_gain", value)
+
+    def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """(group of each coordinate (m,), size of each group): the coordinates a Stein gain pools.
+        Under Cameron-Martin preconditioning those of equal noise variance (a field's 2 l + 1
+        coefficients of degree l: an isotropic field's score treats them alike), else each alone."""
+        if self.preconditioning == "cameron-martin":
+            _, groups = np.unique(self.metric.detach().cpu().numpy(), return_inverse=True)
+        else:
+            groups = np.arange(self.m)
+        return groups, np.bincount(groups)
 
     def set_prior_data(self, data_mean, data_cov, endpoints) -> None:
         """Data moments and forward-simulated endpoints X_T, kept for the sampler's prior."""

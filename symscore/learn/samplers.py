@@ -145,7 +145,8 @@ def _tensor_score_function(score, device, dtype):
 
         def call(x, t):
             with torch.no_grad():
-                times = torch.full((x.shape[0],), float(t), dtype=parameter.dtype, device=parameter.device)
+                # one time for every row, as an expanded scalar: the model interpolates it once
+                times = torch.tensor(float(t), dtype=parameter.dtype, device=parameter.device).expand(x.shape[0])
                 return score(x.to(parameter.dtype), times).to(dtype)
     else:
         call = score
