@@ -18,6 +18,7 @@ import torch
 import symscore as ss
 from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data, gaussian_counterpart,
                              pixel_statistic, pixel_std, power_spectrum, whittle_matern_sde, whittle_matern_spectrum)
+from symscore.learn.calibration import calibrate_flow
 from symscore.learn.priors import GaussianPrior
 
 from conftest import import_file
@@ -179,6 +180,55 @@ def test_exact_score_sampling_reproduces_the_spectrum_per_degree(wrong):
     tolerance = 4.5 * np.sqrt(2 / (n * (2 * np.arange(L + 1) + 1)))
     inside = np.abs(ratio - 1) < tolerance
     assert (not inside.all()) if wrong else inside.all(), (ratio, tolerance)
+
+
+def _exact_gaussian_model(sde, data):
+    """A ScoreModel that is exactly its Gaussian skip -(x - mu(t)) / var(t) (output layer zeroed),
+    with Cameron-Martin preconditioning; mu and var from its 512-path pilot (a few percent off)."""
+    model = ss.train(sde, data, steps=1, architecture="resnet", width=16, depth=1, batch_size=64, t_min=0.02,
+                     n_steps=100, pilot_size=512, preconditioning="cameron-martin", gaussian_skip=True, progress=False)
+    with torch.no_grad():
+        model.net.outputs.weight.zero_()
+        model.net.outputs.bias.zero_()
+    return model
+
+
+def test_flow_calibration_puts_the_samples_second_moments_back_on_the_forward_law():
+    """Gaussian data with a closed-form variance v_l(t) per degree; a model that is its Gaussian
+    skip plus a wrong linear term 0.3 (x - mu) / var (so the ODE inflates every degree about 6
+    times). ``calibrate_flow`` on 1024 particles must bring the probability-flow ODE's spectrum back
+    to v_l(t_min) within 4.5 standard errors: the sample's sqrt(2 / (n (2 l + 1))) and the forward
+    reference's sqrt(2 / (n_paths (2 l + 1))), combined. The uncalibrated model fails the same check,
+    and the gain it sets cancels the wrong term (to the pilot's few percent)."""
+    L, n, n_paths, n_steps = 4, 3000, 8192, 60
+    sde, _, variance = _gaussian_field_problem(L)
+    data = np.random.default_rng(0).standard_normal((20_000, sde.m)) * np.sqrt(variance(0.0))
+    model = _exact_gaussian_model(sde, data)
+    model.set_stein_gain(0.3 / model.x_var.numpy())
+    per_degree = variance(model.t_min)[[coefficient_index(l, 0) for l in range(L + 1)]]
+    degrees = 2 * np.arange(L + 1) + 1
+    tolerance = 4.5 * np.sqrt(2 / (n * degrees) + 2 / (n_paths * degrees))
+    ratios = []
+    for calibrate in (False, True):
+        if calibrate:
+            gain = calibrate_flow(model, sde, data, n_steps, n=1024, seed=1, n_paths=n_paths)
+            assert np.abs(gain * model.x_var.numpy()).max() < 0.1  # 0.3 cancelled, up to the pilot's error
+        samples = ss.sample(sde, model, n, n_steps, method="ode", seed=4)
+        ratios.append(power_spectrum(samples, L).mean(axis=0) / per_degree)
+    assert np.all(np.abs(ratios[0] - 1) > tolerance), ratios[0]
+    assert np.all(np.abs(ratios[1] - 1) < tolerance), (ratios[1], tolerance)
+
+
+def test_flow_calibration_bad_input_names_the_argument():
+    sde = whittle_matern_sde(2)
+    data = field_data("gaussian", 2, 200, seed=0)
+    model = ss.train(sde, data, steps=1, width=8, depth=1, batch_size=16, n_steps=10, pilot_size=32, progress=False)
+    for kwargs, name in ((dict(model=lambda x, t: -x), "model"), (dict(sde=whittle_matern_sde(3)), "sde"),
+                         (dict(data=data[:, :4]), "data"), (dict(n=1), "n"), (dict(n_steps=0), "n_steps"),
+                         (dict(n_paths=0), "n_paths"), (dict(t_end=5.0), "t_end")):
+        arguments = dict(model=model, sde=sde, data=data, n_steps=5, n=8, n_paths=16) | kwargs
+        with pytest.raises(ss.SymscoreError, match=name):
+            calibrate_flow(**arguments)
 
 
 # -- Cameron-Martin preconditioning --------------------------------------------------------------------

@@ -212,9 +212,9 @@ def calibrate_stein(model: ScoreModel, source, data, n_paths: int = 8192, seed: 
     unit time (measured on lognormal fields at L = 8: delta up to 1.7 below t = 0.1, spectrum 6-16%
     low). This measures, at the model's preconditioning times, e_i(t) = E[(X_i - mu_i) s_i(X_t)] on
     ``n_paths`` forward paths from ``data`` and sets the model's Stein gain kappa(t) so that
-    s + kappa (x - mu) satisfies the identity exactly on them. kappa is pooled over coordinates of
-    equal noise variance under Cameron-Martin preconditioning (a field's 2l + 1 coefficients of one
-    degree: an isotropic field's score treats them alike), per coordinate otherwise. A linear
+    s + kappa (x - mu) satisfies the identity exactly on them. kappa is pooled over the coordinates
+    :meth:`ScoreModel.stein_groups` pools (a field's 2l + 1 coefficients of degree l under
+    Cameron-Martin preconditioning, each coordinate alone otherwise). A linear
     correction cannot fix a wrong non-Gaussian part; it restores the second moments' dynamics.
 
     Returns the (G, m) gain it set (G = len(model.precond_times)).
@@ -242,11 +242,8 @@ def calibrate_stein(model: ScoreModel, source, data, n_paths: int = 8192, seed: 
             centred = x[k] - mean[k]
             moment[k] += (centred * score.cpu().numpy()).sum(axis=0)
             second[k] += (centred**2).sum(axis=0)
-    if model.preconditioning == "cameron-martin":
-        _, groups = np.unique(model.metric.cpu().numpy(), return_inverse=True)
-    else:
-        groups = np.arange(model.m)
-    gain, size = np.empty_like(moment), np.bincount(groups)
+    groups, size = model.stein_groups()
+    gain = np.empty_like(moment)
     for k in range(len(times)):
         violation = -size - np.bincount(groups, weights=moment[k] / x0.shape[0])
         gain[k] = (violation / np.bincount(groups, weights=second[k] / x0.shape[0]))[groups]
