@@ -184,6 +184,10 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @click.option("--n-data", default=20_000, show_default=True, help="Rows drawn from a named dataset.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in OUT/checkpoints.")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Train for this many seconds instead of --steps: the clock sets the step count and the "
+                   "learning-rate schedule ends with the budget (equal-time comparisons). No checkpoints; "
+                   "not with --resume or --nproc > 1.")
 @click.option("--force", is_flag=True, help="Overwrite a model already in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS"), default="numba",
@@ -196,7 +200,7 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @_spec_doc
 @click.pass_context
 def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth, activation, lr, t_min, n_data, seed,
-          resume, force, quiet, backend, device, nproc):
+          resume, budget, force, quiet, backend, device, nproc):
     """Train a score network for SPEC on DATA; writes OUT/model.pt, OUT/sde.toml, OUT/run.json, checkpoints.
 
     \b
@@ -205,12 +209,16 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
       symscore train vp --data moons --out runs/vp --target dsm
       symscore train mine.toml --data points.npy --out runs/mine
       symscore train cauchy --data moons --out runs/gpu --backend torch --device cuda
+      symscore train cauchy --data checkerboard --out runs/timed --budget 300
     """
     from . import data as datasets
     from . import plots
     from .learn.distributed import launch, process_group
     from .learn.train import train as train_model
 
+    if budget is not None and (resume or nproc > 1 or "WORLD_SIZE" in os.environ):
+        raise click.BadParameter("a clock-driven run cannot be resumed or split over processes; pass --steps instead",
+                                 param_hint="--budget")
     sde, out = load_spec(spec), Path(out)
     array = datasets.load(data, n=n_data, seed=seed)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -218,23 +226,24 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
         ctx.exit(launch(nproc, _argv_of(ctx, drop=("nproc", "force")) + ["--force"]))
     # in a multi-process run (--nproc or torchrun) every rank trains; rank 0 alone writes files and output
     is_main = process_group(device).is_main
-    checkpoints = out / CHECKPOINTS
+    checkpoints = None if budget is not None else out / CHECKPOINTS
     if is_main:
         _prepare_run_folder(out, resume, force)
         options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
                    "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
-                   "backend": backend}
+                   "backend": backend, "budget": budget}
         _record_sde(sde, spec, out, options)
     model = train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
                         checkpoint_dir=checkpoints, resume=checkpoints if resume else None, seed=seed,
                         n_steps=n_steps, width=width, depth=depth, activation=activation, lr=lr, progress=not quiet,
-                        backend=backend, device=device)
+                        backend=backend, device=device, budget=budget)
     if not is_main:
         return
     model.save(out / MODEL_FILE)
     plots.plot_loss({spec: model.loss_history}, out / "loss.png")
+    trained = f"{len(model.loss_history)} steps in {budget:g} s" if budget is not None else f"checkpoints in {checkpoints}"
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
-               f"{out / 'loss.png'}, checkpoints in {checkpoints}")
+               f"{out / 'loss.png'}; {trained}")
 
 
 def _checked_device(device):

@@ -1,5 +1,6 @@
 """The command line: every command on a built-in and on a TOML spec; bad input is one line, exit != 0."""
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -93,6 +94,19 @@ def test_train_then_sample(tmp_path, toml_spec, spec, data):
     assert np.load(tmp_path / "dev.npy").shape == (64, 2) and np.isfinite(np.load(tmp_path / "dev.npy")).all()
     bad = run("sample", out, "--n", 8, "--out", tmp_path / "x.npy", "--device", "warp-drive")
     assert bad.exit_code == 1 and "--device: expected cpu, cuda" in bad.stderr
+
+
+def test_train_for_a_wall_clock_budget(tmp_path, training_clock):
+    """--budget: the clock sets the steps (the fake clock: 32 steps in 0.5 s, whatever --steps says),
+    no checkpoints are written, and --resume or several processes are refused naming --budget."""
+    out = tmp_path / "run"
+    result = ok("train", "ou", "--data", "moons", "--out", out, *TRAIN_SMALL, "--budget", 0.5)
+    assert "32 steps in 0.5 s" in result.output
+    assert not (out / "checkpoints").exists() and len(ss.ScoreModel.load(out / "model.pt").loss_history) == 32
+    assert json.loads((out / "run.json").read_text())["options"]["budget"] == 0.5
+    for extra in (["--resume"], ["--nproc", "2"], ["--budget", "-1"]):
+        bad = run("train", "ou", "--data", "moons", "--out", tmp_path / "other", *TRAIN_SMALL, "--budget", 0.5, *extra)
+        assert bad.exit_code == 2 and "--budget" in bad.stderr, bad.stderr
 
 
 def test_demo_quick(tmp_path):
