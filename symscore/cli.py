@@ -241,7 +241,8 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
         return
     model.save(out / MODEL_FILE)
     plots.plot_loss({spec: model.loss_history}, out / "loss.png")
-    trained = f"{len(model.loss_history)} steps in {budget:g} s" if budget is not None else f"checkpoints in {checkpoints}"
+    trained = (f"{len(model.loss_history)} steps in {budget:g} s" if budget is not None
+               else f"checkpoints in {checkpoints}")
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
                f"{out / 'loss.png'}; {trained}")
 

@@ -22,13 +22,14 @@ constant that makes the particles satisfy E_q[(X - mu) s] = -E_q[(X - mu)^2] / v
 the coordinates :meth:`ScoreModel.stein_groups` pools (a field's degree). v_p and mu are the
 forward process's variance and mean at the grid's times, measured on forward paths from the data
 (the model's own ``x_var`` comes from a 2048-path pilot: a few percent off at a field's degree 0,
-and the ODE would follow that error). The correction is linear: it fixes the second moments (a field's spectrum) along the
-sampler's path, not a wrong non-Gaussian part, and it is calibrated for one time grid (``n_steps``
-and ``t_end`` of the later :func:`symscore.sample` call).
+and the ODE would follow that error). The correction is linear: it fixes the second moments (a
+field's spectrum) along the sampler's path, not a wrong non-Gaussian part, and it is calibrated
+for one time grid (``n_steps`` and ``t_end`` of the later :func:`symscore.sample` call).
 """
 from __future__ import annotations
 
 import numpy as np
+
 from .._checks import positive_int
 from .._errors import SymscoreError
 from ..data import check_data
