@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import symscore as ss
+from symscore.learn.model import _interpolate
 
 THETA, MEAN, STD = 1.5, np.array([0.3, -0.2]), 0.5
 
@@ -196,8 +197,27 @@ def test_stein_gain_is_saved_and_refused_when_malformed(tmp_path):
     again = ss.ScoreModel.load(model.save(tmp_path / "model.pt"))
     x = np.random.default_rng(0).standard_normal((4, 2))
     np.testing.assert_array_equal(again(x, 0.3), model(x, 0.3))
+    state = {name: value for name, value in model.state_dict().items() if name != "stein_times"}
+    older = ss.ScoreModel.from_state(model.config, state)  # a file from before stein_times
+    np.testing.assert_array_equal(older(x, 0.3), model(x, 0.3))
     with pytest.raises(ss.SymscoreError, match="gain"):
         model.set_stein_gain(np.zeros((3, 5)))
+    # a gain on its own times (calibrate_flow's sampler grid): used between them, saved with them
+    times, gain = np.array([0.1, 0.5, 0.9]), np.array([[1.0, -1.0], [2.0, 0.0], [3.0, 1.0]])
+    model.set_stein_gain(gain, times)
+    again = ss.ScoreModel.load(model.save(tmp_path / "own_times.pt"))
+    np.testing.assert_array_equal(again.stein_times.numpy(), times.astype(np.float32))
+    np.testing.assert_array_equal(again(x, 0.3), model(x, 0.3))
+    model.set_stein_gain(np.zeros((1, 2)))
+    baseline = model(x, 0.5)
+    model.set_stein_gain(gain, times)
+    mean = _interpolate(torch.tensor([0.5]), model.precond_times, model.x_mean).numpy()
+    np.testing.assert_allclose(model(x, 0.5), baseline + gain[1] * (x - mean), rtol=1e-5, atol=1e-5)
+    for bad in (np.array([0.5, 0.1, 0.9]), np.array([0.0, 0.5, 0.9]), np.array([[0.1, 0.5, 0.9]])):
+        with pytest.raises(ss.SymscoreError, match="times"):
+            model.set_stein_gain(gain, bad)
+    with pytest.raises(ss.SymscoreError, match="gain"):
+        model.set_stein_gain(gain[:2], times)
     with pytest.raises(ss.SymscoreError, match="stein_calibration"):
         ss.train(ss.library.cubic(m=2), small_data(), stein_calibration="yes", **SMALL)
 

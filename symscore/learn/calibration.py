@@ -13,8 +13,11 @@ give (tau = T - t)
     ODE  dv/dtau = 2 v + 2 Q_i e,        reverse SDE  dv/dtau = 2 v + 4 Q_i e + 2 Q_i,
 
 and the forward law's variance v_p obeys dv_p/dtau = 2 v_p - 2 Q_i. Both match it exactly when
-e = -v / v_p: on the path (v = v_p) that is Stein's identity, and off it the same feedback the
-Gaussian score -x / v_p gives (it pulls v back towards v_p).
+e = -v / v_p: on the path (v = v_p) that is Stein's identity, and off it what the Gaussian score
+-x / v_p gives. That feedback is neutral for the ODE, not restoring: with it d(v / v_p)/dtau = 0,
+so the ratio a sample starts with (or an error puts in) is kept to the end, while the reverse SDE
+pulls v back where v_p < 2 Q_i. Hence the gain must hold the identity at the very times the sampler
+evaluates the score: it lives on the sampler's own grid (see :func:`calibrate_flow`).
 
 :func:`calibrate_flow` therefore integrates the probability-flow ODE with the sampler's own grid on
 ``n`` particles and, at the start of every step, adds to the model's Stein gain kappa(t) the
@@ -29,6 +32,7 @@ for one time grid (``n_steps`` and ``t_end`` of the later :func:`symscore.sample
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .._checks import positive_int
 from .._errors import SymscoreError
@@ -36,7 +40,7 @@ from ..data import check_data
 from ..integrators import rk4_step
 from ..spec.sde import SDE
 from ..symbolic.numeric import NumericSDE
-from .model import ScoreModel
+from .model import ScoreModel, _interpolate
 from .samplers import _check_common, _flow_velocity, _score_function, resolve_prior
 
 __all__ = ["calibrate_flow"]
@@ -51,13 +55,15 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     First ``n_paths`` forward paths from ``data`` (the training data, or more of its law) give the
     mean and variance of X_t at the sampler's grid times (Euler-Maruyama, steps of at most T / 1000).
     Then ``n`` particles from the prior (``seed``, ``prior`` as in :func:`symscore.sample`) follow
-    the ODE by RK4 on that grid from T to t_end; before each step the gain at the model's
-    preconditioning times at or below the step's start moves by each group's violation over its
-    variance. The cost: one sampler run of ``n`` points and the forward paths. It goes on top of the
-    forward calibration (``train(..., stein_calibration=True)``);
-    :func:`~symscore.learn.train.calibrate_stein` afterwards replaces both.
+    the ODE by RK4 on that grid from T to t_end; the gain lives on that grid's times (the model's
+    ``stein_times``), and before each step the gain at the step's start, carried to every later
+    node, moves by each group's violation over its variance. The cost: one sampler run of ``n``
+    points and the forward paths. It goes on top of the forward calibration
+    (``train(..., stein_calibration=True)``); :func:`~symscore.learn.train.calibrate_stein`
+    afterwards replaces both.
 
-    Returns the (G, m) gain it set (G = len(model.precond_times)).
+    Returns the (K, m) gain it set on ``model.stein_times`` (K, the grid's times and the
+    preconditioning times outside them).
     """
     if not isinstance(model, ScoreModel):
         raise SymscoreError(f"model: expected a trained ScoreModel, got {type(model).__name__}")
@@ -74,18 +80,35 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     means, variances = (a[::-1] for a in _forward_moments(numeric, x0, grid[::-1], rng, sde.T / 1000))
     x = resolve_prior(sde, model, prior, None, seed).sample(n, np.random.default_rng(seed))
     velocity = lambda t, y: _flow_velocity(numeric, score_fn, t, y)  # noqa: E731 (the ODE's right-hand side)
-    times = model.precond_times.detach().cpu().numpy().astype(np.float64)
-    gain = np.array(np.broadcast_to(model.stein_gain.detach().cpu().numpy(), (times.size, model.m)), np.float64)
+    times, gain = _path_grid(model, grid)
     groups, size = model.stein_groups()
     pooled = lambda values: np.bincount(groups, weights=values, minlength=size.size)  # noqa: E731
     for j, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
         centred = x - means[j]
         spread = pooled((centred**2).mean(axis=0))
         violation = -size * spread / pooled(variances[j]) - pooled((centred * score_fn(x, t0)).mean(axis=0))
+        # the gain at t0 is a node of its own: it gets the whole correction, carried to the later
+        # (smaller) times, which the next steps correct in turn; earlier steps' nodes stay put
         gain[times <= t0 * (1 + 1e-12)] += (violation / spread)[groups]
-        model.set_stein_gain(gain)
+        model.set_stein_gain(gain, times)
         x = rk4_step(velocity, t0, x, t1 - t0, t1)
     return gain
+
+
+def _path_grid(model: ScoreModel, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(times (K,), gain (K, m)): the sampler's ``grid`` (decreasing) as the Stein gain's nodes,
+    with the model's preconditioning times outside its range, and the model's present gain on them.
+
+    Nodes strictly between two grid times would be updated by the later step while the earlier one
+    interpolates through them, so inside the grid's range only its own times are nodes."""
+    present_times = model.stein_times.detach().cpu().numpy().astype(np.float64)
+    inside = (present_times > grid[-1] * (1 - 1e-5)) & (present_times < grid[0] * (1 + 1e-5))  # float32 times
+    outside = present_times[~inside]
+    times = np.unique(np.concatenate([grid, outside]))
+    with torch.no_grad():
+        present = _interpolate(torch.as_tensor(times), torch.as_tensor(present_times),
+                               model.stein_gain.detach().cpu().to(torch.float64))
+    return times, present.numpy().copy()
 
 
 def _forward_moments(numeric: NumericSDE, x0: np.ndarray, times: np.ndarray, rng, max_step: float,

@@ -70,7 +70,7 @@ ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReL
 FILE_FORMAT = "symscore.ScoreModel/1"
 #: Buffers set from data (pilot batch and prior data), saved with the weights.
 DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var",
-                "stein_gain")
+                "stein_gain", "stein_times")
 #: How the normalising scales vary across coordinates (module docstring).
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 #: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
@@ -271,15 +271,22 @@ class ScoreModel(nn.Module):
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("metric", value)
 
-    def set_stein_gain(self, gain) -> None:
-        """kappa(t) (G, m) on ``precond_times`` (or (1, m), constant): the linear correction
-        kappa (x - mu(t)) added to the score by :func:`symscore.learn.train.calibrate_stein`."""
+    def set_stein_gain(self, gain, times=None) -> None:
+        """kappa(t) (G, m) on increasing ``times`` > 0 (G,), default ``precond_times`` (or (1, m),
+        constant): the linear correction kappa (x - mu(t)) added to the score by
+        :func:`symscore.learn.train.calibrate_stein` (on the preconditioning times) and
+        :func:`symscore.learn.calibration.calibrate_flow` (on a sampler's own grid, so that a gain
+        fitted at one step does not leak into its neighbours' interpolation)."""
         value = torch.as_tensor(np.asarray(gain), dtype=torch.float32)
-        if value.ndim != 2 or value.shape[1] != self.m or value.shape[0] not in (1, self.precond_times.numel()) \
+        times = self.precond_times if times is None else torch.as_tensor(np.asarray(times), dtype=torch.float32)
+        if times.ndim != 1 or not torch.isfinite(times).all() or (times <= 0).any() or (times.diff() <= 0).any():
+            raise SymscoreError(f"times: expected increasing positive finite times, got {times.tolist()!r}")
+        if value.ndim != 2 or value.shape[1] != self.m or value.shape[0] not in (1, times.numel()) \
                 or not torch.isfinite(value).all():
-            raise SymscoreError(f"gain: expected finite values of shape (1 or {self.precond_times.numel()}, {self.m}), "
+            raise SymscoreError(f"gain: expected finite values of shape (1 or {times.numel()}, {self.m}), "
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("stein_gain", value)
+        self.register_buffer("stein_times", times.detach().clone())
 
     def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """(group of each coordinate (m,), size of each group): the coordinates a Stein gain pools.
@@ -333,9 +340,9 @@ class ScoreModel(nn.Module):
         score = raw * scale if baseline is None else raw * scale + baseline
         if self.stein_gain.abs().max() > 0:
             times = self._times(t, x.shape[0], x)
-            grid = self.precond_times.to(x.dtype)
-            gain = _interpolate(times, grid, self.stein_gain.to(x.dtype))
-            score = score + gain * (x - _interpolate(times, grid, self.x_mean.to(x.dtype)))
+            gain = _interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
+            mean = _interpolate(times, self.precond_times.to(x.dtype), self.x_mean.to(x.dtype))
+            score = score + gain * (x - mean)
         return score
 
     def cameron_martin_score(self, x, t):
@@ -398,12 +405,15 @@ class ScoreModel(nn.Module):
 
 def complete_state(state_dict: dict, prefix: str = "") -> dict:
     """A state dict of an earlier version with the buffers added since: ``x_var`` (the Gaussian
-    skip's variance, x_std^2) and ``metric`` (Q = I). ``prefix``: "module." for an EMA's state."""
+    skip's variance, x_std^2), ``stein_gain`` (zero) on ``stein_times`` (the preconditioning times)
+    and ``metric`` (Q = I). ``prefix``: "module." for an EMA's state."""
     state_dict = dict(state_dict)
     if prefix + "x_var" not in state_dict:
         state_dict[prefix + "x_var"] = state_dict[prefix + "x_std"] ** 2
     if prefix + "stein_gain" not in state_dict:
         state_dict[prefix + "stein_gain"] = torch.zeros(1, state_dict[prefix + "x_std"].shape[-1])
+    if prefix + "stein_times" not in state_dict:  # before calibrate_flow, gains lived on the preconditioning times
+        state_dict[prefix + "stein_times"] = state_dict[prefix + "precond_times"].detach().clone()
     if prefix + "metric" not in state_dict:
         state_dict[prefix + "metric"] = torch.ones(state_dict[prefix + "x_std"].shape[-1], dtype=torch.float64)
     return state_dict
