@@ -22,10 +22,11 @@ def _shifted(y, h, k):
     return y + h * k
 
 
-def rk4_step(rhs, t: float, y, h: float, t_next: float | None = None):
+def rk4_step(rhs, t: float, y, h: float, t_next: float | None = None, k1=None):
     """One classical RK4 step of dy/dt = rhs(t, y) from t to t + h (h may be negative); ``t_next``
-    is where the last stage is evaluated when the caller has it exactly (a grid point), else t + h."""
-    k1 = rhs(t, y)
+    is where the last stage is evaluated when the caller has it exactly (a grid point), else t + h;
+    ``k1`` is rhs(t, y) when the caller has computed it already (one evaluation fewer)."""
+    k1 = rhs(t, y) if k1 is None else k1
     k2 = rhs(t + h / 2, _shifted(y, h / 2, k1))
     k3 = rhs(t + h / 2, _shifted(y, h / 2, k2))
     k4 = rhs(t + h if t_next is None else t_next, _shifted(y, h, k3))

@@ -7,6 +7,7 @@ tolerance from the chi-square law of the spectrum estimate (and a wrong score sh
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,25 @@ def test_flow_calibration_puts_the_samples_second_moments_back_on_the_forward_la
         ratios.append(power_spectrum(samples, L).mean(axis=0) / per_degree)
     assert np.all(np.abs(ratios[0] - 1) > tolerance), ratios[0]
     assert np.all(np.abs(ratios[1] - 1) < tolerance), (ratios[1], tolerance)
+
+
+def test_flow_calibration_reuses_the_first_stage_exactly(monkeypatch):
+    """``calibrate_flow`` rebuilds the ODE's first RK4 stage from the score it measured and the gain
+    change (the correction is linear in the gain) instead of calling the network again; the gain it
+    sets must equal that of a run which evaluates every stage afresh."""
+    L = 2
+    sde = whittle_matern_sde(L)
+    data = field_data("lognormal", L, 400, seed=0)
+    model = ss.train(sde, data, steps=20, width=16, depth=1, batch_size=32, n_steps=10, pilot_size=64,
+                     progress=False, preconditioning="cameron-martin")
+    fresh = copy.deepcopy(model)
+    gain = calibrate_flow(model, sde, data, 12, n=64, n_paths=128)
+    from symscore.learn import calibration
+    plain_step = calibration.rk4_step
+    monkeypatch.setattr(calibration, "rk4_step", lambda *args, k1=None: plain_step(*args))
+    reference = calibrate_flow(fresh, sde, data, 12, n=64, n_paths=128)
+    assert np.abs(reference).max() > 0.01  # a gain that matters
+    np.testing.assert_allclose(gain, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 
 def test_flow_calibration_bad_input_names_the_argument():

@@ -41,7 +41,7 @@ from ..integrators import rk4_step
 from ..spec.sde import SDE
 from ..symbolic.numeric import NumericSDE
 from .model import ScoreModel, _interpolate
-from .samplers import _check_common, _flow_velocity, _score_function, resolve_prior
+from .samplers import _check_common, _flow_velocity, _score_function, _velocity, resolve_prior
 
 __all__ = ["calibrate_flow"]
 
@@ -83,15 +83,20 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     times, gain = _path_grid(model, grid)
     groups, size = model.stein_groups()
     pooled = lambda values: np.bincount(groups, weights=values, minlength=size.size)  # noqa: E731
+    model_mean = _interpolate(torch.as_tensor(grid), model.precond_times.detach().cpu().to(torch.float64),
+                              model.x_mean.detach().cpu().to(torch.float64)).numpy()
     for j, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
-        centred = x - means[j]
+        centred, score = x - means[j], score_fn(x, t0)
         spread = pooled((centred**2).mean(axis=0))
-        violation = -size * spread / pooled(variances[j]) - pooled((centred * score_fn(x, t0)).mean(axis=0))
+        violation = -size * spread / pooled(variances[j]) - pooled((centred * score).mean(axis=0))
         # the gain at t0 is a node of its own: it gets the whole correction, carried to the later
         # (smaller) times, which the next steps correct in turn; earlier steps' nodes stay put
-        gain[times <= t0 * (1 + 1e-12)] += (violation / spread)[groups]
+        change = (violation / spread)[groups]
+        gain[times <= t0 * (1 + 1e-12)] += change
         model.set_stein_gain(gain, times)
-        x = rk4_step(velocity, t0, x, t1 - t0, t1)
+        # the score at t0 with the new gain, without evaluating the network again
+        score = score + change * (x - model_mean[j])
+        x = rk4_step(velocity, t0, x, t1 - t0, t1, k1=_velocity(numeric, score, t0, x))
     return gain
 
 
