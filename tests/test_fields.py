@@ -8,6 +8,7 @@ tolerance from the chi-square law of the spectrum estimate (and a wrong score sh
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,9 @@ def test_flow_calibration_puts_the_samples_second_moments_back_on_the_forward_la
     ratios = []
     for calibrate in (False, True):
         if calibrate:
-            gain = calibrate_flow(model, sde, data, n_steps, n=1024, seed=1, n_paths=n_paths)
+            with warnings.catch_warnings():  # the unfitted check particles agree: no drift warning
+                warnings.simplefilter("error", RuntimeWarning)
+                gain = calibrate_flow(model, sde, data, n_steps, n=1024, seed=1, n_paths=n_paths, n_check=256)
             assert gain.shape == (model.stein_times.numel(), sde.m) and model.stein_times.numel() >= n_steps + 1
             variance_there = _interpolate(model.stein_times, model.precond_times, model.x_var, log_values=True)
             assert np.abs(gain * variance_there.numpy()).max() < 0.1  # 0.3 cancelled, up to the pilot's error
@@ -227,11 +230,7 @@ def test_flow_calibration_reuses_the_first_stage_exactly(monkeypatch):
     """``calibrate_flow`` rebuilds the ODE's first RK4 stage from the score it measured and the gain
     change (the correction is linear in the gain) instead of calling the network again; the gain it
     sets must equal that of a run which evaluates every stage afresh."""
-    L = 2
-    sde = whittle_matern_sde(L)
-    data = field_data("lognormal", L, 400, seed=0)
-    model = ss.train(sde, data, steps=20, width=16, depth=1, batch_size=32, n_steps=10, pilot_size=64,
-                     progress=False, preconditioning="cameron-martin")
+    sde, data, model = _small_field_model()
     fresh = copy.deepcopy(model)
     gain = calibrate_flow(model, sde, data, 12, n=64, n_paths=128)
     from symscore.learn import calibration
@@ -242,13 +241,32 @@ def test_flow_calibration_reuses_the_first_stage_exactly(monkeypatch):
     np.testing.assert_allclose(gain, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 
+def _small_field_model():
+    """(sde, lognormal data, a 20-step model at L = 2): a score far from linear, cheap to run."""
+    sde = whittle_matern_sde(2)
+    data = field_data("lognormal", 2, 400, seed=0)
+    model = ss.train(sde, data, steps=20, width=16, depth=1, batch_size=32, n_steps=10, pilot_size=64,
+                     progress=False, preconditioning="cameron-martin")
+    return sde, data, model
+
+
+def test_flow_calibration_warns_when_its_gain_does_not_carry_over():
+    """Fitted on 4 particles, the gain holds the identity on them and nowhere else: the unfitted
+    check particles (``n_check``) drift by tens of percent, and the warning says so and asks for a
+    larger n. (The Gaussian test above shows the quiet case.)"""
+    sde, data, model = _small_field_model()
+    with pytest.warns(RuntimeWarning, match=r"unfitted particles .* n = 4 particles; increase n"):
+        calibrate_flow(model, sde, data, 12, n=4, n_paths=128, n_check=256)
+
+
 def test_flow_calibration_bad_input_names_the_argument():
     sde = whittle_matern_sde(2)
     data = field_data("gaussian", 2, 200, seed=0)
     model = ss.train(sde, data, steps=1, width=8, depth=1, batch_size=16, n_steps=10, pilot_size=32, progress=False)
     for kwargs, name in ((dict(model=lambda x, t: -x), "model"), (dict(sde=whittle_matern_sde(3)), "sde"),
                          (dict(data=data[:, :4]), "data"), (dict(n=1), "n"), (dict(n_steps=0), "n_steps"),
-                         (dict(n_paths=0), "n_paths"), (dict(t_end=5.0), "t_end")):
+                         (dict(n_paths=0), "n_paths"), (dict(t_end=5.0), "t_end"), (dict(n_check=1), "n_check"),
+                         (dict(check_tolerance=0.0), "check_tolerance")):
         arguments = dict(model=model, sde=sde, data=data, n_steps=5, n=8, n_paths=16) | kwargs
         with pytest.raises(ss.SymscoreError, match=name):
             calibrate_flow(**arguments)

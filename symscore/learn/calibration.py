@@ -31,10 +31,12 @@ for one time grid (``n_steps`` and ``t_end`` of the later :func:`symscore.sample
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
-from .._checks import positive_int
+from .._checks import positive_float, positive_int
 from .._errors import SymscoreError
 from ..data import check_data
 from ..integrators import rk4_step
@@ -47,7 +49,8 @@ __all__ = ["calibrate_flow"]
 
 
 def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int = 1024, seed: int = 0, *,
-                   n_paths: int = 8192, prior="auto", t_end: float | None = None) -> np.ndarray:
+                   n_paths: int = 8192, prior="auto", t_end: float | None = None, n_check: int = 0,
+                   check_tolerance: float = 0.02) -> np.ndarray:
     """Add to ``model``'s Stein gain the linear correction that keeps the probability-flow ODE's
     second moments on the forward process's (module docstring), for ``sample(sde, model, n,
     n_steps, method="ode")`` with the same ``n_steps`` and ``t_end``.
@@ -62,6 +65,15 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     (``train(..., stein_calibration=True)``); :func:`~symscore.learn.train.calibrate_stein`
     afterwards replaces both.
 
+    The fitted particles satisfy the identity by construction, so they cannot show how well the gain
+    carries over to a new draw; it carries their sampling error to every later sample (the same
+    particles are followed throughout and the ODE keeps what enters). With ``n_check`` > 0 a second,
+    unfitted prior draw of that size follows the ODE alongside, and its per-group change of
+    spread / v_p from T to t_end is compared with the fitted particles' (equal for a gain that
+    carries over; each draw's initial deviation divides out, and the forward reference's error,
+    which both share, cancels): beyond ``check_tolerance`` plus 3 standard errors a
+    RuntimeWarning gives it and asks for a larger ``n``. It costs n_check / n more.
+
     Returns the (K, m) gain it set on ``model.stein_times`` (K, the grid's times and the
     preconditioning times outside them).
     """
@@ -73,16 +85,24 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     t_end = _check_common(sde, n_steps, t_end, model)
     data = check_data(data, sde.m, min_rows=2)
     n, n_paths = positive_int(n, "n", low=2), positive_int(n_paths, "n_paths", low=2)
+    n_check = 0 if n_check == 0 else positive_int(n_check, "n_check", low=2)
+    check_tolerance = positive_float(check_tolerance, "check_tolerance")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 2]))
     numeric, score_fn = NumericSDE(sde), _score_function(model, sde.m)
     grid = np.linspace(float(sde.T), t_end, int(n_steps) + 1)
     x0 = data[rng.choice(data.shape[0], size=n_paths, replace=n_paths > data.shape[0])]
     means, variances = (a[::-1] for a in _forward_moments(numeric, x0, grid[::-1], rng, sde.T / 1000))
-    x = resolve_prior(sde, model, prior, None, seed).sample(n, np.random.default_rng(seed))
+    prior_law = resolve_prior(sde, model, prior, None, seed)
+    x = prior_law.sample(n, np.random.default_rng(seed))
+    check = prior_law.sample(n_check, np.random.default_rng([seed, 2**31 + 3])) if n_check else None
     velocity = lambda t, y: _flow_velocity(numeric, score_fn, t, y)  # noqa: E731 (the ODE's right-hand side)
     times, gain = _path_grid(model, grid)
     groups, size = model.stein_groups()
     pooled = lambda values: np.bincount(groups, weights=values, minlength=size.size)  # noqa: E731
+    membership = np.eye(size.size)[groups]  # (m, groups)
+    # per particle and group: squared deviation from the forward mean over v_p (its group mean is spread / v_p)
+    scaled = lambda y, k: ((y - means[k]) ** 2 @ membership) / pooled(variances[k])  # noqa: E731
+    check_start, fitted_start = (None, None) if check is None else (scaled(check, 0), scaled(x, 0))
     model_mean = _interpolate(torch.as_tensor(grid), model.precond_times.detach().cpu().to(torch.float64),
                               model.x_mean.detach().cpu().to(torch.float64)).numpy()
     for j, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
@@ -97,7 +117,40 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
         # the score at t0 with the new gain, without evaluating the network again
         score = score + change * (x - model_mean[j])
         x = rk4_step(velocity, t0, x, t1 - t0, t1, k1=_velocity(numeric, score, t0, x))
+        if check is not None:
+            check = rk4_step(velocity, t0, check, t1 - t0, t1)
+    if check is not None:
+        _warn_on_drift((fitted_start, scaled(x, -1)), (check_start, scaled(check, -1)), check_tolerance, groups)
     return gain
+
+
+def _drift(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio of means end / start per group, its standard error by the delta method) for the
+    per-particle shares ``start``, ``end`` (n, groups)."""
+    ratio = end.mean(axis=0) / start.mean(axis=0)
+    return ratio, (end - ratio * start).std(axis=0, ddof=1) / (np.sqrt(start.shape[0]) * start.mean(axis=0))
+
+
+def _warn_on_drift(fitted, check, tolerance: float, groups: np.ndarray) -> None:
+    """Warn when the unfitted particles' spread / v_p per group (``groups``: each coordinate's)
+    moves from T to t_end by more than the fitted particles' does, beyond ``tolerance`` plus 3
+    standard errors (the check set's own noise is no alarm). ``fitted``, ``check``: (start, end)
+    per-particle shares (n, groups). What both sets share (the error of the forward reference
+    v_p, the time steps) cancels in the comparison; what is left is how the gain carries over."""
+    # the fitted particles hold the identity by construction, so their change is what the shared
+    # effects make it, without sampling noise of its own: the check set's error is the comparison's
+    (fitted_ratio, _), (check_ratio, check_error) = _drift(*fitted), _drift(*check)
+    drift, error = check_ratio / fitted_ratio - 1, check_error / fitted_ratio
+    excess = np.abs(drift) - tolerance - 3 * error
+    if excess.max() > 0:
+        worst = int(excess.argmax())
+        warnings.warn(f"calibrate_flow: on {check[0].shape[0]} unfitted particles the calibrated ODE moves "
+                      f"spread / v_p "
+                      f"{drift.mean():+.1%} away from the fitted particles' on average over {drift.size} group(s), "
+                      f"{drift[worst]:+.1%} +- {error[worst]:.1%} in the group of coordinate "
+                      f"{np.flatnonzero(groups == worst)[0]}, beyond check_tolerance = {tolerance:g}: the gain carries "
+                      f"the sampling error of its n = {fitted[0].shape[0]} particles; increase n", RuntimeWarning,
+                      stacklevel=3)
 
 
 def _path_grid(model: ScoreModel, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

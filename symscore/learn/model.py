@@ -277,10 +277,15 @@ class ScoreModel(nn.Module):
         :func:`symscore.learn.train.calibrate_stein` (on the preconditioning times) and
         :func:`symscore.learn.calibration.calibrate_flow` (on a sampler's own grid, so that a gain
         fitted at one step does not leak into its neighbours' interpolation)."""
-        value = torch.as_tensor(np.asarray(gain), dtype=torch.float32)
-        times = self.precond_times if times is None else torch.as_tensor(np.asarray(times), dtype=torch.float32)
+        device = self.precond_times.device  # with the other buffers (a model moved to a GPU stays there)
+        value = torch.as_tensor(np.asarray(gain), dtype=torch.float32, device=device)
+        times = self.precond_times if times is None else torch.as_tensor(np.asarray(times), dtype=torch.float32,
+                                                                         device=device)
         if times.ndim != 1 or not torch.isfinite(times).all() or (times <= 0).any() or (times.diff() <= 0).any():
-            raise SymscoreError(f"times: expected increasing positive finite times, got {times.tolist()!r}")
+            shown = ", ".join(f"{value:.4g}" for value in times.flatten()[:6].tolist())
+            shown += ", ..." if times.numel() > 6 else ""
+            raise SymscoreError(f"times: expected increasing positive finite times of shape (G,), got shape "
+                                f"{tuple(times.shape)}: [{shown}]")
         if value.ndim != 2 or value.shape[1] != self.m or value.shape[0] not in (1, times.numel()) \
                 or not torch.isfinite(value).all():
             raise SymscoreError(f"gain: expected finite values of shape (1 or {times.numel()}, {self.m}), "
