@@ -98,13 +98,13 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     velocity = lambda t, y: _flow_velocity(numeric, score_fn, t, y)  # noqa: E731 (the ODE's right-hand side)
     times, gain = _path_grid(model, grid)
     groups, size = model.stein_groups()
-    pooled = lambda values: np.bincount(groups, weights=values, minlength=size.size)  # noqa: E731
-    membership = np.eye(size.size)[groups]  # (m, groups)
+    membership = np.eye(size.size)[groups]  # (m, groups): sums over each group's coordinates
+    pooled = lambda values: values @ membership  # noqa: E731
     # per particle and group: squared deviation from the forward mean over v_p (its group mean is spread / v_p)
     scaled = lambda y, k: ((y - means[k]) ** 2 @ membership) / pooled(variances[k])  # noqa: E731
     check_start, fitted_start = (None, None) if check is None else (scaled(check, 0), scaled(x, 0))
-    model_mean = _interpolate(torch.as_tensor(grid), model.precond_times.detach().cpu().to(torch.float64),
-                              model.x_mean.detach().cpu().to(torch.float64)).numpy()
+    with torch.no_grad():
+        model_mean = model.mean_at(torch.as_tensor(grid, device=model.precond_times.device)).cpu().numpy()
     for j, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
         centred, score = x - means[j], score_fn(x, t0)
         spread = pooled((centred**2).mean(axis=0))
@@ -145,8 +145,8 @@ def _warn_on_drift(fitted, check, tolerance: float, groups: np.ndarray) -> None:
     if excess.max() > 0:
         worst = int(excess.argmax())
         warnings.warn(f"calibrate_flow: on {check[0].shape[0]} unfitted particles the calibrated ODE moves "
-                      f"spread / v_p "
-                      f"{drift.mean():+.1%} away from the fitted particles' on average over {drift.size} group(s), "
+                      f"spread / v_p {drift.mean():+.1%} away from the fitted particles' on average over "
+                      f"{drift.size} group(s), "
                       f"{drift[worst]:+.1%} +- {error[worst]:.1%} in the group of coordinate "
                       f"{np.flatnonzero(groups == worst)[0]}, beyond check_tolerance = {tolerance:g}: the gain carries "
                       f"the sampling error of its n = {fitted[0].shape[0]} particles; increase n", RuntimeWarning,

@@ -317,11 +317,16 @@ class ScoreModel(nn.Module):
             raise SymscoreError(f"t: expected a scalar or shape ({n},), got shape {tuple(t.shape)}")
         return t
 
+    def mean_at(self, t: torch.Tensor) -> torch.Tensor:
+        """mu(t) (n, m): the mean of X_t at times t (n,) from the pilot, in t's dtype and on its
+        device; the centre of the normalisation, the Gaussian skip and the Stein correction."""
+        return _interpolate(t, self.precond_times.to(t.dtype), self.x_mean.to(t.dtype))
+
     def preconditioned(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         """(F_theta, c_out(t)) so that s_theta = c_out * F_theta (training regresses target / c_out)."""
         t = self._times(t, x.shape[0], x)
         grid = self.precond_times.to(x.dtype)
-        mean = _interpolate(t, grid, self.x_mean.to(x.dtype))
+        mean = self.mean_at(t)
         std = _interpolate(t, grid, self.x_std.to(x.dtype), log_values=True)
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
         raw = self.net(z, embedding)
@@ -335,7 +340,7 @@ class ScoreModel(nn.Module):
             return None
         t = self._times(t, x.shape[0], x)
         grid = self.precond_times.to(x.dtype)
-        mean = _interpolate(t, grid, self.x_mean.to(x.dtype))
+        mean = self.mean_at(t)
         variance = _interpolate(t, grid, self.x_var.to(x.dtype), log_values=True)
         return -(x - mean) / variance
 
@@ -346,8 +351,7 @@ class ScoreModel(nn.Module):
         if self.stein_gain.abs().max() > 0:
             times = self._times(t, x.shape[0], x)
             gain = _interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
-            mean = _interpolate(times, self.precond_times.to(x.dtype), self.x_mean.to(x.dtype))
-            score = score + gain * (x - mean)
+            score = score + gain * (x - self.mean_at(times))
         return score
 
     def cameron_martin_score(self, x, t):
