@@ -9,7 +9,7 @@ With --tails: the heavy-tail comparison instead, cauchy + malliavin against vp +
 Student t with 2 degrees of freedom at equal training time (quantiles of |x| to 0.999 against
 their exact values; :func:`symscore.paper.run_heavy_tails`).
 
-Run: python benchmarks/paper.py [--budget 40] [--quick] [--out paper]   (about 21 minutes on 2 cores)
+Run: python benchmarks/paper.py [--budget 40] [--quick] [--out paper]   (about 22 minutes on 2 cores)
      python benchmarks/paper.py --tails [--budget 120] [--out paper_tails] (about 6 minutes)
 """
 from __future__ import annotations
