@@ -213,6 +213,14 @@ def test_stein_gain_is_saved_and_refused_when_malformed(tmp_path):
     model.set_stein_gain(gain, times)
     mean = _interpolate(torch.tensor([0.5]), model.precond_times, model.x_mean).numpy()
     np.testing.assert_allclose(model(x, 0.5), baseline + gain[1] * (x - mean), rtol=1e-5, atol=1e-5)
+    # forward reads whether a gain is set only when the buffer changes: in-place writes and loads count
+    model.set_stein_gain(np.zeros((1, 2)))
+    np.testing.assert_array_equal(model(x, 0.5), baseline)
+    with torch.no_grad():
+        model.stein_gain.fill_(0.5)
+    np.testing.assert_allclose(model(x, 0.5), baseline + 0.5 * (x - mean), rtol=1e-5, atol=1e-5)
+    model.load_state_dict({**model.state_dict(), "stein_gain": torch.zeros(1, 2)})
+    np.testing.assert_array_equal(model(x, 0.5), baseline)
     for bad in (np.array([0.5, 0.1, 0.9]), np.array([0.0, 0.5, 0.9]), np.array([[0.1, 0.5, 0.9]])):
         with pytest.raises(ss.SymscoreError, match="times"):
             model.set_stein_gain(gain, bad)

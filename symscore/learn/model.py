@@ -293,6 +293,20 @@ class ScoreModel(nn.Module):
         self.register_buffer("stein_gain", value)
         self.register_buffer("stein_times", times.detach().clone())
 
+    def _stein_gain_is_set(self) -> bool:
+        """Whether any Stein gain is nonzero, looked at again only when the buffer changes.
+
+        Reading a tensor's value into Python waits for a GPU, so ``forward`` must not do it on every
+        call. The answer is kept with the buffer it was read from and that buffer's version counter:
+        ``set_stein_gain`` and ``.to()`` make a new buffer, and ``load_state_dict``, an EMA update or
+        any other in-place write bumps the counter."""
+        gain, seen = self.stein_gain, self.__dict__.get("_stein_seen")
+        if seen is None or seen[0] is not gain or seen[1] != gain._version:
+            # the tuple keeps a reference to the buffer, so its id cannot be reused by a new one
+            seen = (gain, gain._version, bool(gain.abs().max() > 0))
+            self.__dict__["_stein_seen"] = seen
+        return seen[2]
+
     def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """(group of each coordinate (m,), size of each group): the coordinates a Stein gain pools.
         Under Cameron-Martin preconditioning those of equal noise variance (a field's 2 l + 1
@@ -348,7 +362,7 @@ class ScoreModel(nn.Module):
         raw, scale = self.preconditioned(x, t)
         baseline = self.baseline(x, t)
         score = raw * scale if baseline is None else raw * scale + baseline
-        if self.stein_gain.abs().max() > 0:
+        if self._stein_gain_is_set():
             times = self._times(t, x.shape[0], x)
             gain = _interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
             score = score + gain * (x - self.mean_at(times))
