@@ -250,6 +250,15 @@ def _small_field_model():
     return sde, data, model
 
 
+def test_stein_groups_pool_a_fields_degrees_from_degree_l_down():
+    """Under Cameron-Martin preconditioning the gain pools each degree's 2 l + 1 coefficients, the
+    groups numbered by increasing C_l: degree L first, degree 0 last."""
+    _, _, model = _small_field_model()
+    groups, size = model.stein_groups()
+    np.testing.assert_array_equal(size, [5, 3, 1])
+    np.testing.assert_array_equal(groups, [2, 1, 1, 1, 0, 0, 0, 0, 0])  # coefficients ordered by degree
+
+
 def test_flow_calibration_warns_when_its_gain_does_not_carry_over():
     """Fitted on 4 particles, the gain holds the identity on them and nowhere else: the unfitted
     check particles (``n_check``) drift by tens of percent, and the warning says so and asks for a

@@ -310,7 +310,9 @@ class ScoreModel(nn.Module):
     def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """(group of each coordinate (m,), size of each group): the coordinates a Stein gain pools.
         Under Cameron-Martin preconditioning those of equal noise variance (a field's 2 l + 1
-        coefficients of degree l: an isotropic field's score treats them alike), else each alone."""
+        coefficients of degree l: an isotropic field's score treats them alike), else each alone.
+        Groups are numbered by increasing noise variance: for a Whittle-Matern field, whose C_l falls
+        with l, group 0 is degree L and the last group degree 0."""
         if self.preconditioning == "cameron-martin":
             _, groups = np.unique(self.metric.detach().cpu().numpy(), return_inverse=True)
         else:
