@@ -10,7 +10,7 @@ the range and how many runs are within 1.5x the floor.
 Each row also prints two things sliced W2 on the checkerboard is sensitive to: the largest
 deviation of a square's mass from 1/8 and the fraction of samples off the black squares.
 
-    python benchmarks/bench_demo_seeds.py [--seeds 0 1 2] [--budget 300] [--out bench_demo_seeds]
+    python benchmarks/bench_demo_seeds.py [--seeds 0 1 2] [--budget 300] [--out bench_demo_seeds] [--threads 2]
     (about 11 minutes per seed at the default budget on 2 cores)
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from symscore.demo import run_demo, sample_key
 
@@ -38,8 +39,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per model and seed")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default 2, as for the README's figures): a clock budget "
+                             "buys steps by the thread count")
     parser.add_argument("--out", default="bench_demo_seeds")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads: expected a positive integer, got {args.threads}")
+    torch.set_num_threads(args.threads)
     ratios: dict[str, list[float]] = {}
     for seed in args.seeds:
         out = Path(args.out) / f"seed{seed}"

@@ -9,12 +9,14 @@ With --tails: the heavy-tail comparison instead, cauchy + malliavin against vp +
 Student t with 2 degrees of freedom at equal training time (quantiles of |x| to 0.999 against
 their exact values; :func:`symscore.paper.run_heavy_tails`).
 
-Run: python benchmarks/paper.py [--budget 40] [--quick] [--out paper]   (about 22 minutes on 2 cores)
+Run: python benchmarks/paper.py [--budget 40] [--quick] [--out paper] [--threads 2]   (about 22 minutes on 2 cores)
      python benchmarks/paper.py --tails [--budget 120] [--out paper_tails] (about 6 minutes)
 """
 from __future__ import annotations
 
 import argparse
+
+import torch
 
 from symscore.paper import run_heavy_tails, run_paper
 
@@ -27,9 +29,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 steps per cell: a smoke run")
     parser.add_argument("--out", default=None, help="output folder (default paper, or paper_tails)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default 2, as for the README's figures): a clock budget "
+                             "buys steps by the thread count")
     parser.add_argument("--sampler-seeds", type=int, default=1,
                         help="sample sets per cell and sampler: metrics are their means with standard errors")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads: expected a positive integer, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.tails:
         run_heavy_tails(out=args.out or "paper_tails", budget=args.budget or 120.0, quick=args.quick, seed=args.seed)
     else:
