@@ -282,7 +282,7 @@ class ScoreModel(nn.Module):
         times = self.precond_times if times is None else torch.as_tensor(np.asarray(times), dtype=torch.float32,
                                                                          device=device)
         if times.ndim != 1 or not torch.isfinite(times).all() or (times <= 0).any() or (times.diff() <= 0).any():
-            shown = ", ".join(f"{value:.4g}" for value in times.flatten()[:6].tolist())
+            shown = ", ".join(f"{time:.4g}" for time in times.flatten()[:6].tolist())
             shown += ", ..." if times.numel() > 6 else ""
             raise SymscoreError(f"times: expected increasing positive finite times of shape (G,), got shape "
                                 f"{tuple(times.shape)}: [{shown}]")
@@ -300,11 +300,10 @@ class ScoreModel(nn.Module):
         call. The answer is kept with the buffer it was read from and that buffer's version counter:
         ``set_stein_gain`` and ``.to()`` make a new buffer, and ``load_state_dict``, an EMA update or
         any other in-place write bumps the counter."""
-        gain, seen = self.stein_gain, self.__dict__.get("_stein_seen")
+        gain, seen = self.stein_gain, getattr(self, "_stein_seen", None)
         if seen is None or seen[0] is not gain or seen[1] != gain._version:
             # the tuple keeps a reference to the buffer, so its id cannot be reused by a new one
-            seen = (gain, gain._version, bool(gain.abs().max() > 0))
-            self.__dict__["_stein_seen"] = seen
+            seen = self._stein_seen = (gain, gain._version, bool(gain.abs().max() > 0))
         return seen[2]
 
     def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
