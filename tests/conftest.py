@@ -107,6 +107,49 @@ def training_clock(monkeypatch):
     monkeypatch.setattr(train_module, "time", Clock())
 
 
+_ULP_VIEWS = {np.dtype(np.float64): (np.int64, np.uint64), np.dtype(np.float32): (np.int32, np.uint32)}
+
+
+def ulp_distance(actual, expected) -> np.ndarray:
+    """How many representable floats of ``expected``'s dtype (float64 or float32; anything else is
+    compared as float64) lie between ``actual`` and ``expected``, elementwise.
+
+    The count comes from the bit patterns: for finite values of one sign it is the difference of the
+    magnitudes' integer images, across zero the sum of both distances to zero (so +0 and -0 are 0
+    apart). Equal infinities are 0 apart; NaN against NaN is 0, NaN against a number the largest count."""
+    expected = np.asarray(expected)
+    dtype = expected.dtype if expected.dtype in _ULP_VIEWS else np.dtype(np.float64)
+    signed, unsigned = _ULP_VIEWS[dtype]
+    a, b = np.broadcast_arrays(np.asarray(actual, dtype=dtype), expected.astype(dtype, copy=False))
+    bits_a, bits_b = a.view(signed), b.view(signed)
+    mask = unsigned(np.iinfo(signed).max)
+    mag_a, mag_b = bits_a.view(unsigned) & mask, bits_b.view(unsigned) & mask
+    same_sign = (bits_a < 0) == (bits_b < 0)
+    distance = np.where(same_sign, np.maximum(mag_a, mag_b) - np.minimum(mag_a, mag_b), mag_a + mag_b)
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    distance = np.where(nan_a & nan_b, unsigned(0), distance)
+    return np.where(nan_a != nan_b, np.iinfo(unsigned).max, distance)
+
+
+def assert_ulp_close(actual, expected, max_ulps: int, what: str = "") -> None:
+    """Fail unless every element of ``actual`` is within ``max_ulps`` units in the last place of
+    ``expected`` (:func:`ulp_distance`), with a message giving the worst distance, where it is and
+    the two values there. For values two implementations compute from the same inputs with
+    different libm-like functions (numpy, numba/LLVM, torch/SLEEF, triton), where bitwise equality
+    is not promised; each call states its bound and why."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shapes differ: {actual.shape} vs {expected.shape}"
+    if expected.size == 0:
+        return
+    distance = ulp_distance(actual, expected)
+    worst = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    if distance[worst] > max_ulps:
+        raise AssertionError(
+            f"{what or 'values'}: {int((distance > max_ulps).sum())} of {distance.size} elements differ by more "
+            f"than {max_ulps} ulps; worst {int(distance[worst])} ulps at index {tuple(map(int, worst))}: "
+            f"actual {actual[worst].item()!r}, expected {expected[worst].item()!r}")
+
+
 def brownian(n, n_steps, d, T, seed):
     """Increments N(0, T / n_steps) of shape (n, n_steps, d)."""
     return np.random.default_rng(seed).standard_normal((n, n_steps, d)) * np.sqrt(T / n_steps)

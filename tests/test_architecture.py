@@ -37,7 +37,7 @@ def test_a_registered_backend_is_used_by_compile_emit_and_the_cli(tmp_path):
         dW = np.random.default_rng(0).normal(scale=0.1, size=(20, 10, 1))
         copy = ss.compile(sde, backend="numba_copy").simulate(x0, [0.5, 1.0], 10, dW=dW)
         original = ss.compile(sde).simulate(x0, [0.5, 1.0], 10, dW=dW)
-        np.testing.assert_array_equal(copy.target, original.target)
+        np.testing.assert_array_equal(copy.target, original.target)  # one template and printer: the same code
         assert "def simulate(" in ss.emit(sde, backend="numba_copy")
         from click.testing import CliRunner
 

@@ -201,4 +201,6 @@ def test_symbol_names_that_collide_with_generated_names(backend):
     options = {"as_numpy": True} if backend == "torch" else {}
     a = ss.compile(sde, backend=backend).simulate(x0, [0.5, 1.0], 20, dW=dW, **options)
     b = ss.compile(plain, backend=backend).simulate(x0, [0.5, 1.0], 20, dW=dW, **options)
+    # the kernel names the state itself: the two modules differ in comments only, so the same code
+    # runs and any leak of a user's name into the arithmetic shows as a difference
     np.testing.assert_array_equal(a.target, b.target)

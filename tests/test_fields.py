@@ -141,7 +141,9 @@ def test_field_data_is_one_law_whatever_the_draw(kind):
     sampling error is several percent for heavy tails): a draw of 1200 begins with the draw of 500
     of the same seed, batches included, and a large draw's pixel variance is sigma_Q^2."""
     small, large = field_data(kind, 6, 500, seed=7), field_data(kind, 6, 1200, seed=7)
-    np.testing.assert_array_equal(small, large[:500])
+    # one stream, but torch-harmonics' transforms see batches of 500 and of 1000 fields, and other
+    # shapes may take other FFT/GEMM kernels (summation orders): to rounding (a wrong stream is O(1) off)
+    np.testing.assert_allclose(small, large[:500], rtol=1e-12, atol=1e-12 * np.abs(large).max())
     pixels = SphericalHarmonics(6).synthesis(field_data(kind, 6, 4000, seed=8))
     assert np.sqrt(np.mean(pixels**2)) == pytest.approx(pixel_std(6), rel=0.03)
     assert abs(pixels.mean()) < 0.02 * pixel_std(6)  # the kinds are centred by their population means

@@ -162,6 +162,7 @@ def test_seeded_paths_do_not_depend_on_chunks_or_offsets(kernels):
     whole = kern.simulate(x0, [0.5, 1.0], 20, seed=9, as_numpy=True)
     chunked = kern.simulate(x0, [0.5, 1.0], 20, seed=9, chunk_size=7, as_numpy=True)
     tail = kern.simulate(x0[10:], [0.5, 1.0], 20, seed=9, path_offset=10, as_numpy=True)
+    # one triton kernel on other chunks and path offsets: bit for bit
     assert np.array_equal(whole.target, chunked.target)
     assert np.array_equal(whole.target[10:], tail.target)
 
@@ -196,6 +197,8 @@ def test_failures_are_reported_like_numba():
                                                               as_numpy=True)
         outcome[backend] = paths
     assert outcome["numba"].failed.any() and not outcome["numba"].failed.all()
+    # a discrete outcome of two implementations: X^3 overflows within a step or two, far from where
+    # last-place rounding could move the failing step
     assert np.array_equal(outcome["numba"].failed, outcome["triton"].failed)
     ok = ~outcome["numba"].failed
     assert _relative(outcome["triton"].target[ok], outcome["numba"].target[ok]) <= RTOL
@@ -225,7 +228,7 @@ def test_emitted_module_runs_standalone(tmp_path, kernels):
     x0 = np.random.default_rng(7).normal(scale=0.5, size=(20, 2))
     times, x, target = module.simulate(x0, [0.5, 1.0], 16, seed=3, device="cpu")
     expected = kern.simulate(x0, [0.5, 1.0], 16, seed=3, as_numpy=True)
-    assert np.array_equal(target.numpy(), expected.target)
+    assert np.array_equal(target.numpy(), expected.target)  # the kernel's own source: the same code
     with pytest.raises(ValueError, match="x0: expected"):
         module.simulate(np.zeros((3, 5)), [1.0], 4, device="cpu")
     with pytest.raises(ValueError, match="seed"):

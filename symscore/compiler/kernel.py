@@ -76,7 +76,7 @@ class Kernel:
             seed: seed of the Brownian increments (ignored when dW is given), an integer in
                 [0, 2^64): the increment of path p, step k, noise column l is a function of
                 (seed, path_offset + p, k, l) alone (Philox4x32-10; :func:`brownian_increments`),
-                the same on every backend, for any chunk size or thread count.
+                the same for any chunk size or thread count, and on every backend to rounding.
             dW: optional (n, n_steps, d) Brownian increments (each N(0, dt)); makes the run
                 fully deterministic.
             ridge: Tikhonov parameter lambda >= 0: C_t is replaced by C_t + lambda I. Zero (exact)
@@ -134,8 +134,9 @@ class Kernel:
     def increments(self, n: int, n_steps: int, dt: float, seed: int = 0, path_offset: int = 0) -> np.ndarray:
         """The (n, n_steps, d) Brownian increments ``simulate`` draws for ``seed`` (paths
         ``path_offset`` on), as a host float64 array: equal to :func:`brownian_increments` (the
-        reference), computed by the backend where it has a faster form. For schemes that transform
-        one Brownian path (antithetic pairs, coarse increments summed from fine ones)."""
+        reference) to rounding (a few ulps: the backend's own log, cos and sin, where it has a faster
+        form). For schemes that transform one Brownian path (antithetic pairs, coarse increments
+        summed from fine ones)."""
         n = positive_int(n, "n", low=0, error=SimulationInputError)
         n_steps = positive_int(n_steps, "n_steps", error=SimulationInputError)
         dt = number_at_least(dt, "dt", 0.0, strict=True, error=SimulationInputError)

@@ -128,8 +128,11 @@ def check_dw(dW, shape) -> np.ndarray:
 #                                      seed div 2^32)),
 #     steps 4j, 4j + 1: rho cos(a), rho sin(a) with rho = sqrt(-2 ln((r0 + 1) 2^-32)), a = 2 pi r1 2^-32,
 #     steps 4j + 2, 4j + 3: the same from (r2, r3)   (Box-Muller: both outputs are independent N(0, 1)).
-# A value depends on (seed, p, k, l) alone: every backend, thread count, chunk size and number of
-# processes draws the same increments. (r + 1) 2^-32 lies in (0, 1], so z is finite (|z| <= 6.7).
+# A value depends on (seed, p, k, l) alone: one backend draws the same increments, bit for bit, for
+# any thread count, chunk size and number of processes; the Philox words are integers and agree
+# everywhere, and the normals of different implementations (numpy here, numba, torch, triton) agree
+# to rounding, since their log, cos and sin may differ in the last place.
+# (r + 1) 2^-32 lies in (0, 1], so z is finite (|z| <= 6.7).
 # The functions below take numpy uint64 arrays or scalars (numba compiles them for its kernels).
 _PHILOX_M0, _PHILOX_M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _PHILOX_W0, _PHILOX_W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)

@@ -3,7 +3,7 @@
 The generated module (``templates/torch_kernel.py.j2``) holds one ``init``/``step``/``weight``/
 ``health`` function per block over a named-tuple state; ``compile=True`` wraps step and weight in
 ``torch.compile``. Increments come from the counter-based Philox stream (the module's
-``philox_normals4_torch``: the same values as the numba kernel's), drawn on the device.
+``philox_normals4_torch``: the numba kernel's values to rounding), drawn on the device.
 torch itself is imported on first use (SymPy's ``TorchPrinter`` module imports it too).
 """
 from __future__ import annotations

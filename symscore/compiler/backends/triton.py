@@ -3,8 +3,8 @@
 The generated module (``templates/triton_kernel.py.j2``) launches one program per (block of
 paths, lane): the carried state lives in registers as vectors over the program's paths, the
 increments come from ``tl.philox`` with the counter of symscore's stream (so a seed gives the
-increments of the numba and torch kernels), and X and the target are written at record steps
-only. float64 and float32, on CUDA; without a GPU it runs in Triton's interpreter
+increments of the numba and torch kernels, to rounding), and X and the target are written at
+record steps only. float64 and float32, on CUDA; without a GPU it runs in Triton's interpreter
 (``TRITON_INTERPRET=1``, on the CPU, slow: for tests on small sizes).
 
 Triton's language has exp, log, sqrt, sin, cos, erf and abs; the printer writes the other
