@@ -180,7 +180,10 @@ def _record_sde(sde, spec: str, out: Path, options: dict) -> None:
 @click.option("--depth", default=3, show_default=True)
 @click.option("--activation", type=_Registered("symscore.learn.model", "ACTIVATIONS"), default="silu", show_default=True)
 @click.option("--lr", default=5e-3, show_default=True)
-@click.option("--t-min", default=1e-3, show_default=True, help="Smallest record time (a bias; bounds variance).")
+@click.option("--t-min", type=click.FloatRange(min=0), default=None,
+              help="Smallest record time (a bias; bounds variance). Default: chosen from the SDE, 0.001 when the "
+                   "noise acts on every coordinate, a few Euler steps when it reaches some only through the drift "
+                   "(the reason is printed and stored in OUT/run.json).")
 @click.option("--n-data", default=20_000, show_default=True, help="Rows drawn from a named dataset.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in OUT/checkpoints.")
@@ -219,8 +222,15 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
     if budget is not None and (resume or nproc > 1 or "WORLD_SIZE" in os.environ):
         raise click.BadParameter("a clock-driven run cannot be resumed or split over processes; pass --steps instead",
                                  param_hint="--budget")
+    from .learn.record_times import choose_t_min
+
     sde, out = load_spec(spec), Path(out)
+    choice = choose_t_min(sde, n_steps, t_min, target=target)  # a t_min the scheme cannot use fails here, at once
     array = datasets.load(data, n=n_data, seed=seed)
+    if array.ndim == 2 and array.shape[1] != sde.m:  # the named datasets are 2-D (digits: 64-D)
+        state = ", ".join(map(str, sde.state))
+        raise SymscoreError(f"--data: {data} has {array.shape[1]} columns, but {sde.name!r} has m = {sde.m} "
+                            f"coordinates ({state}); pass a .npy file of shape (n, {sde.m})")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         _prepare_run_folder(out, resume, force)  # here, so that no rank refuses the folder after the others start
         ctx.exit(launch(nproc, _argv_of(ctx, drop=("nproc", "force")) + ["--force"]))
@@ -230,8 +240,8 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
     if is_main:
         _prepare_run_folder(out, resume, force)
         options = {"data": data, "steps": steps, "batch_size": batch_size, "target": target, "n_steps": n_steps,
-                   "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": t_min, "seed": seed,
-                   "backend": backend, "budget": budget}
+                   "width": width, "depth": depth, "activation": activation, "lr": lr, "t_min": choice.t_min,
+                   "t_min_reason": choice.reason, "seed": seed, "backend": backend, "budget": budget}
         _record_sde(sde, spec, out, options)
     model = train_model(sde, array, steps=steps, batch_size=batch_size, target=target, t_min=t_min,
                         checkpoint_dir=checkpoints, resume=checkpoints if resume else None, seed=seed,
@@ -244,7 +254,7 @@ def train(ctx, spec, data, out, steps, batch_size, target, n_steps, width, depth
     trained = (f"{len(model.loss_history)} steps in {budget:g} s" if budget is not None
                else f"checkpoints in {checkpoints}")
     click.echo(f"wrote {out / MODEL_FILE} (final loss {model.loss_history[-1]:.4f}), {out / SDE_FILE}, "
-               f"{out / 'loss.png'}; {trained}")
+               f"{out / 'loss.png'}; {trained}\n{choice.reason}")
 
 
 def _checked_device(device):
@@ -326,7 +336,9 @@ def sample(run, n, out, plot, method, n_steps, seed, device):
     if plot:
         if sde.m < 2:
             raise SymscoreError("--plot: the scatter plot needs m >= 2 coordinates")
-        wrote.append(str(plots.plot_samples(samples, {}, plot)))
+        shown = "" if sde.m == 2 else f", coordinates 1-2 of {sde.m}"
+        title = f"samples from {sde.name}\n({len(samples)}, {method} sampler, {n_steps} steps{shown})"
+        wrote.append(str(plots.plot_samples(None, {title: samples}, plot, labels=sde.state[:2])))
     click.echo(f"wrote {', '.join(wrote)}")
 
 

@@ -31,16 +31,24 @@ def _save(plt, fig, path) -> Path:
     return path
 
 
-def plot_samples(data, samples: dict, path, limits=None, max_points: int = 5000) -> Path:
-    """Scatter of the first two coordinates: the data, then each entry of ``samples`` (title -> array)."""
-    panels = {"data": np.asarray(data)} | {k: np.asarray(v) for k, v in samples.items()}
+def plot_samples(data, samples: dict, path, limits=None, max_points: int = 5000, labels=None) -> Path:
+    """Scatter of the first two coordinates: the data (titled "data"; None for no data panel), then
+    each entry of ``samples`` (title -> array). ``labels``: names of the two plotted coordinates
+    (axis labels); the limits default to the first panel's span."""
+    panels = {} if data is None else {"data": np.asarray(data)}
+    panels |= {k: np.asarray(v) for k, v in samples.items()}
+    if not panels:
+        raise ValueError("plot_samples: expected data or at least one entry in samples")
     plt, fig, axes = _figure(len(panels))
     if limits is None:
-        span = np.abs(panels["data"][:, :2]).max() * 1.25
+        first = next(iter(panels.values()))[:, :2]
+        span = float(np.nanmax(np.abs(first))) * 1.25 if np.isfinite(first).any() else 1.0
         limits = (-span, span)
     for ax, (title, points) in zip(axes, panels.items()):
         ax.scatter(points[:max_points, 0], points[:max_points, 1], s=1.5, alpha=0.5, lw=0)
         ax.set(title=title, xlim=limits, ylim=limits, aspect="equal")
+        if labels is not None:
+            ax.set(xlabel=str(labels[0]), ylabel=str(labels[1]))
     return _save(plt, fig, path)
 
 

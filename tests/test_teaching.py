@@ -54,7 +54,8 @@ def test_every_step_appears_with_the_users_expressions():
 def test_separable_derivation_uses_the_one_dimensional_form():
     md = ss.library.cubic().derive().to_markdown()
     assert "H_{1;11} = \\frac{\\partial^2 b_{1}}{\\partial x_{1}\\,\\partial x_{1}} = - 6 x_{1}" in md
-    assert "\\hat Z^{(1)}_t = \\int_0^t - 6 X^{1}_s\\, Y^{(1)}_s\\, ds" in md
+    # cubic has a parameter s: the integration time is s' (index_letters)
+    assert "\\hat Z^{(1)}_t = \\int_0^t - 6 X^{1}_{s'}\\, Y^{(1)}_{s'}\\, d{s'}" in md
     assert "\\frac{2}{C_t} D_t" in md
 
 

@@ -52,6 +52,9 @@ class TargetSource:
     """
 
     has_target = True
+    #: True when the target inverts the Euler scheme's Malliavin matrix C (its record times must
+    #: start where C is invertible: :func:`symscore.learn.record_times.choose_t_min`).
+    inverts_malliavin_matrix = False
 
     def __init__(self, sde, n_steps: int, **options):
         self.sde, self.n_steps, self.dt = sde, n_steps, sde.T / n_steps
@@ -70,6 +73,7 @@ class TargetSource:
 @register_target("malliavin")
 class MalliavinSource(TargetSource):
     first_order_only = False
+    inverts_malliavin_matrix = True
 
     def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps)

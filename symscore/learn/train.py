@@ -13,6 +13,8 @@ checkpoint, ``resume=`` therefore continues bit-identically on the same machine 
 Bias knobs (both off or small by default):
 * ``t_min``: no record time below t_min. The model is not trained on (0, t_min), and samplers
   stop at t_min, so samples follow p_{t_min}, not p_0 (for VP roughly data + N(0, beta_min t_min)).
+  Its default comes from the SDE (:func:`choose_t_min`): 1e-3 when the noise acts on every
+  coordinate from t = 0, else the Euler steps the scheme's Malliavin matrix needs (hypoelliptic).
 * ``ridge``: Tikhonov lambda in (C_t + lambda I)^-1, which bounds the target's variance at small t
   at a bias O(lambda / lambda_min(C_t)) (malliavin target only).
 """
@@ -35,10 +37,11 @@ from ..data import check_data, load
 from ..spec.sde import SDE
 from .distributed import process_group
 from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel, complete_state, load_torch_file
+from .record_times import TMinChoice, choose_t_min
 from .targets import TARGETS, make_target_source
 
-__all__ = ["TrainConfig", "Trainer", "train", "load_checkpoint", "cameron_martin_metric", "calibrate_stein",
-           "seconds_per_step", "steps_for_budget"]
+__all__ = ["TrainConfig", "TMinChoice", "choose_t_min", "Trainer", "train", "load_checkpoint",
+           "cameron_martin_metric", "calibrate_stein", "seconds_per_step", "steps_for_budget"]
 
 CHECKPOINT_FORMAT = "symscore.checkpoint/1"
 #: Horizon a clock-driven run (``Trainer.run(budget=)``) assumes before its first step is timed.
@@ -54,14 +57,15 @@ class TrainConfig:
 
     ``asdict(config)``, with the network's configuration and the SDE's fingerprint, is the run
     record stored in every checkpoint: a run resumes only from a checkpoint with the same record.
-    The arguments are those of :func:`train`.
+    The arguments are those of :func:`train`; ``t_min=None`` (the default) is resolved by
+    :func:`choose_t_min` when a :class:`Trainer` starts, and the record holds the value used.
     """
 
     steps: int = 2000
     batch_size: int = 256
     target: str = "malliavin"
     backend: str = "numba"
-    t_min: float = 1e-3
+    t_min: float | None = None
     seed: int = 0
     times: tuple[float, ...] | None = None
     n_times: int = 4
@@ -102,7 +106,8 @@ class TrainConfig:
             "steps": positive_int(self.steps, "steps"), "batch_size": positive_int(self.batch_size, "batch_size"),
             "seed": positive_int(self.seed, "seed", low=0), "n_times": positive_int(self.n_times, "n_times"),
             "n_steps": positive_int(self.n_steps, "n_steps"), "pilot_size": positive_int(self.pilot_size, "pilot_size", 2),
-            "t_min": positive_float(self.t_min, "t_min", allow_zero=True), "lr": positive_float(self.lr, "lr"),
+            "t_min": None if self.t_min is None else positive_float(self.t_min, "t_min", allow_zero=True),
+            "lr": positive_float(self.lr, "lr"),
             "weight_decay": positive_float(self.weight_decay, "weight_decay", allow_zero=True),
             "ema_decay": positive_float(self.ema_decay, "ema_decay", allow_zero=True),
             "clip_norm": positive_float(self.clip_norm, "clip_norm"),
@@ -318,9 +323,11 @@ class Trainer:
                  device=None):
         if not isinstance(config, TrainConfig):
             raise SymscoreError(f"config: expected a TrainConfig, got {type(config).__name__}")
-        self.sde, self.config, self.data = sde, config, _check_data(sde, data)
-        if config.t_min >= sde.T:
-            raise SymscoreError(f"t_min: expected t_min < T = {sde.T}, got {config.t_min}")
+        self.data = _check_data(sde, data)
+        #: the smallest record time and why (a default chosen from the SDE's noise structure)
+        self.t_min_choice = choose_t_min(sde, config.n_steps, config.t_min, config.times, config.target)
+        config = replace(config, t_min=self.t_min_choice.t_min)
+        self.sde, self.config = sde, config
         self.candidates = _grid_steps(sde, config)
         # several processes (torchrun, or symscore train --nproc): each simulates its share of a global batch
         self.group = process_group(device)
@@ -470,7 +477,7 @@ class Trainer:
 
 
 def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str = "malliavin",
-          backend: str = "numba", t_min: float = 1e-3, checkpoint_dir=None, resume=None, seed: int = 0, *,
+          backend: str = "numba", t_min: float | None = None, checkpoint_dir=None, resume=None, seed: int = 0, *,
           times=None, n_times: int = 4, n_steps: int = 100, model: ScoreModel | None = None,
           width: int = 128, depth: int = 3, activation: str = "silu", lr: float = 5e-3,
           weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
@@ -491,7 +498,9 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
         target: a name in :data:`symscore.learn.targets.TARGETS`: ``"malliavin"`` (default, any
             SDE), ``"dsm"`` (linear SDEs), ``"ssm"`` or ``"local"`` (see :mod:`symscore.learn.targets`).
         backend: kernel backend of the malliavin target (``"numba"``, ``"torch"`` or ``"triton"``).
-        t_min: smallest record time (a bias; see the module docstring).
+        t_min: smallest record time (a bias; see the module docstring). Default: chosen from how the
+            noise reaches the coordinates (:func:`choose_t_min`): 1e-3 when it acts on all of them
+            directly, a few Euler steps when it reaches some only through the drift (hypoelliptic).
         checkpoint_dir: folder for ``checkpoint_<step>.pt`` files every ``checkpoint_every`` steps
             and at the end, written atomically; the newest ``keep_checkpoints`` are kept.
         resume: a checkpoint file, or a folder (its newest checkpoint), to continue from.

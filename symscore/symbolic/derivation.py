@@ -130,6 +130,15 @@ class Derivation:
         """``"state-dependent"`` (sigma(t, x)) or ``"additive"`` (sigma(t))."""
         return "state-dependent" if self.state_dependent_diffusion else "additive"
 
+    @cached_property
+    def noise_reach(self):
+        """How the noise reaches each coordinate: the structural Hoermander bracket depth, the small-t
+        order of C_t and the Euler steps before the scheme's C is invertible
+        (:class:`symscore.symbolic.noise_reach.NoiseReach`)."""
+        from .noise_reach import noise_reach
+
+        return noise_reach(self)
+
     # -- equations ---------------------------------------------------------------------------
     def _matrix_function(self, name: str, rows: int, cols: int) -> sp.Matrix:
         t = self.sde.time
