@@ -352,8 +352,8 @@ _QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_sampl
 @main.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for PNGs and metrics.json.")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
-              help="Seconds of training per model (the checkerboard demo).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds of training per model (the checkerboard demo)  [default: 80].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="A fixed number of training steps per model instead of --budget (--fields: default 3000).")
 @click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
@@ -362,7 +362,7 @@ _QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_sampl
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
 def demo(out, budget, steps, benes, fields, quick):
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for --budget seconds each, sample with
-    the reverse SDE and predictor-corrector, and compare with held-out data (~14 min on 2 cores).
+    the reverse SDE and predictor-corrector, and compare with held-out data (about 4 min on 2 cores).
 
     \b
     Examples:
@@ -382,7 +382,35 @@ def demo(out, budget, steps, benes, fields, quick):
     elif benes:
         run_benes_check(**(_QUICK_BENES if quick else {}))
     else:
-        run_demo(out=out, **(_QUICK_DEMO if quick else {"budget": budget, "steps": steps}))
+        from .demo import DEMO_BUDGET
+
+        run_demo(out=out, **(_QUICK_DEMO if quick else {"budget": budget or DEMO_BUDGET, "steps": steps}))
+
+
+def _names(text: str, flag: str) -> list[str]:
+    """A comma-separated option as its non-empty items."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter(f"expected comma-separated names, got {text!r}", param_hint=flag)
+    return names
+
+
+def _integer(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"expected integers, got {text!r}", param_hint=flag) from None
+
+
+def _cell(name: str) -> tuple[str, str]:
+    """'cauchy+malliavin' -> ("cauchy", "malliavin"), checked against the library and the targets."""
+    from .learn.targets import TARGETS
+
+    sde, plus, target = (part.strip() for part in name.partition("+"))
+    if not plus or not hasattr(library, sde) or target not in TARGETS:
+        raise click.BadParameter(f"expected 'sde+target' with a built-in SDE and a target among "
+                                 f"{', '.join(TARGETS)}, got {name!r}", param_hint="--cells")
+    return sde, target
 
 
 @main.command()
@@ -398,8 +426,17 @@ def demo(out, budget, steps, benes, fields, quick):
               help="paper only: training seconds per cell [default: 40].")
 @click.option("--quick", is_flag=True, help="paper only: 10 steps per cell, a smoke run of the grid.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="paper only: output folder [default: paper].")
+@click.option("--seeds", default=None,
+              help="paper only: training seeds, comma-separated (e.g. 0,1,2): the grid once per seed and a "
+                   "summary of each row over the runs (seeds.md) [default: 0, one run].")
+@click.option("--datasets", default=None,
+              help="paper only: comma-separated datasets [default: checkerboard,swiss_roll,eight_gaussians].")
+@click.option("--cells", default=None,
+              help="paper only: comma-separated 'sde+target' cells, e.g. cauchy+malliavin,vp+dsm [default: all 8].")
+@click.option("--sampler-seeds", type=click.IntRange(min=1), default=None,
+              help="paper only: sample sets per cell and sampler (metrics are their means, with errors) [default: 1].")
 @_spec_doc
-def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out):
+def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out, seeds, datasets, cells, sampler_seeds):
     """Throughput of the kernels for SPEC against a numpy Euler of X alone, in the same process.
 
     SPEC = paper runs the Malliavin paper's grid instead (symscore.paper: SDEs x targets x
@@ -410,14 +447,26 @@ def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out):
       symscore bench cubic
       symscore bench benes --backend torch --device cuda --paths 1000000
       symscore bench paper --budget 40 --out paper
+      symscore bench paper --datasets checkerboard --cells cauchy+malliavin,vp+dsm --budget 300 \\
+          --seeds 0,1,2 --sampler-seeds 3      # the demo's comparison, over training seeds
     """
+    paper_only = {"--budget": budget, "--quick": quick or None, "--out": out, "--seeds": seeds,
+                  "--datasets": datasets, "--cells": cells, "--sampler-seeds": sampler_seeds}
     if spec == "paper":
-        from .paper import run_paper
+        from .paper import CELLS, PAPER_DATASETS, Cell, run_paper, run_paper_seeds
 
-        run_paper(out=out or "paper", budget=40.0 if budget is None else budget, quick=quick, print_fn=click.echo)
+        grid = {"budget": 40.0 if budget is None else budget, "quick": quick, "sampler_seeds": sampler_seeds or 1,
+                "datasets": _names(datasets, "--datasets") if datasets else PAPER_DATASETS,
+                "cells": tuple(Cell(*_cell(name)) for name in _names(cells, "--cells")) if cells else CELLS}
+        if seeds is None:
+            run_paper(out=out or "paper", print_fn=click.echo, **grid)
+        else:
+            run_paper_seeds(seeds=[_integer(text, "--seeds") for text in _names(seeds, "--seeds")],
+                            out=out or "paper", print_fn=click.echo, **grid)
         return
-    if budget is not None or quick or out is not None:
-        raise click.UsageError("--budget, --quick and --out apply to 'symscore bench paper' only")
+    given = [flag for flag, value in paper_only.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: apply to 'symscore bench paper' only")
     from .bench import bench_kernel
 
     sde = load_spec(spec)

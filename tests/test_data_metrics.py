@@ -89,11 +89,11 @@ def test_demo_small_mode(tmp_path):
     lines = []
     from symscore.demo import run_demo
 
-    report = run_demo(out=tmp_path, steps=800, batch_size=64, n_samples=300, n_train=1000, sample_steps=200,
-                              width=64, depth=2, progress=False, print_fn=lines.append)
+    report = run_demo(out=tmp_path, steps=40, batch_size=64, n_samples=300, n_train=1000, sample_steps=40,
+                      width=32, depth=2, progress=False, print_fn=lines.append)
     assert set(report) == {"cauchy + malliavin, sde", "cauchy + malliavin, pc", "vp + dsm, sde", "vp + dsm, pc",
                            "data (noise floor)"}
-    assert report["cauchy + malliavin, pc"]["steps"] == 800
+    assert report["cauchy + malliavin, pc"]["steps"] == 40
     written = {p.name for p in tmp_path.iterdir()}
     assert {"samples.png", "samples.npz", "score_field.png", "target_variance.png", "loss.png", "metrics.json"} <= written
     saved = np.load(tmp_path / "samples.npz")
@@ -141,3 +141,15 @@ def test_demo_budget_is_the_clock_budget_of_both_models(tmp_path, monkeypatch):
     assert all(row["steps"] >= 1 and row["seconds"]["train"] >= 0.5 for row in trained.values())
     with pytest.raises(ss.SymscoreError, match="budget"):
         demo.run_demo(out=tmp_path, budget=-1, progress=False, print_fn=lambda line: None)
+
+
+def test_evaluate_caps_the_quadratic_metrics_at_max_points_and_says_so():
+    from symscore import metrics
+
+    x, y = ss.data.moons(900, seed=0), ss.data.moons(700, seed=1)
+    capped = metrics.evaluate(x, y, max_points=300)
+    assert capped["sliced_w2"].settings["n_x"] == 900  # sliced W2 always uses every point
+    for name in ("w2", "mmd2", "energy"):
+        assert (capped[name].settings["n_x"], capped[name].settings["n_y"]) == (300, 300), name
+    assert metrics.evaluate(x, y)["w2"].settings["n_x"] == 900
+    assert metrics.evaluate(x, y, max_points=10**6)["w2"].settings["n_x"] == 900  # never above the exact limit
