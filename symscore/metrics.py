@@ -47,12 +47,22 @@ def _pair(x, y, max_points, rng):
 
 
 def sliced_wasserstein(x, y, n_projections: int = 500, seed: int = 0, max_points: int = 20_000) -> Metric:
-    """Sliced 2-Wasserstein distance."""
+    """Sliced 2-Wasserstein distance over POT's ``n_projections`` random directions for ``seed``.
+
+    For two samples of one size the optimal coupling on a line pairs order statistics, so each
+    projection's W_2^2 is the mean squared difference of the sorted projections: the value of
+    POT's ``sliced_wasserstein_distance`` to rounding, about 20x faster at 5000 points (POT's
+    general algorithm, for unequal sizes, sorts and searches the merged quantiles)."""
     import ot
 
     rng = np.random.default_rng(seed)
     x, y = _pair(x, y, max_points, rng)
-    value = ot.sliced_wasserstein_distance(x, y, n_projections=n_projections, seed=seed)
+    projections = ot.sliced.get_random_projections(x.shape[1], n_projections, seed)
+    if len(x) == len(y):
+        sorted_x, sorted_y = np.sort(x @ projections, axis=0), np.sort(y @ projections, axis=0)
+        value = np.sqrt(np.mean((sorted_x - sorted_y) ** 2))
+    else:
+        value = ot.sliced_wasserstein_distance(x, y, projections=projections)
     return Metric("sliced_w2", float(value), {"n_projections": n_projections, "seed": seed, "n_x": len(x), "n_y": len(y)})
 
 

@@ -153,3 +153,20 @@ def test_evaluate_caps_the_quadratic_metrics_at_max_points_and_says_so():
         assert (capped[name].settings["n_x"], capped[name].settings["n_y"]) == (300, 300), name
     assert metrics.evaluate(x, y)["w2"].settings["n_x"] == 900
     assert metrics.evaluate(x, y, max_points=10**6)["w2"].settings["n_x"] == 900  # never above the exact limit
+
+
+@pytest.mark.parametrize("sizes", [(700, 700), (700, 450)])
+def test_sliced_w2_is_pots_value_on_pots_projections(sizes):
+    """Equal sizes take the sorted-projections formula, unequal ones POT's general algorithm: both
+    must give POT's sliced_wasserstein_distance for the same directions (to rounding); a wrong
+    pairing (unsorted projections) would not."""
+    import ot
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(sizes[0], 3)), 1.3 * rng.normal(size=(sizes[1], 3)) + 0.2
+    ours = ss.metrics.sliced_wasserstein(x, y, n_projections=64, seed=5).value
+    pot = ot.sliced_wasserstein_distance(x, y, n_projections=64, seed=5)
+    assert ours == pytest.approx(pot, rel=1e-12)
+    directions = ot.sliced.get_random_projections(3, 64, 5)
+    unsorted = np.sqrt(np.mean((x[: sizes[1]] @ directions - y @ directions) ** 2))
+    assert abs(unsorted - pot) > 0.1 * pot
