@@ -10,7 +10,8 @@ the range and how many runs are within 1.5x the floor.
 Each row also prints two things sliced W2 on the checkerboard is sensitive to: the largest
 deviation of a square's mass from 1/8 and the fraction of samples off the black squares.
 
-    python benchmarks/bench_demo_seeds.py [--seeds 0 1 2] [--budget 300] [--out bench_demo_seeds] [--threads 2]
+    python benchmarks/bench_demo_seeds.py [--seeds 0 1 2] [--budget 300] [--width 128] [--out bench_demo_seeds]
+        [--threads 2]
     (about 11 minutes per seed at the default budget on 2 cores)
 """
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
                         help="torch threads (default 2, as for the README's figures): a clock budget "
                              "buys steps by the thread count")
     parser.add_argument("--out", default="bench_demo_seeds")
+    parser.add_argument("--width", type=int, default=128,
+                        help="MLP width (default 128, the network of the recorded 300 s runs; make demo uses 64)")
     args = parser.parse_args()
     if args.threads < 1:
         parser.error(f"--threads: expected a positive integer, got {args.threads}")
@@ -50,7 +53,8 @@ def main() -> None:
     ratios: dict[str, list[float]] = {}
     for seed in args.seeds:
         out = Path(args.out) / f"seed{seed}"
-        report = run_demo(out=out, budget=args.budget, seed=seed, progress=False, print_fn=lambda line: None)
+        report = run_demo(out=out, budget=args.budget, seed=seed, width=args.width, progress=False,
+                          print_fn=lambda line: None)
         saved = np.load(out / "samples.npz")
         floor = report.pop("data (noise floor)")["sliced_w2"]["value"]
         lines = [f"seed {seed}: noise floor {floor:.4f}, data's largest |mass - 1/8| "

@@ -353,7 +353,7 @@ _QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_sampl
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for PNGs and metrics.json.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds of training per model (the checkerboard demo)  [default: 80].")
+              help="Seconds of training per model (the checkerboard demo)  [default: 85].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="A fixed number of training steps per model instead of --budget (--fields: default 3000).")
 @click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
