@@ -2,6 +2,7 @@
 # What they install is pinned by constraints.txt (tested versions; `make lock` refreshes it from
 # pyproject's ranges). torch is pinned apart, through a variable a GPU user overrides, e.g.
 #   make test TORCH_SPEC="torch==2.13.0 --index-url <their index>"
+SHELL := /bin/bash
 PYTHON ?= python3.11
 TORCH_SPEC ?= torch==2.13.0
 # pytest-xdist workers: numba compiles on one core, so the cold suite runs about twice as fast on two
@@ -19,8 +20,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	# torch first and pinned (its own dependencies constrained), so the project's torch range is satisfied.
-	$(BIN)/python -m pip install -c $(CONSTRAINTS) $(TORCH_SPEC)
+	# torch first and pinned, so the project's torch range is satisfied; without the constraints, since a
+	# GPU user's index (TORCH_SPEC) may not carry the pinned versions of torch's own dependencies:
+	# the next line moves those to the tested versions.
+	$(BIN)/python -m pip install $(TORCH_SPEC)
 	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
@@ -51,9 +54,11 @@ lock:
 	.venv-lock/bin/python -m pip install --upgrade pip
 	.venv-lock/bin/python -m pip install $(TORCH_SPEC)
 	.venv-lock/bin/python -m pip install -e ".[$(EXTRAS)]"
-	{ echo "# Tested versions of symscore's dependencies (make lock writes this file; make installs with it)."; \
+	# written beside the old file and moved over it only when the freeze succeeded
+	set -o pipefail; { echo "# Tested versions of symscore's dependencies (make lock writes this file; make installs with it)."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable \
-	    | grep -viE '^((torch|triton|pip|setuptools|wheel)==|nvidia-)' ; } > $(CONSTRAINTS)
+	    | grep -viE '^((torch|triton|pip|setuptools|wheel)==|nvidia-)' ; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .venv-lock
 	@echo "wrote $(CONSTRAINTS); run make test"
 

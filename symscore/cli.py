@@ -407,9 +407,9 @@ def _cell(name: str) -> tuple[str, str]:
     from .learn.targets import TARGETS
 
     sde, plus, target = (part.strip() for part in name.partition("+"))
-    if not plus or not hasattr(library, sde) or target not in TARGETS:
-        raise click.BadParameter(f"expected 'sde+target' with a built-in SDE and a target among "
-                                 f"{', '.join(TARGETS)}, got {name!r}", param_hint="--cells")
+    if not plus or sde not in library.BUILTINS or target not in TARGETS:
+        raise click.BadParameter(f"expected 'sde+target' with an SDE among {', '.join(library.BUILTINS)} and a "
+                                 f"target among {', '.join(TARGETS)}, got {name!r}", param_hint="--cells")
     return sde, target
 
 

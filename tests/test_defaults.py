@@ -153,3 +153,26 @@ def test_train_names_a_dataset_of_the_wrong_dimension(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--data: moons has 2 columns, but 'one' has m = 1 coordinates (x); pass a .npy file of shape (n, 1)" \
         in result.output
+
+
+def test_a_sigma_entry_vanishing_at_zero_delays_only_its_coordinate_and_the_default_trains():
+    """sigma = [[sqrt(t), 0], [1, 1]]: no column vanishes at t = 0, but x gets no noise from the first
+    Euler step, so the left-point C after one step is singular. The default waits one step more, and
+    recording at step 1 (what a per-column rule chose) is refused."""
+    x, y, t = sp.symbols("x y t")
+    sde = ss.SDE(drift=[-x, -y], diffusion=sp.Matrix([[sp.sqrt(t), 0], [1, 1]]), state=[x, y], time=t, name="partial")
+    reach = sde.derive().noise_reach
+    assert reach.depth == (0, 0) and reach.delay == (1, 0) and reach.invertible_steps == 2
+    choice = choose_t_min(sde, 100)
+    assert choice.first_step == 2 and "vanishes at t = 0 where it drives x" in choice.reason
+    with pytest.raises(ss.SymscoreError, match="singular before step 2"):
+        choose_t_min(sde, 100, t_min=0.01)
+    data = np.random.default_rng(0).normal(size=(300, 2))
+    ss.train(sde, data, steps=2, batch_size=16, width=8, depth=1, n_steps=100, progress=False)
+
+
+def test_targets_that_never_invert_c_keep_the_usual_default():
+    """sub-VP's sigma(0) = 0 delays the Malliavin matrix, not the Gaussian (dsm) target."""
+    subvp = ss.library.subvp(m=2)
+    assert choose_t_min(subvp, 100, target="dsm").t_min == DEFAULT_T_MIN
+    assert choose_t_min(subvp, 100).t_min == pytest.approx(0.02)

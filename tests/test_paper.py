@@ -126,3 +126,15 @@ def test_seeds_repeat_the_grid_and_summarise_each_row_over_runs(tmp_path):
     assert "| eight_gaussians | vp + dsm, pc |" in (tmp_path / "seeds.md").read_text()
     with pytest.raises(ss.SymscoreError, match="seeds: expected distinct"):
         run_paper_seeds(seeds=(1, 1), out=tmp_path, quick=True)
+
+
+@pytest.mark.parametrize("cells, message", [("np+dsm", "expected 'sde+target'"), ("cauchy+nope", "expected 'sde+target'"),
+                                            ("cauchy", "expected 'sde+target'")])
+def test_bench_paper_refuses_cells_that_are_not_a_builtin_sde_and_a_target(cells, message):
+    result = CliRunner().invoke(main, ["bench", "paper", "--quick", "--cells", cells])
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_bench_options_of_the_paper_grid_are_refused_for_a_kernel_benchmark():
+    result = CliRunner().invoke(main, ["bench", "cubic", "--seeds", "0,1"])
+    assert result.exit_code != 0 and "--seeds: apply to 'symscore bench paper' only" in result.output

@@ -344,10 +344,15 @@ class ScoreModel(nn.Module):
         # mu(t), then log sigma(t) and log c_out(t), in one interpolation (one search of the grid);
         # the same arithmetic, entry by entry, as three calls of _interpolate
         shape = self.x_mean.shape  # (G, m)
-        table = torch.cat([self.x_mean.to(x.dtype), torch.log(self.x_std.to(x.dtype)).broadcast_to(shape),
-                           torch.log(self.out_scale.to(x.dtype)).broadcast_to(shape)], dim=1)
-        scales = _interpolate(t, self.precond_times.to(x.dtype), table)
-        mean, std, out_scale = scales[:, :m], torch.exp(scales[:, m:2 * m]), torch.exp(scales[:, 2 * m:])
+        if shape[0] == 1:  # one time: constant scales, taken as they are (no exp of a log)
+            n = t.shape[0]
+            mean, std = self.x_mean.to(x.dtype).expand(n, -1), self.x_std.to(x.dtype).broadcast_to(shape).expand(n, -1)
+            out_scale = self.out_scale.to(x.dtype).broadcast_to(shape).expand(n, -1)
+        else:
+            table = torch.cat([self.x_mean.to(x.dtype), torch.log(self.x_std.to(x.dtype)).broadcast_to(shape),
+                               torch.log(self.out_scale.to(x.dtype)).broadcast_to(shape)], dim=1)
+            scales = _interpolate(t, self.precond_times.to(x.dtype), table)
+            mean, std, out_scale = scales[:, :m], torch.exp(scales[:, m:2 * m]), torch.exp(scales[:, 2 * m:])
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
         raw = self.net(z, embedding)
         if self.spherical is not None:

@@ -56,7 +56,7 @@ def _why(sde, reach) -> str:
     parts = []
     deep = sorted((r, i) for i, r in enumerate(reach.depth) if r)
     if not deep:
-        parts.append("the noise acts on every coordinate directly" + ("" if reach.late_columns else " (C_t ~ t)"))
+        parts.append("the noise acts on every coordinate directly" + ("" if any(reach.delay) else " (C_t ~ t)"))
     else:
         chains = []
         for r, i in sorted(deep, reverse=True)[:3]:
@@ -68,9 +68,10 @@ def _why(sde, reach) -> str:
                           f"C_t[{_state_name(sde, i)}, {_state_name(sde, i)}] ~ t^{2 * r + 1})")
         more = len(deep) - len(chains)
         parts.append("the noise reaches " + "; ".join(chains) + (f"; and {more} more coordinates" if more > 0 else ""))
-    if reach.late_columns:
-        parts.append(f"sigma vanishes at t = 0 (noise column{'s' if len(reach.late_columns) > 1 else ''} "
-                     f"{', '.join(str(l + 1) for l in reach.late_columns)}), so the first Euler step adds no noise")
+    delayed = [i for i, (r, a) in enumerate(zip(reach.depth, reach.delay)) if r is not None and a]
+    if delayed:
+        names = ", ".join(_state_name(sde, i) for i in delayed)
+        parts.append(f"sigma vanishes at t = 0 where it drives {names}, so the first Euler step adds no noise there")
     return "; ".join(parts)
 
 
@@ -110,19 +111,25 @@ def choose_t_min(sde: SDE, n_steps: int, t_min: float | None = None, times=None,
         first = int(TimeGrid.from_times(times, n_steps, sde.T, end=sde.T).record_steps[0])
     elif t_min is not None:
         first = max(1, math.ceil(t_min / dt - 1e-9))
-    else:  # the default
+    else:  # the default: wait for the scheme's C only where the target inverts it
         usual = max(1, math.ceil(DEFAULT_T_MIN / dt - 1e-9))
-        first = max(usual, resolved)
+        first = max(usual, resolved) if inverts else usual
+        if DEFAULT_T_MIN >= sde.T:
+            raise SymscoreError(f"t_min: expected t_min < T = {sde.T}; the default {DEFAULT_T_MIN:g} is not, so pass "
+                                f"a smaller t_min")
         if first > n_steps:
             raise SymscoreError(f"n_steps: {n_steps} Euler steps are too few for {sde.name!r}: {why}, so the scheme's "
                                 f"C_t needs {resolved} steps before the first record time; pass n_steps >= "
                                 f"{2 * resolved}")
     if inverts and first < least:
         given = f"t_min = {t_min:g}" if times is None else f"times[0] = {first * dt:g}"
+        what = (f"Pass t_min >= {least * dt:g}, or leave t_min out (the default here is "
+                f"{max(DEFAULT_T_MIN, resolved * dt):g})" if times is None else
+                f"Start the record times at or after t = {least * dt:g} (from {resolved * dt:g} the scheme also "
+                f"resolves C_t's small-t growth)")
         raise SymscoreError(f"{'t_min' if times is None else 'times'}: {given} lets records start at step {first} "
                             f"(t = {first * dt:g}, dt = {dt:g}), but {why}: the Euler scheme's Malliavin matrix C_t is "
-                            f"singular before step {least} (t = {least * dt:g}). Pass t_min >= {least * dt:g}, or leave "
-                            f"t_min out (the default here is {max(DEFAULT_T_MIN, resolved * dt):g})")
+                            f"singular before step {least} (t = {least * dt:g}). {what}")
     if t_min is not None:
         value, how = float(t_min), "given"
     elif times is not None:

@@ -41,7 +41,8 @@ class NoiseReach:
             chain), or None for depth 0 and unreached coordinates.
         late_columns: noise columns l with sigma[:, l] identically zero at t = 0 (the first Euler
             step adds nothing through them).
-        delay: per coordinate, 1 when every shortest chain to it starts from a late column, else 0.
+        delay: per coordinate, 1 when every shortest chain to it starts from an entry of sigma that
+            vanishes at t = 0, else 0.
     """
 
     depth: tuple[int | None, ...]
@@ -98,7 +99,9 @@ def noise_reach(derivation) -> NoiseReach:
     best: list[tuple[int, int] | None] = [None] * m
     via: list[int | None] = [None] * m
     for i, ls in columns.items():
-        best[i] = (0, 0 if any(l not in late for l in ls) else 1)
+        # per entry, not per column: sigma = [[sqrt(t), 0], [1, 1]] has no late column, yet the first
+        # Euler step adds nothing to coordinate 0
+        best[i] = (0, 0 if any(not _is_zero_at_start(sigma[i, l], time) for l in ls) else 1)
     # b_i depends on x_j: an edge j -> i (parameters set to 0 remove a coupling)
     parents: dict[int, list[int]] = {}
     for (i, j), entry in derivation.jacobian.todok().items():

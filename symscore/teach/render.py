@@ -285,7 +285,7 @@ def _ito_second_variation_section(der) -> Section:
                    "columns.",
                    (r"d\hat Z_t = Y_t^{-1}\Big(H - \sum_@l G_@l H^\sigma_@l\Big)[Y_t\cdot, Y_t\cdot]\, dt"
                     r" + \sum_@l Y_t^{-1} H^\sigma_@l[Y_t\cdot, Y_t\cdot]\, dB^@l_t,\qquad \hat Z_0 = 0",
-                    r"(G_@l H^\sigma_@l)[@p; @q, @w] = \sum_u G_@l[@p, u]\, H^\sigma_@l[u; @q, @w]"))
+                    r"(G_@l H^\sigma_@l)[@p; @q, @w] = \sum_@u G_@l[@p, @u]\, H^\sigma_@l[@u; @q, @w]"))
 
 
 _STATE_DEPENDENT_INTEGRALS = Section(
@@ -308,7 +308,7 @@ _STATE_DEPENDENT_TARGET = Section(
 
 #: The index letters (and integration times r, s) of the generic formulas, written ``@i`` in the
 #: templates above; one that is also the name of a symbol of the user's SDE gets primes.
-_INDEX_LETTERS = "ijklabcepqwrs"
+_INDEX_LETTERS = "ijklabcepqwrsu"
 _MARKER = re.compile(r"@([a-z])")
 
 
