@@ -21,7 +21,13 @@ def test_every_example_is_listed():
     assert sorted(p.name for p in EXAMPLES.glob("[0-9]*.py")) == sorted(WRITES)
 
 
-@pytest.mark.parametrize("script", sorted(WRITES))
+#: examples whose small mode still trains a model (20-25 s each, cold): the slow suite runs them; the
+#: training, sampling and field code they use is tested in the default suite
+TRAINING_EXAMPLES = {"03_nonlinear_vs_vp.py", "05_digits_64d.py", "06_fields_on_the_sphere.py"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(name, marks=pytest.mark.slow) if name in TRAINING_EXAMPLES else name
+                                    for name in sorted(WRITES)])
 def test_example_small_mode(tmp_path, script):
     env = os.environ | {"SYMSCORE_SMALL": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run([sys.executable, str(EXAMPLES / script), str(tmp_path)], capture_output=True, text=True,
