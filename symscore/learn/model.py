@@ -77,10 +77,11 @@ PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 SPHERICAL_HIDDEN = 16
 
 
-def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values: bool = False) -> torch.Tensor:
+def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values=False) -> torch.Tensor:
     """Values (G, m) on increasing times grid (G,) at t (n,), piecewise linear in log t (in log of the
     values too for scales), constant beyond the ends. Scales vary like powers of t, so this is
-    accurate on a coarse geometric grid."""
+    accurate on a coarse geometric grid. ``log_values`` is a bool, or a bool tensor (m,) naming the
+    columns that are scales (several tables in one call: one search of the grid)."""
     if grid.numel() == 1 or values.shape[0] == 1:
         return values.expand(t.shape[0], -1)
     if t.shape[0] > 1 and t.stride(0) == 0:  # one time for every row (a sampler's step): one row's work
@@ -90,6 +91,10 @@ def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_
     right = torch.searchsorted(log_grid, log_t).clamp(1, grid.numel() - 1)
     left = right - 1
     weight = ((log_t - log_grid[left]) / (log_grid[right] - log_grid[left])).unsqueeze(1)
+    if isinstance(log_values, torch.Tensor):  # per column; the unselected branch's values are discarded
+        logged = torch.where(log_values, torch.log(values), values)
+        mixed = logged[left] * (1 - weight) + logged[right] * weight
+        return torch.where(log_values, torch.exp(mixed), mixed)
     if log_values:
         return torch.exp(torch.log(values[left]) * (1 - weight) + torch.log(values[right]) * weight)
     return values[left] * (1 - weight) + values[right] * weight
@@ -340,19 +345,13 @@ class ScoreModel(nn.Module):
     def preconditioned(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         """(F_theta, c_out(t)) so that s_theta = c_out * F_theta (training regresses target / c_out)."""
         t = self._times(t, x.shape[0], x)
-        m = self.m
-        # mu(t), then log sigma(t) and log c_out(t), in one interpolation (one search of the grid);
-        # the same arithmetic, entry by entry, as three calls of _interpolate
-        shape = self.x_mean.shape  # (G, m)
-        if shape[0] == 1:  # one time: constant scales, taken as they are (no exp of a log)
-            n = t.shape[0]
-            mean, std = self.x_mean.to(x.dtype).expand(n, -1), self.x_std.to(x.dtype).broadcast_to(shape).expand(n, -1)
-            out_scale = self.out_scale.to(x.dtype).broadcast_to(shape).expand(n, -1)
-        else:
-            table = torch.cat([self.x_mean.to(x.dtype), torch.log(self.x_std.to(x.dtype)).broadcast_to(shape),
-                               torch.log(self.out_scale.to(x.dtype)).broadcast_to(shape)], dim=1)
-            scales = _interpolate(t, self.precond_times.to(x.dtype), table)
-            mean, std, out_scale = scales[:, :m], torch.exp(scales[:, m:2 * m]), torch.exp(scales[:, 2 * m:])
+        m, shape = self.m, self.x_mean.shape  # (G, m)
+        # mu(t), sigma(t) and c_out(t) in one interpolation (one search of the grid), the same
+        # arithmetic entry by entry as three calls; the last 2m columns are scales
+        table = torch.cat([self.x_mean, self.x_std.broadcast_to(shape), self.out_scale.broadcast_to(shape)], dim=1)
+        scales = _interpolate(t, self.precond_times.to(x.dtype), table.to(x.dtype),
+                              log_values=torch.arange(3 * m, device=table.device) >= m)
+        mean, std, out_scale = scales[:, :m], scales[:, m:2 * m], scales[:, 2 * m:]
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
         raw = self.net(z, embedding)
         if self.spherical is not None:
