@@ -22,6 +22,7 @@ from ._errors import (
     SymscoreError,
 )
 from .compiler.build import compile, emit
+from .compiler.variant import Variant
 from .compiler.kernel import Kernel, Paths
 from .compiler.runtime import brownian_increments
 from .compiler.printing import UnsupportedExpressionError
@@ -30,7 +31,7 @@ from .spec.parse import load_spec, parse_expression, to_toml
 from ._version import __version__
 
 __all__ = [
-    "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Kernel", "Paths", "brownian_increments", "library", "cache_dir",
+    "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Variant", "Kernel", "Paths", "brownian_increments", "library", "cache_dir",
     "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots", "fields",
     "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",

@@ -29,6 +29,7 @@ from . import metrics, plots
 from ._checks import positive_float, positive_int
 from .spec import library
 from .compiler.build import compile
+from .compiler.variant import Variant
 from .learn.samplers import COMPARED_SAMPLERS, sample
 from .learn.train import Trainer, TrainConfig, train
 from .data import checkerboard
@@ -51,7 +52,7 @@ def run_benes_check(n_paths: int = 200_000, n_steps: int = 500, theta: float = 1
     sde = library.benes(m=1, theta=theta)
     start = time.perf_counter()
     kernel = compile(sde)
-    first_order = compile(sde, _first_order_only=True)
+    first_order = compile(sde, variant=Variant(first_order_only=True))
     compiled = time.perf_counter() - start
     start = time.perf_counter()
     paths = kernel.simulate(np.full((n_paths, 1), x0), [1.0], n_steps, seed=0)

@@ -75,13 +75,14 @@ FACTORIES = {
 
 
 @functools.cache
-def get_kernel(name: str, **switches) -> ss.Kernel:
-    return ss.compile(FACTORIES[name](), **switches)
+def get_kernel(name: str, **options) -> ss.Kernel:
+    return ss.compile(FACTORIES[name](), **options)
 
 
 @pytest.fixture(scope="session")
 def kernel():
-    """kernel(name, **switches) -> a compiled numba kernel, shared by the whole session."""
+    """kernel(name, **options) -> a compiled numba kernel (options of ss.compile, e.g.
+    ``variant=ss.Variant(force_coupled=True)``), shared by the whole session."""
     return get_kernel
 
 

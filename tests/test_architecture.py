@@ -144,7 +144,7 @@ def test_ir_functions_are_pure_and_reuse_the_derivation():
     derivation = sde.derive()
     first, second = ir.build_ir(derivation), ir.build_ir(derivation)
     assert first == second  # values in, values out: no hidden state between calls
-    system = ir._local_system(derivation, (0, 1), (0, 1))
+    system = ir.local_system(derivation, (0, 1), (0, 1))
     assert system.jacobian == derivation.jacobian.xreplace({x1: sp.Symbol("x_0"), x2: sp.Symbol("x_1"),
                                                             t: ir.T_SYMBOL})
     coeffs = ir.coefficients(system, second_order=True)

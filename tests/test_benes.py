@@ -6,6 +6,7 @@ weight (second-variation terms dropped) must not.
 import numpy as np
 import pytest
 
+import symscore as ss
 from symscore.spec.library import benes_score
 
 THETA, X0, T_END = 1.5, 0.3, 1.0
@@ -33,7 +34,7 @@ def benes_runs(kernel):
     x0 = np.full((N_PATHS, 1), X0)
     times = [0.5, T_END]
     full = kernel("benes1d").simulate(x0, times, N_STEPS, seed=2024)
-    first_order = kernel("benes1d", _first_order_only=True).simulate(x0, times, N_STEPS, seed=2024)
+    first_order = kernel("benes1d", variant=ss.Variant(first_order_only=True)).simulate(x0, times, N_STEPS, seed=2024)
     return full, first_order
 
 

@@ -102,7 +102,7 @@ def test_integration_by_parts_fails_without_the_second_variation():
     n = 60_000
     x0 = np.random.default_rng(3).normal(scale=0.5, size=(n, 2))
     for switch in (False, True):
-        paths = ss.compile(sde, _first_order_only=switch).simulate(x0, [0.5, 1.0], 160, seed=5)
+        paths = ss.compile(sde, variant=ss.Variant(first_order_only=switch)).simulate(x0, [0.5, 1.0], 160, seed=5)
         for r in range(2):
             res = _ibp_residual(paths, r)
             z = np.max(np.abs(res.mean(axis=0)) / (res.std(axis=0, ddof=1) / np.sqrt(n)))

@@ -14,9 +14,9 @@ def test_separable_forced_through_coupled_path_gives_the_same_target(kernel):
     x0 = np.random.default_rng(0).normal(size=(n, 3))
     dW = brownian(n, N, 3, 1.0, seed=1)
     separable = kernel("cubic3").simulate(x0, [0.5, 1.0], N, dW=dW)
-    coupled = kernel("cubic3", _force_coupled=True).simulate(x0, [0.5, 1.0], N, dW=dW)
+    coupled = kernel("cubic3", variant=ss.Variant(force_coupled=True)).simulate(x0, [0.5, 1.0], N, dW=dW)
     assert kernel("cubic3").module.BLOCK0_LANES.shape == (3, 1)  # three 1-D lanes
-    assert kernel("cubic3", _force_coupled=True).module.BLOCK0_LANES.shape == (1, 3)
+    assert kernel("cubic3", variant=ss.Variant(force_coupled=True)).module.BLOCK0_LANES.shape == (1, 3)
     np.testing.assert_allclose(separable.x, coupled.x, rtol=0, atol=1e-12)
     np.testing.assert_allclose(separable.target, coupled.target, rtol=1e-10, atol=1e-10)
 

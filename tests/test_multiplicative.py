@@ -62,7 +62,7 @@ def test_kernels_match_the_reference_per_path(name, backend):
     x0, dW = _shared_inputs(sde, offset)
     ref_x, ref_target = reference_simulate(sde, x0, [0.5, 1.0], 50, dW)
     for coupled in (False, True):
-        paths = ss.compile(sde, backend=backend, _force_coupled=coupled).simulate(
+        paths = ss.compile(sde, backend=backend, variant=ss.Variant(force_coupled=coupled)).simulate(
             x0, [0.5, 1.0], 50, dW=dW, **({"as_numpy": True} if backend == "torch" else {}))
         assert relative_error(paths.x, ref_x) < 1e-12
         assert relative_error(paths.target, ref_target) < 1e-10, (name, backend, coupled)
@@ -74,7 +74,7 @@ def test_the_wrong_variants_match_their_reference_and_differ_from_the_full_weigh
     x0, dW = _shared_inputs(sde, 0.0)
     _, full = reference_simulate(sde, x0, [0.5, 1.0], 50, dW)
     _, wrong = reference_simulate(sde, x0, [0.5, 1.0], 50, dW, drop=drop)
-    paths = ss.compile(sde, backend="torch", _drop=drop).simulate(x0, [0.5, 1.0], 50, dW=dW, as_numpy=True)
+    paths = ss.compile(sde, backend="torch", variant=ss.Variant(drop=drop)).simulate(x0, [0.5, 1.0], 50, dW=dW, as_numpy=True)
     assert relative_error(paths.target, wrong) < 1e-10
     assert relative_error(paths.target, full) > 0.1
 
@@ -137,7 +137,7 @@ def test_lamperti_benes_binned_means_match_the_exact_score_and_the_wrong_weights
     """20 bins per record time; tolerance 4 SE + an Euler-bias allowance (largest binned bias measured at 200, 400, 800 steps: 0.013)."""
     sde, x0, n, bias = ss.library.sinh_benes(), 0.3, 200_000, 0.02
     for drop in ((), ("P",), ("RPsi",)):
-        paths = ss.compile(sde, _drop=drop).simulate(np.full((n, 1), x0), [0.5, 1.0], 400, seed=3)
+        paths = ss.compile(sde, variant=ss.Variant(drop=drop)).simulate(np.full((n, 1), x0), [0.5, 1.0], 400, seed=3)
         for r, t_r in enumerate((0.5, 1.0)):
             rows = _binned_bias(paths, r, t_r, x0)
             excess = rows[:, 0] - (4 * rows[:, 1] + bias)
@@ -158,7 +158,7 @@ def test_integration_by_parts_with_state_dependent_sigma(factory, n_paths):
     sde = factory()
     x0 = np.random.default_rng(3).normal(scale=0.5, size=(n_paths, sde.m))
     for drop in ((), ("RPsi",)):
-        paths = ss.compile(sde, _drop=drop).simulate(x0, [0.4, 0.8], 320, seed=7)
+        paths = ss.compile(sde, variant=ss.Variant(drop=drop)).simulate(x0, [0.4, 0.8], 320, seed=7)
         worst = 0.0
         for r in range(2):
             value, grad = gauss_bump(paths.x[:, r])

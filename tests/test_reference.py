@@ -2,7 +2,7 @@
 
 This is what proves that structure specialisation, sparsity, CSE, lanes and printing leave the
 mathematics unchanged: every built-in SDE, hand-written coupled / hypoelliptic / rectangular-noise
-SDEs, the private switches, and a hypothesis corpus of random drifts (rational, log, sqrt, atan,
+SDEs, the weight variants (ss.Variant), and a hypothesis corpus of random drifts (rational, log, sqrt, atan,
 trigonometric, nested quotients, products across coordinates; m = 1..4; sigma the identity, lower
 triangular, time-dependent, or m x (m + 1)) must agree with the dense numpy scheme to 1e-10
 relative on the numba, torch and triton kernels (triton in its CPU interpreter without a GPU) and on
@@ -83,13 +83,13 @@ def _assert_matches_reference(paths_x, paths_target, reference, label):
 
 @pytest.fixture(scope="module")
 def compiled():
-    """compiled(name, backend, **switches) -> a kernel, compiled once per module."""
+    """compiled(name, backend, **options) -> a kernel, compiled once per module."""
     cache = {}
 
-    def get(name, backend="numba", **switches):
-        key = (name, backend, tuple(sorted(switches.items())))
+    def get(name, backend="numba", **options):
+        key = (name, backend, tuple(sorted(options.items())))
         if key not in cache:
-            cache[key] = ss.compile(SDES[name](), backend=backend, **switches)
+            cache[key] = ss.compile(SDES[name](), backend=backend, **options)
         return cache[key]
 
     return get
@@ -107,14 +107,14 @@ def test_kernel_matches_reference(compiled, name, backend):
 
 @pytest.mark.parametrize("name", ["builtin_cauchy", "cubic3", pytest.param("rational3d", marks=pytest.mark.slow)])
 def test_forced_coupled_path_matches_reference(compiled, name):
-    kern = compiled(name, _force_coupled=True)
+    kern = compiled(name, variant=ss.Variant(force_coupled=True))
     x0, times, n_steps, dW = _inputs(kern.sde, seed=5)
     paths = kern.simulate(x0, times, n_steps, dW=dW)
     _assert_matches_reference(paths.x, paths.target, reference_simulate(kern.sde, x0, times, n_steps, dW), name)
 
 
 def test_first_order_only_switch_matches_reference_without_second_variation(compiled):
-    kern = compiled("coupled2d", _first_order_only=True)
+    kern = compiled("coupled2d", variant=ss.Variant(first_order_only=True))
     x0, times, n_steps, dW = _inputs(kern.sde, seed=2)
     paths = kern.simulate(x0, times, n_steps, dW=dW)
     reference = reference_simulate(kern.sde, x0, times, n_steps, dW, first_order_only=True)
@@ -212,7 +212,7 @@ COVERING_WEIGHTS = {"t": lambda t, dt: t, "t + dt": lambda t, dt: t + dt, "1 + t
 @pytest.mark.parametrize("name, weight", [("rational3d", "t + dt"), ("builtin_cauchy", "1 + t**2/2"),
                                           ("field_l2", "exp(-2*t)"), ("hypoelliptic_nonlinear", "t")])
 def test_time_weighted_covering_field_matches_reference(compiled, name, weight, backend):
-    kern = compiled(name, backend, _covering_weight=weight)
+    kern = compiled(name, backend, variant=ss.Variant(covering_weight=weight))
     x0, times, n_steps, dW = _inputs(kern.sde, seed=7)
     paths = kern.simulate(x0, times, n_steps, dW=dW, as_numpy=True)
     dt = times[-1] / n_steps
@@ -226,7 +226,7 @@ def test_time_weighted_covering_field_matches_reference(compiled, name, weight, 
 
 def test_constant_covering_weight_gives_the_plain_target(compiled):
     """u = a A^T C_a^-1 Y^-1 does not change when a is a constant: the weight is the plain one."""
-    kern, plain = compiled("rational3d", _covering_weight="3"), compiled("rational3d")
+    kern, plain = compiled("rational3d", variant=ss.Variant(covering_weight="3")), compiled("rational3d")
     x0, times, n_steps, dW = _inputs(kern.sde, seed=8)
     a, b = kern.simulate(x0, times, n_steps, dW=dW), plain.simulate(x0, times, n_steps, dW=dW)
     assert relative_error(a.target, b.target) <= RTOL
@@ -238,11 +238,11 @@ def test_constant_covering_weight_gives_the_plain_target(compiled):
 ])
 def test_covering_weight_bad_input(weight, kwargs, match):
     with pytest.raises(ss.SymscoreError, match=match):
-        ss.compile(SDES["builtin_cauchy"](), _covering_weight=weight, **kwargs)
+        ss.compile(SDES["builtin_cauchy"](), variant=ss.Variant(covering_weight=weight), **kwargs)
 
 
 def test_covering_weight_needs_additive_noise():
     x = sp.Symbol("x")
     gbm = ss.SDE([x / 2], sp.Matrix([[x / 3]]), [x], t, name="gbm_cv")
     with pytest.raises(ss.SymscoreError, match="sigma\\(t, x\\)"):
-        ss.compile(gbm, _covering_weight="t")
+        ss.compile(gbm, variant=ss.Variant(covering_weight="t"))

@@ -92,7 +92,7 @@ def test_numba_loop_form_matches_the_reference(name):
 @pytest.mark.parametrize("drop", [("P",), ("RPsi",)])
 def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
     sde = rect_wide()
-    kernel = ss.compile(sde, backend="torch", form="loop", _drop=drop)
+    kernel = ss.compile(sde, backend="torch", form="loop", variant=ss.Variant(drop=drop))
     wrong = _check(kernel, sde, f"drop {drop}", drop=drop)
     full = ss.compile(sde, backend="torch", form="loop")
     x0, times, n_steps, dW = _inputs(sde)
@@ -103,7 +103,7 @@ def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
 @pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
 def test_first_order_loop_form_matches_the_first_order_reference(backend):
     sde = rational_coupled_3d()
-    kernel = ss.compile(sde, backend=backend, form="loop", _first_order_only=True)
+    kernel = ss.compile(sde, backend=backend, form="loop", variant=ss.Variant(first_order_only=True))
     _check(kernel, sde, "first order", first_order_only=True)
 
 

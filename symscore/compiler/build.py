@@ -7,6 +7,7 @@ shapes the source (:mod:`~symscore.compiler.cache`) -> the backend's kernel clas
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 from pathlib import Path
 
 from .._errors import SymscoreError
@@ -15,14 +16,15 @@ from ..spec.sde import SDE
 from .backends import get_backend
 from .cache import atomic_write, load_or_write_module
 from .codegen import generator_text, render_source, template_text
+from . import ir, variant as variant_module
 from .ir import FORMS, build_ir
+from .variant import Variant
 
 __all__ = ["compile", "emit", "generate_source", "module_key"]
 
 
 def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=None, *, compile: bool = False,
-            form: str = "auto", _force_coupled: bool = False, _first_order_only: bool = False,
-            _drop: tuple[str, ...] = (), _covering_weight=None):
+            form: str = "auto", variant: Variant = Variant()):
     """Generate, cache and load the score kernel of ``sde``.
 
     Args:
@@ -39,66 +41,62 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
             more) runs in the loop form (small per-path arrays and loops over index ranges, see
             :mod:`symscore.compiler.dense`), the others unrolled; ``"unrolled"`` or ``"loop"``
             force one form for every block. The module's header says which form each block has.
-
-    The underscored switches build other weights for tests and ablations: ``_first_order_only``
-    and ``_drop`` wrong ones (to show the dropped terms matter), ``_covering_weight`` a(t) the
-    weight of a time-weighted covering field (:func:`~symscore.compiler.ir.time_weighted`, the
-    control variate of the ``malliavin-cv`` target).
+        variant: which weight the kernel computes, a :class:`~symscore.Variant`: the plain
+            Malliavin target (default), or an ablation (first order only, dropped terms, forced
+            coupling) or the time-weighted covering field of the ``malliavin-cv`` target. Part of
+            the cache key.
 
     Every backend prints the same intermediate representation. The generated module is written to
     the cache folder (:func:`symscore.cache_dir`) under a hash of the SDE; numba's compiled code is
     cached beside it, so a second process starts fast.
     """
-    record = _backend_of(sde, backend, form)
+    record = _backend_of(sde, backend, form, variant)
     options = record.check_options(dtype, device, compile)
-    switches = _switches(_force_coupled, _first_order_only, _drop, form, _covering_weight)
-    key = module_key(sde, backend, **switches)
-    module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, **switches))
+    key = module_key(sde, backend, variant, form)
+    module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, variant=variant, form=form))
     return record.kernel()(sde, module, Path(path), cached, **options)
 
 
-def _switches(force_coupled, first_order_only, drop, form, covering_weight) -> dict:
-    """The options that shape the source, as keyed by :func:`module_key` and taken by
-    :func:`generate_source`; the covering weight by its text, and only when given (so the plain
-    kernel's key is what it was before the switch existed)."""
-    switches = {"force_coupled": force_coupled, "first_order_only": first_order_only, "drop": tuple(drop), "form": form}
-    if covering_weight is not None:
-        switches["covering_weight"] = str(covering_weight)
-    return switches
-
-
-def _backend_of(sde, backend: str, form: str):
-    """Validate the (sde, backend, form) shared by compile and emit; the backend's record."""
+def _backend_of(sde, backend: str, form: str, variant=Variant()):
+    """Validate the (sde, backend, form, variant) shared by compile and emit; the backend's record."""
     if not isinstance(sde, SDE):
         raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
     if form not in FORMS:
         raise SymscoreError(f"form: expected one of {', '.join(map(repr, FORMS))}, got {form!r}")
+    if not isinstance(variant, Variant):
+        raise SymscoreError(f"variant: expected a symscore.Variant, got {type(variant).__name__}")
     return get_backend(backend)
 
 
-def module_key(sde: SDE, backend: str, **switches) -> str:
+def module_key(sde: SDE, backend: str, variant: Variant = Variant(), form: str = "auto") -> str:
     """Cache key of the generated module: backend, SDE name and a hash of everything that shapes the
-    source (the SDE, the switches, the version, the templates and the code generator itself)."""
-    key_text = "\n".join([sde.fingerprint(), backend, repr(sorted(switches.items())), __version__,
-                          template_text(backend), generator_text(backend)])
+    source (the SDE, the variant, the form, the version, the templates and the code generator itself)."""
+    # a Variant's repr lists every field, its covering weight as SymPy prints it: deterministic text
+    key_text = "\n".join([sde.fingerprint(), backend, repr(variant), f"form={form}", __version__,
+                          template_text(backend), generator_text(backend), _ir_text()])
     return f"{backend}_{sde.slug}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
 
 
-def generate_source(sde: SDE, backend: str, *, force_coupled: bool = False, first_order_only: bool = False,
-                    drop: tuple[str, ...] = (), form: str = "auto", covering_weight=None) -> str:
+@cache
+def _ir_text() -> str:
+    """The source of every module of the IR package and of :mod:`~symscore.compiler.variant`: a change
+    of how the IR is built must never leave a module generated by the old one in use."""
+    files = sorted(Path(ir.__file__).parent.glob("*.py")) + [Path(variant_module.__file__)]
+    return "\n".join(path.read_text() for path in files)
+
+
+def generate_source(sde: SDE, backend: str, *, variant: Variant = Variant(), form: str = "auto") -> str:
     """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
-    key = module_key(sde, backend, **_switches(force_coupled, first_order_only, drop, form, covering_weight))
-    ir = build_ir(sde.derive(), force_coupled=force_coupled, first_order_only=first_order_only, drop=tuple(drop),
-                  form=form, covering_weight=covering_weight)
+    ir = build_ir(sde.derive(), variant=variant, form=form)
     forms = get_backend(backend).forms
     for b, block in enumerate(ir.blocks):
         if block.form not in forms:
             raise SymscoreError(
                 f"form: the {backend} backend prints the {' and '.join(forms)} form only; block {b} "
                 f"({block.description}) needs the {block.form} form (its unrolled code would have about "
-                f"{getattr(block, 'estimated_terms', '?')} terms). Use another backend for this SDE, or "
+                f"{block.estimated_terms} terms). Use another backend for this SDE, or "
                 f"form={forms[0]!r} to force it (large code, slow to compile)")
-    return render_source(sde, ir, backend, key)
+    return render_source(sde, ir, backend, module_key(sde, backend, variant, form))
 
 
 def emit(sde: SDE, backend: str = "numba", path=None, *, form: str = "auto") -> str:

@@ -78,8 +78,10 @@ class MalliavinSource(TargetSource):
     def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps)
         from ..compiler.build import compile
+        from ..compiler.variant import Variant
 
-        self.kernel = compile(sde, backend=backend, device=device, _first_order_only=self.first_order_only)
+        self.kernel = compile(sde, backend=backend, device=device,
+                              variant=Variant(first_order_only=self.first_order_only))
         self.ridge = ridge
 
     def batch(self, x0, record_steps, seed):
@@ -226,9 +228,11 @@ class ControlVariateSource(MalliavinSource):
     def __init__(self, sde, n_steps, backend="numba", ridge=0.0, device=None, **options):
         super().__init__(sde, n_steps, backend=backend, ridge=ridge, device=device)
         from ..compiler.build import compile
+        from ..compiler.variant import Variant
 
         try:
-            self.weighted = compile(sde, backend=backend, device=device, _covering_weight=self.covering_weight)
+            self.weighted = compile(sde, backend=backend, device=device,
+                                    variant=Variant(covering_weight=self.covering_weight))
         except SymscoreError as exc:  # say which choice of the user's led there
             raise SymscoreError(f"target: 'malliavin-cv' is not available for this SDE ({exc}); "
                                 "use target='malliavin'") from exc
