@@ -17,7 +17,7 @@ import sympy as sp
 
 from .. import _checks, _errors
 from .._version import __version__
-from . import dense, runtime
+from . import dense, dense_torch, runtime
 from .backends import get_backend
 from .ir import LOOP_FORM_TERMS, KernelIR, LoopBlock
 from .printing import print_expr
@@ -50,7 +50,7 @@ def generator_text(backend: str) -> str:
     """
     from . import ir, printing
 
-    files = [Path(module.__file__) for module in (ir, printing, runtime, dense, _errors, _checks,
+    files = [Path(module.__file__) for module in (ir, printing, runtime, dense, dense_torch, _errors, _checks,
                                                   sys.modules[__name__])]
     return "\n".join(path.read_text() for path in files + [get_backend(backend).source_file])
 
@@ -84,6 +84,13 @@ def dense_text() -> str:
     """The loop form's step and weight (:mod:`~symscore.compiler.dense`), rendered verbatim into
     numba modules that have a loop-form block."""
     return "# ---- from symscore/compiler/dense.py\n" + _module_body(dense)
+
+
+@cache
+def dense_torch_text() -> str:
+    """The torch loop form (:mod:`~symscore.compiler.dense_torch`), rendered verbatim into torch
+    modules that have a loop-form block."""
+    return "# ---- from symscore/compiler/dense_torch.py\n" + _module_body(dense_torch)
 
 
 def header_lines(sde, structure: str) -> list[str]:
@@ -206,7 +213,7 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
     template = _environment().get_template(record.template)
     return template.render(
         name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
-        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), dense=dense_text(),
+        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), dense=dense_text(), dense_torch=dense_torch_text(),
         loop_threshold=LOOP_FORM_TERMS, any_loop=any(isinstance(b, LoopBlock) for b in ir.blocks),
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )
