@@ -20,9 +20,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from symscore import SymscoreError
 from symscore.demo import run_demo, sample_key
+from symscore.experiments import FLOOR, ratio_to_floor, seeds_summary, use_torch_threads
 
 
 def square_masses(x: np.ndarray, squares: int = 4, size: float = 4.0) -> np.ndarray:
@@ -47,20 +48,21 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128,
                         help="MLP width (default 128, the network of the recorded 300 s runs; make demo uses 64)")
     args = parser.parse_args()
-    if args.threads < 1:
-        parser.error(f"--threads: expected a positive integer, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    try:
+        use_torch_threads(args.threads)
+    except SymscoreError as error:
+        parser.error(f"--{error}")
     ratios: dict[str, list[float]] = {}
     for seed in args.seeds:
         out = Path(args.out) / f"seed{seed}"
         report = run_demo(out=out, budget=args.budget, seed=seed, width=args.width, progress=False,
                           print_fn=lambda line: None)
         saved = np.load(out / "samples.npz")
-        floor = report.pop("data (noise floor)")["sliced_w2"]["value"]
-        lines = [f"seed {seed}: noise floor {floor:.4f}, data's largest |mass - 1/8| "
+        floor = report.pop(FLOOR)
+        lines = [f"seed {seed}: noise floor {floor['sliced_w2']['value']:.4f}, data's largest |mass - 1/8| "
                  f"{np.abs(square_masses(saved['held_out']) - 1 / 8).max():.3f}"]
         for row, figures in report.items():
-            ratio = figures["sliced_w2"]["value"] / floor
+            ratio = ratio_to_floor(figures, floor)
             ratios.setdefault(row, []).append(ratio)
             masses = square_masses(saved[sample_key(row)])
             error = figures["sliced_w2"]["standard_error"]
@@ -70,10 +72,9 @@ def main() -> None:
                          f"{1 - masses.sum():.3f}  ({figures['steps']} steps, {figures['seconds']['train']:.0f} s)")
         print(*lines, sep="\n", flush=True)
     print(f"\n{'model, sampler':<24} {'mean x floor':>13} {'min':>6} {'max':>6} {'runs <= 1.5x':>13}")
-    for row, values in ratios.items():
-        values = np.asarray(values)
-        print(f"{row:<24} {values.mean():13.2f} {values.min():6.2f} {values.max():6.2f} "
-              f"{int((values <= 1.5).sum()):>7d} of {len(values)}")
+    for row, summary in seeds_summary(ratios).items():
+        print(f"{row:<24} {summary['mean']:13.2f} {summary['min']:6.2f} {summary['max']:6.2f} "
+              f"{summary['within_1.5']:>7d} of {len(summary['ratios'])}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     symscore sample DIR --n N --out FILE.npy [--plot PNG]
     symscore demo [--out DIR] [--budget S | --steps N] [--benes | --fields] [--quick]
     symscore bench SPEC [--backend numba|torch|all]
-    symscore bench paper [--budget S] [--quick] [--out DIR]
+    symscore paper [--budget S] [--quick] [--out DIR] [--seeds 0,1,2] [--tails]
 
 SPEC is a built-in name, ``path/to/file.py:object`` or a TOML file (:mod:`symscore.spec.parse`).
 A bad SPEC or argument is reported in one line on standard error with exit status 1 (usage
@@ -106,6 +106,7 @@ def main():
       symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
       symscore demo
       symscore bench cubic
+      symscore paper --quick
     """
 
 
@@ -387,32 +388,6 @@ def demo(out, budget, steps, benes, fields, quick):
         run_demo(out=out, **(_QUICK_DEMO if quick else {"budget": budget or DEMO_BUDGET, "steps": steps}))
 
 
-def _names(text: str, flag: str) -> list[str]:
-    """A comma-separated option as its non-empty items."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise click.BadParameter(f"expected comma-separated names, got {text!r}", param_hint=flag)
-    return names
-
-
-def _integer(text: str, flag: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise click.BadParameter(f"expected integers, got {text!r}", param_hint=flag) from None
-
-
-def _cell(name: str) -> tuple[str, str]:
-    """'cauchy+malliavin' -> ("cauchy", "malliavin"), checked against the library and the targets."""
-    from .learn.targets import TARGETS
-
-    sde, plus, target = (part.strip() for part in name.partition("+"))
-    if not plus or sde not in library.BUILTINS or target not in TARGETS:
-        raise click.BadParameter(f"expected 'sde+target' with an SDE among {', '.join(library.BUILTINS)} and a "
-                                 f"target among {', '.join(TARGETS)}, got {name!r}", param_hint="--cells")
-    return sde, target
-
-
 @main.command()
 @click.argument("spec")
 @click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS", ("all", "both")), default="all",
@@ -422,51 +397,16 @@ def _cell(name: str) -> tuple[str, str]:
 @click.option("--n-steps", default=200, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Best of this many timed runs (after a warm-up).")
 @click.option("--device", default=None, help="torch device, e.g. cuda (default: cpu).")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="paper only: training seconds per cell [default: 40].")
-@click.option("--quick", is_flag=True, help="paper only: 10 steps per cell, a smoke run of the grid.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="paper only: output folder [default: paper].")
-@click.option("--seeds", default=None,
-              help="paper only: training seeds, comma-separated (e.g. 0,1,2): the grid once per seed and a "
-                   "summary of each row over the runs (seeds.md) [default: 0, one run].")
-@click.option("--datasets", default=None,
-              help="paper only: comma-separated datasets [default: checkerboard,swiss_roll,eight_gaussians].")
-@click.option("--cells", default=None,
-              help="paper only: comma-separated 'sde+target' cells, e.g. cauchy+malliavin,vp+dsm [default: all 8].")
-@click.option("--sampler-seeds", type=click.IntRange(min=1), default=None,
-              help="paper only: sample sets per cell and sampler (metrics are their means, with errors) [default: 1].")
 @_spec_doc
-def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out, seeds, datasets, cells, sampler_seeds):
+def bench(spec, backend, n_paths, n_steps, repeats, device):
     """Throughput of the kernels for SPEC against a numpy Euler of X alone, in the same process.
-
-    SPEC = paper runs the Malliavin paper's grid instead (symscore.paper: SDEs x targets x
-    datasets at a fixed training budget per cell; a Markdown table, metrics.json and a figure).
 
     \b
     Examples:
       symscore bench cubic
       symscore bench benes --backend torch --device cuda --paths 1000000
-      symscore bench paper --budget 40 --out paper
-      symscore bench paper --datasets checkerboard --cells cauchy+malliavin,vp+dsm --budget 300 \\
-          --seeds 0,1,2 --sampler-seeds 3      # the demo's comparison, over training seeds
+    The Malliavin paper's grid is its own command: symscore paper.
     """
-    paper_only = {"--budget": budget, "--quick": quick or None, "--out": out, "--seeds": seeds,
-                  "--datasets": datasets, "--cells": cells, "--sampler-seeds": sampler_seeds}
-    if spec == "paper":
-        from .paper import CELLS, PAPER_DATASETS, Cell, run_paper, run_paper_seeds
-
-        grid = {"budget": 40.0 if budget is None else budget, "quick": quick, "sampler_seeds": sampler_seeds or 1,
-                "datasets": _names(datasets, "--datasets") if datasets else PAPER_DATASETS,
-                "cells": tuple(Cell(*_cell(name)) for name in _names(cells, "--cells")) if cells else CELLS}
-        if seeds is None:
-            run_paper(out=out or "paper", print_fn=click.echo, **grid)
-        else:
-            run_paper_seeds(seeds=[_integer(text, "--seeds") for text in _names(seeds, "--seeds")],
-                            out=out or "paper", print_fn=click.echo, **grid)
-        return
-    given = [flag for flag, value in paper_only.items() if value is not None]
-    if given:
-        raise click.UsageError(f"{', '.join(given)}: apply to 'symscore bench paper' only")
     from .bench import bench_kernel
 
     sde = load_spec(spec)
@@ -476,6 +416,77 @@ def bench(spec, backend, n_paths, n_steps, repeats, device, budget, quick, out, 
     click.echo(f"{'':36} {'seconds':>9} {'path-steps/s':>13} {'x baseline':>11}")
     for row in rows:
         click.echo(f"{row.label:36} {row.seconds:9.3f} {row.path_steps_per_second:13.3e} {row.ratio_to_baseline:11.2f}")
+
+
+def _seeds(text: str) -> list[int]:
+    """--seeds '0,1,2' as integers."""
+    try:
+        seeds = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds") from None
+    if not seeds:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds")
+    return seeds
+
+
+@main.command()
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Training seconds per cell  [default: 40; 120 with --tails].")
+@click.option("--quick", is_flag=True, help="10 steps per cell: a smoke run of every code path, not a measurement.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder  [default: paper; paper_tails with --tails].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the data, the training and the sampling of one run.")
+@click.option("--seeds", default=None,
+              help="Instead of --seed: training seeds, comma-separated (e.g. 0,1,2): the grid once per seed (in "
+                   "OUT/seed_<k>/) and a summary of each row over the runs (seeds.md).")
+@click.option("--datasets", default=None,
+              help="Comma-separated datasets  [default: checkerboard,swiss_roll,eight_gaussians].")
+@click.option("--cells", default=None,
+              help="Comma-separated 'sde+target' cells, e.g. cauchy+malliavin,vp+dsm  [default: all 8].")
+@click.option("--sampler-seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sample sets per cell and sampler (metrics are their means, with errors).")
+@click.option("--tails", is_flag=True, help="Instead: cauchy + malliavin against vp + dsm on a heavy-tailed 2-D "
+                                            "Student t (quantiles of |x| to 0.999).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (a clock budget buys steps by the thread count; the recorded figures used 2) "
+                   " [default: torch's own].")
+@click.pass_context
+def paper(ctx, budget, quick, out, seed, seeds, datasets, cells, sampler_seeds, tails, threads):
+    """The Malliavin paper's grid: SDEs x targets x datasets at an equal training budget per cell;
+    sliced W2, W2, MMD^2 and energy against held-out data and their noise floor (symscore.paper).
+
+    \b
+    Examples:
+      symscore paper --budget 40 --out paper
+      symscore paper --quick --out /tmp/paper
+      symscore paper --datasets checkerboard --cells cauchy+malliavin,vp+dsm --budget 300 \\
+          --seeds 0,1,2 --sampler-seeds 3      # the demo's comparison, over training seeds
+      symscore paper --tails --budget 120
+    """
+    from .experiments import parse_cells, use_torch_threads
+    from .paper import CELLS, PAPER_DATASETS, run_heavy_tails, run_paper, run_paper_seeds
+
+    if seeds is not None and ctx.get_parameter_source("seed") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--seed and --seeds: choose one")
+    if tails:
+        given = [flag for flag, value in {"--seeds": seeds, "--datasets": datasets, "--cells": cells}.items()
+                 if value is not None] + (["--sampler-seeds"] if sampler_seeds != 1 else [])
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not with --tails (its cells and data are fixed)")
+    if threads is not None:
+        use_torch_threads(threads)
+    if tails:
+        run_heavy_tails(out=out or "paper_tails", budget=120.0 if budget is None else budget, quick=quick, seed=seed,
+                        print_fn=click.echo)
+        return
+    grid = {"budget": 40.0 if budget is None else budget, "quick": quick, "sampler_seeds": sampler_seeds,
+            "datasets": [name.strip() for name in datasets.split(",") if name.strip()] if datasets else PAPER_DATASETS,
+            "cells": parse_cells(cells) if cells else CELLS}
+    if seeds is None:
+        run_paper(out=out or "paper", seed=seed, print_fn=click.echo, **grid)
+    else:
+        run_paper_seeds(seeds=_seeds(seeds), out=out or "paper", print_fn=click.echo, **grid)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 and, with the same network and wall clock, with the VP SDE (denoising target); samples both with
 the reverse SDE and with predictor-corrector; writes PNGs, ``samples.npz`` (the held-out data and
 each row's samples) and ``metrics.json`` to ``demo/`` and prints sliced W2 (and its ratio to the
-noise floor), W2, MMD and energy distance against held-out data.
+noise floor), W2, MMD and energy distance against held-out data. It is an experiment of the
+harness (:mod:`symscore.experiments`): two cells, trained, sampled over seeds and evaluated there.
 
 :func:`run_benes_check` is the kernel-level check: conditional means of the Malliavin target of
 the Benes SDE dX = theta tanh(theta X) dt + dB against its exact score, and against the
@@ -23,15 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import metrics, plots
 from ._checks import positive_float, positive_int
 from .spec import library
 from .compiler.build import compile
 from .compiler.variant import Variant
-from .learn.samplers import COMPARED_SAMPLERS, sample
-from .learn.train import Trainer, TrainConfig, train
+from .experiments import FLOOR, Cell, Network, noise_floor, ratio_to_floor, run_cell
+from .learn.samplers import sample
+from .learn.train import train
 from .data import checkerboard
 
 __all__ = ["run_demo", "run_benes_check", "run_fields_demo"]
@@ -84,9 +85,9 @@ def _target_variance(model_sde, target, data, n_steps, seed):
     return steps * source.dt, values.var(axis=1).mean(axis=1)
 
 
-# the demo's two forward SDEs: the paper's nonlinear one (no Gaussian transition, so only the
-# Malliavin target applies) and the linear reference with denoising score matching
-DEMO_RUNS = {"cauchy + malliavin": (library.cauchy, "malliavin"), "vp + dsm": (library.vp, "dsm")}
+#: the demo's two cells: the paper's nonlinear forward SDE (no Gaussian transition, so only the
+#: Malliavin target applies) and the linear reference with denoising score matching
+DEMO_CELLS = (Cell("cauchy", "malliavin"), Cell("vp", "dsm"))
 
 
 def sample_key(row: str) -> str:
@@ -108,8 +109,9 @@ def run_demo(out="demo", budget: float = DEMO_BUDGET, steps: int | None = None, 
 
     Args:
         out: folder for the PNGs, ``samples.npz`` and ``metrics.json``.
-        budget: seconds of training per model: the clock sets the step count (``Trainer.run(budget=)``),
-            so the cosine schedule ends with the budget and both models get the same wall clock.
+        budget: seconds of training per model: the clock sets the step count
+            (:func:`symscore.experiments.train_cell`), so the cosine schedule ends with the budget and
+            both models get the same wall clock.
         steps: a fixed step count per model instead of ``budget`` (small smoke runs).
         n_steps: Euler steps over [0, T] of the training grid (t_min = 2 T / n_steps for both).
         sample_steps: reverse-time steps of each sampler.
@@ -132,34 +134,25 @@ def run_demo(out="demo", budget: float = DEMO_BUDGET, steps: int | None = None, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, held_out = checkerboard(n_train, seed=seed), checkerboard(n_samples, seed=seed + 1)
+    network = Network(width=width, depth=depth, activation=activation, batch_size=batch_size)
     samples, models, report, variances = {}, {}, {}, {}
     started = time.perf_counter()
-    for label, (make_sde, target) in DEMO_RUNS.items():
-        sde = make_sde(m=2)
-        config = TrainConfig(steps=steps or 1, batch_size=batch_size, target=target, n_steps=n_steps,
-                             t_min=2 * sde.T / n_steps, width=width, depth=depth, activation=activation, seed=seed)
-        start = time.perf_counter()
-        trainer = Trainer(sde, data, config)
-        models[label] = trainer.run(progress, budget=None if steps is not None else budget)
-        trained, n_train_steps = time.perf_counter() - start, trainer.step_count
-        with tqdm(total=len(COMPARED_SAMPLERS) * sampler_seeds, desc=f"sample[{label}]", disable=not progress,
-                  leave=False) as bar:
-            for method in COMPARED_SAMPLERS:
-                start = time.perf_counter()
-                row = f"{label}, {method}"
-                sets = []
-                for j in range(sampler_seeds):
-                    sets.append(sample(sde, models[label], n_samples, sample_steps, method=method, seed=seed + 2 + j))
-                    bar.update()
-                sampled = (time.perf_counter() - start) / sampler_seeds
-                samples[row] = sets[0]
-                report[row] = metrics.evaluate_replicates(sets, held_out, seed=seed, max_points=eval_points)
-                report[row] |= {"steps": n_train_steps, "seconds": {"train": round(trained, 1), "sample": round(sampled, 1)}}
-        variances[label] = _target_variance(sde, target, data, n_steps, seed)
-    # further data samples against the held-out one: the noise floor of each metric
-    references = [checkerboard(n_samples, seed=seed + 3 + 1000 * j) for j in range(sampler_seeds)]
-    floor = metrics.evaluate_replicates(references, held_out, seed=seed, max_points=eval_points)
-    report["data (noise floor)"] = floor
+    for cell in DEMO_CELLS:
+        run = run_cell(cell, data, network, n_steps=n_steps, budget=budget, steps=steps, seed=seed,
+                       n_samples=n_samples, sample_steps=sample_steps,
+                       sampler_seeds=[seed + 2 + j for j in range(sampler_seeds)], progress=progress)
+        trained = run.trained
+        models[cell.label] = trained.model
+        for row, method, sets in run.rows():
+            samples[row] = sets[0]
+            report[row] = metrics.evaluate_replicates(sets, held_out, seed=seed, max_points=eval_points)
+            report[row] |= {"steps": trained.steps, "seconds": {"train": round(trained.seconds, 1),
+                                                                "sample": round(run.sampled.seconds[method], 1)}}
+        variances[cell.label] = _target_variance(trained.sde, cell.target, data, n_steps, seed)
+    # further data draws against the held-out one: the noise floor of each metric
+    floor = noise_floor(checkerboard, n_samples, held_out, [seed + 3 + 1000 * j for j in range(sampler_seeds)],
+                        seed=seed, max_points=eval_points)
+    report[FLOOR] = floor
     plots.plot_samples(held_out, samples, out / "samples.png", limits=(-5, 5))
     np.savez_compressed(out / "samples.npz", held_out=held_out, **{sample_key(row): x for row, x in samples.items()})
     plots.plot_score_field(models, 0.1, out / "score_field.png", limits=(-4.5, 4.5))
@@ -170,14 +163,14 @@ def run_demo(out="demo", budget: float = DEMO_BUDGET, steps: int | None = None, 
     print_fn(f"{'model, sampler':<24} {'sliced W2':>10} {'+- SE':>7} {'x floor':>8} {'W2':>8} {'MMD^2':>10} "
              f"{'energy':>9} {'steps':>6} {'train s':>8}")
     for label, row in report.items():
-        ratio = row["sliced_w2"]["value"] / floor["sliced_w2"]["value"]
+        ratio = ratio_to_floor(row, floor)
         error = row["sliced_w2"]["standard_error"]
         print_fn(f"{label:<24} {row['sliced_w2']['value']:10.4f} {'-' if error is None else f'{error:.4f}':>7} "
                  f"{ratio:8.2f} {row['w2']['value']:8.4f} "
                  f"{row['mmd2']['value']:10.5f} {row['energy']['value']:9.4f} {row.get('steps', '-'):>6} "
                  f"{row.get('seconds', {}).get('train', float('nan')):8.1f}")
     best = min(samples, key=lambda row: report[row]["sliced_w2"]["value"])
-    print_fn(f"best: {best} (sliced W2 {report[best]['sliced_w2']['value'] / floor['sliced_w2']['value']:.2f} x the noise floor)")
+    print_fn(f"best: {best} (sliced W2 {ratio_to_floor(report[best], floor):.2f} x the noise floor)")
     print_fn(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/ "
              f"({time.perf_counter() - started:.0f} s in all)")
     return report

@@ -11,12 +11,14 @@ beta linear from 1 to 25, T = 1, 250 Euler steps). :func:`run_paper` runs that g
 * ``vp``, ``subvp``, ``ve`` each with ``dsm`` (exact Gaussian transition) and ``malliavin``.
 
 Every cell gets the same wall-clock budget of training on this machine: the clock sets the step
-count (``Trainer.run(budget=)`` re-plans the cosine schedule's horizon after every step from the
-mean step time so far, so the schedule ends when the budget does). Each trained cell is sampled
-with the reverse SDE (``sde``) and with predictor-corrector (``pc``: a Langevin corrector step
-after each reverse step); sliced W2, W2, MMD^2 and the energy distance are measured against
+count (``symscore.train(budget=)`` re-plans the cosine schedule's horizon after every step from
+the mean step time so far, so the schedule ends when the budget does). Each trained cell is
+sampled with the reverse SDE (``sde``) and with predictor-corrector (``pc``: a Langevin corrector
+step after each reverse step); sliced W2, W2, MMD^2 and the energy distance are measured against
 held-out data, next to their noise floor: the same metric between two independent draws of the
-data of the same sizes.
+data of the same sizes. Training, sampling over seeds and the evaluation are the experiment
+harness's (:mod:`symscore.experiments`); this module chooses the cells, data and sizes, and
+writes the tables and figures. On the command line: ``symscore paper``.
 
 The network is scaled down and stated plainly: the paper used width 4096 x 6 residual blocks,
 AdamW 2e-4, batch 2048; here the package's MLP (:class:`~symscore.learn.model.ScoreModel`),
@@ -26,8 +28,7 @@ decay, EMA 0.999.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,9 @@ from . import metrics, plots
 from ._checks import positive_float, positive_int
 from ._errors import SymscoreError
 from .data import DATASETS, student_t
-from .learn.samplers import COMPARED_SAMPLERS, sample
-from .learn.train import Trainer, TrainConfig
-from .spec import library
+from .experiments import (FLOOR, Cell, Network, flat_metrics, noise_floor, ratio_to_floor, run_cell, seeds_summary,
+                          seeds_table)
+from .learn.samplers import COMPARED_SAMPLERS
 
 __all__ = ["Cell", "CELLS", "FLOOR", "PAPER_DATASETS", "SAMPLERS", "run_paper", "run_paper_seeds", "markdown_table",
            "run_heavy_tails",
@@ -50,50 +51,21 @@ N_STEPS = 250
 #: the smallest training time, 2 dt for every cell: sub-VP's sigma(0) = 0 leaves the Malliavin matrix
 #: C_t exactly 0 after one Euler step, so t = dt has no Malliavin target there
 T_MIN = 2 / N_STEPS
-#: the row label of each dataset's noise floor: two independent draws of the data, compared
-FLOOR = "data (noise floor)"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One column of the grid: a forward SDE (a :mod:`symscore.spec.library` name) and a target."""
-
-    sde: str
-    target: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.sde} + {self.target}"
-
 
 CELLS = (Cell("cauchy", "malliavin"), Cell("cauchy", "first-order"), Cell("vp", "dsm"), Cell("vp", "malliavin"),
          Cell("subvp", "dsm"), Cell("subvp", "malliavin"), Cell("ve", "dsm"), Cell("ve", "malliavin"))
 #: the scaled-down network and optimiser of every cell (module docstring)
-NETWORK = dict(width=128, depth=3, activation="relu", batch_size=256, n_times=4)
+NETWORK = Network(width=128, depth=3, activation="relu", batch_size=256, n_times=4)
 QUICK = dict(steps=10, n_train=2000, n_eval=300, sample_steps=20)
 #: the samplers every trained cell is measured with (:func:`symscore.learn.samplers.sample`)
-SAMPLERS = COMPARED_SAMPLERS  # the name this module has exported
+SAMPLERS = COMPARED_SAMPLERS
 
 
-def _config(cell: Cell, steps: int, seed: int) -> TrainConfig:
-    return TrainConfig(steps=steps, target=cell.target, n_steps=N_STEPS, t_min=T_MIN, seed=seed, **NETWORK)
-
-
-def _train_cell(cell: Cell, data, budget: float | None, steps: int | None, seed: int):
-    """(EMA model, steps taken, training seconds) of one cell, by budget or by step count."""
-    sde = getattr(library, cell.sde)(m=2)
-    start = time.perf_counter()
-    trainer = Trainer(sde, data, _config(cell, steps or 1, seed))
-    model = trainer.run(progress=False, budget=budget if steps is None else None)
-    return sde, model, trainer.step_count, time.perf_counter() - start
-
-
-def _sampled(cell, data, budget, steps, seed, n_eval, sample_steps, sampler_seeds=1):
-    """({sampler: [n_eval samples per sampler seed]}, steps taken, training seconds) of one trained
-    cell, ``sampler_seeds`` sample sets per entry of :data:`SAMPLERS` (seeds seed + 3, seed + 4, ...)."""
-    sde, model, taken, seconds = _train_cell(cell, data, budget, steps, seed)
-    return {method: [sample(sde, model, n_eval, sample_steps, method=method, seed=seed + 3 + j)
-                     for j in range(sampler_seeds)] for method in SAMPLERS}, taken, seconds
+def _run_cell(cell, data, budget, steps, seed, n_eval, sample_steps, sampler_seeds=1):
+    """A cell of the grid trained and sampled with the paper's settings (sampler seeds seed + 3, seed + 4, ...)."""
+    return run_cell(cell, data, NETWORK, n_steps=N_STEPS, t_min=T_MIN, budget=budget, steps=steps, seed=seed,
+                    n_samples=n_eval, sample_steps=sample_steps, sampler_seeds=[seed + 3 + j for j in range(sampler_seeds)],
+                    methods=SAMPLERS)
 
 
 def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed, sampler_seeds=1) -> dict:
@@ -103,18 +75,8 @@ def _run_settings(budget, quick, n_train, n_eval, sample_steps, seed, sampler_se
         n_train, n_eval, sample_steps = QUICK["n_train"], QUICK["n_eval"], QUICK["sample_steps"]
     return {"budget_s": None if quick else budget, "quick": quick, "n_train": positive_int(n_train, "n_train"),
             "n_eval": positive_int(n_eval, "n_eval"), "sample_steps": positive_int(sample_steps, "sample_steps"),
-            "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": NETWORK,
+            "n_steps": N_STEPS, "t_min": T_MIN, "seed": seed, "network": asdict(NETWORK),
             "sampler_seeds": positive_int(sampler_seeds, "sampler_seeds")}
-
-
-def _metric_row(sample_sets, reference, seed) -> dict:
-    """Each metric's mean over the sample sets; with more than one set also ``<name>_se``, its error."""
-    row = {}
-    for name, entry in metrics.evaluate_replicates(sample_sets, reference, seed=seed).items():
-        row[name] = entry["value"]
-        if entry["standard_error"] is not None:
-            row[f"{name}_se"] = entry["standard_error"]
-    return row
 
 
 def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=PAPER_DATASETS, cells=CELLS,
@@ -157,18 +119,17 @@ def run_paper(out="paper", budget: float = 40.0, quick: bool = False, datasets=P
     for name in datasets:
         draw = DATASETS[name]
         data, held_out = draw(n_train, seed=seed), draw(n_eval, seed=seed + 1)
-        floors = [draw(n_eval, seed=seed + 2 + 1000 * j) for j in range(sampler_seeds)]
-        results[name] = {FLOOR: _metric_row(floors, held_out, seed)}
+        floor_seeds = [seed + 2 + 1000 * j for j in range(sampler_seeds)]
+        results[name] = {FLOOR: flat_metrics(noise_floor(draw, n_eval, held_out, floor_seeds, seed=seed))}
         for method in SAMPLERS:
             grids[method][name] = {"data": held_out}
         for cell in cells:
-            by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps,
-                                                  sampler_seeds)
-            for method, sets in by_sampler.items():
-                label = f"{cell.label}, {method}"
+            run = _run_cell(cell, data, budget, steps, seed, n_eval, sample_steps, sampler_seeds)
+            taken, seconds = run.trained.steps, run.trained.seconds
+            for label, method, sets in run.rows():
                 grids[method][name][cell.label] = sets[0]
-                results[name][label] = _metric_row(sets, held_out, seed) | {"steps": taken,
-                                                                              "train_s": round(seconds, 1)}
+                results[name][label] = flat_metrics(metrics.evaluate_replicates(sets, held_out, seed=seed)) | {
+                    "steps": taken, "train_s": round(seconds, 1)}
                 print_fn(f"{name:<16} {label:<28} sliced W2 {results[name][label]['sliced_w2']:.4f} (floor "
                          f"{results[name][FLOOR]['sliced_w2']:.4f}), {taken} steps in {seconds:.0f} s")
     (out / "metrics.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
@@ -190,29 +151,20 @@ def run_paper_seeds(seeds=(0, 1, 2), out="paper", print_fn=print, **grid) -> dic
 
     ``grid`` takes :func:`run_paper`'s other arguments (``budget``, ``datasets``, ``cells``,
     ``sampler_seeds``, ...). Writes ``seeds.md`` and ``seeds.json`` to ``out``; returns
-    ``{dataset: {row: {"ratios": [...], "mean": ..., "within_1.5": count}}}``.
+    ``{dataset: {row: {"ratios": [...], "mean": ..., "min": ..., "max": ..., "within_1.5": count}}}``
+    (:func:`symscore.experiments.seeds_summary`).
     """
     seeds = [int(seed) for seed in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise SymscoreError(f"seeds: expected distinct integers, got {seeds!r}")
     out = Path(out)
     runs = {seed: run_paper(out=out / f"seed_{seed}", seed=seed, print_fn=print_fn, **grid) for seed in seeds}
-    summary = {}
-    for name, rows in runs[seeds[0]].items():
-        summary[name] = {}
-        for label in rows:
-            if label == FLOOR:
-                continue
-            ratios = [runs[seed][name][label]["sliced_w2"] / runs[seed][name][FLOOR]["sliced_w2"] for seed in seeds]
-            summary[name][label] = {"ratios": ratios, "mean": float(np.mean(ratios)),
-                                    "within_1.5": int(sum(r <= 1.5 for r in ratios))}
+    summary = {name: seeds_summary({label: [ratio_to_floor(runs[seed][name][label], runs[seed][name][FLOOR])
+                                            for seed in seeds]
+                                    for label in rows if label != FLOOR})
+               for name, rows in runs[seeds[0]].items()}
     lines = [f"sliced W2 over the noise floor, training seeds {', '.join(map(str, seeds))}", "",
-             "| dataset | SDE + target, sampler | " + " | ".join(f"seed {seed}" for seed in seeds)
-             + " | mean | within 1.5x |", "|---" * (len(seeds) + 4) + "|"]
-    for name, rows in summary.items():
-        for label, row in rows.items():
-            lines.append(f"| {name} | {label} | " + " | ".join(f"{r:.2f}" for r in row["ratios"])
-                         + f" | {row['mean']:.2f} | {row['within_1.5']} of {len(seeds)} |")
+             *seeds_table(summary, seeds, first_column="dataset")]
     table = "\n".join(lines)
     (out / "seeds.md").write_text(table + "\n")
     (out / "seeds.json").write_text(json.dumps({"seeds": seeds, "summary": summary}, indent=2))
@@ -277,8 +229,8 @@ def run_heavy_tails(out="paper_tails", budget: float = 120.0, quick: bool = Fals
     panels, results = {"data": held_out}, {}
     sampled = [(FLOOR, floor, None, None)]
     for cell in HEAVY_CELLS:
-        by_sampler, taken, seconds = _sampled(cell, data, budget, steps, seed, n_eval, sample_steps)
-        sampled += [(f"{cell.label}, {method}", sets[0], taken, seconds) for method, sets in by_sampler.items()]
+        run = _run_cell(cell, data, budget, steps, seed, n_eval, sample_steps)
+        sampled += [(label, sets[0], run.trained.steps, run.trained.seconds) for label, _, sets in run.rows()]
     for label, points, taken, seconds in sampled:
         radius = np.linalg.norm(points, axis=1)
         row = {f"q{p:g}": _quantile_interval(radius, p) for p in TAIL_LEVELS}

@@ -36,7 +36,7 @@ def ok(*args):
     return result
 
 
-@pytest.mark.parametrize("command", ["derive", "emit", "train", "sample", "demo", "bench"])
+@pytest.mark.parametrize("command", ["derive", "emit", "train", "sample", "demo", "bench", "paper"])
 def test_help_shows_an_example(command):
     result = ok(command, "--help")
     assert "Examples:" in result.output and f"symscore {command}" in result.output

@@ -125,15 +125,16 @@ def test_evaluate_replicates_is_the_mean_of_evaluate_with_its_error():
 
 def test_demo_budget_is_the_clock_budget_of_both_models(tmp_path, monkeypatch):
     import symscore.demo as demo
+    from symscore.learn.train import Trainer
 
     asked = []
-    original_run = demo.Trainer.run
+    original_run = Trainer.run
 
     def spy_run(self, progress=True, budget=None):
         asked.append((self.sde.name, self.config.target, budget))
         return original_run(self, progress, budget=budget)
 
-    monkeypatch.setattr(demo.Trainer, "run", spy_run)
+    monkeypatch.setattr(Trainer, "run", spy_run)
     report = demo.run_demo(out=tmp_path, budget=0.5, batch_size=32, n_samples=200, n_train=500, sample_steps=40,
                            width=16, depth=1, progress=False, print_fn=lambda line: None)
     assert asked == [("cauchy", "malliavin", 0.5), ("vp", "dsm", 0.5)]

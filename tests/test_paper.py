@@ -1,4 +1,5 @@
-"""The Malliavin paper's grid (symscore.paper): the ablation target, the quick run end to end, bad input."""
+"""The Malliavin paper's grid (symscore.paper, `symscore paper`) on the experiment harness
+(symscore.experiments): the ablation target, the quick run end to end, bad input."""
 import json
 
 import numpy as np
@@ -8,7 +9,8 @@ from click.testing import CliRunner
 import symscore as ss
 from symscore.cli import main
 from symscore.learn.targets import make_target_source
-from symscore.paper import FLOOR, SAMPLERS, Cell, _train_cell, run_paper
+from symscore.experiments import Network, parse_cells, seeds_summary, seeds_table, train_cell
+from symscore.paper import FLOOR, SAMPLERS, Cell, run_paper
 
 
 def _targets(sde, target, n=400, steps=(5, 20)):
@@ -65,9 +67,12 @@ def test_sampler_seeds_average_each_metric_and_give_its_error(tmp_path):
 
 def test_budget_lets_the_clock_set_the_step_count(training_clock):
     """The clock sets the steps (Trainer.run(budget=); the fixture's clock fits 32 steps in 0.5 s)."""
-    data = ss.data.eight_gaussians(1000, seed=0)
-    assert _train_cell(Cell("vp", "dsm"), data, 0.5, None, seed=0)[2] == 32
-    assert _train_cell(Cell("vp", "dsm"), data, 0.5, 7, seed=0)[2] == 7  # a step count wins over the budget
+    data, network = ss.data.eight_gaussians(1000, seed=0), Network(width=16, depth=1, batch_size=32)
+    assert train_cell(Cell("vp", "dsm"), data, network, n_steps=20, budget=0.5).steps == 32
+    trained = train_cell(Cell("vp", "dsm"), data, network, n_steps=20, budget=0.5, steps=7)
+    assert trained.steps == 7 and len(trained.model.loss_history) == 7  # a step count wins over the budget
+    with pytest.raises(ss.SymscoreError, match="budget, steps"):
+        train_cell(Cell("vp", "dsm"), data, network, n_steps=20)
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(budget=0), "budget"), (dict(budget="1"), "budget"),
@@ -80,9 +85,10 @@ def test_bad_input_names_the_argument(tmp_path, kwargs, name):
     assert not any(tmp_path.iterdir())  # checked before anything is written
 
 
-def test_paper_options_are_refused_for_a_kernel_benchmark():
+def test_the_grid_is_its_own_command_and_bench_times_kernels_only():
     result = CliRunner().invoke(main, ["bench", "cubic", "--quick"])
-    assert result.exit_code == 2 and "'symscore bench paper' only" in result.output
+    assert result.exit_code == 2 and "No such option '--quick'" in result.output
+    assert "Examples:" in CliRunner().invoke(main, ["paper", "--help"]).output
 
 
 def test_student_t_radius_quantiles_and_their_intervals():
@@ -128,13 +134,40 @@ def test_seeds_repeat_the_grid_and_summarise_each_row_over_runs(tmp_path):
         run_paper_seeds(seeds=(1, 1), out=tmp_path, quick=True)
 
 
-@pytest.mark.parametrize("cells, message", [("np+dsm", "expected 'sde+target'"), ("cauchy+nope", "expected 'sde+target'"),
-                                            ("cauchy", "expected 'sde+target'")])
-def test_bench_paper_refuses_cells_that_are_not_a_builtin_sde_and_a_target(cells, message):
-    result = CliRunner().invoke(main, ["bench", "paper", "--quick", "--cells", cells])
-    assert result.exit_code != 0 and message in result.output
+@pytest.mark.parametrize("cells", ["np+dsm", "cauchy+nope", "cauchy", ","])
+def test_paper_refuses_cells_that_are_not_a_builtin_sde_and_a_target(tmp_path, cells):
+    result = CliRunner().invoke(main, ["paper", "--quick", "--cells", cells, "--out", tmp_path / "grid"])
+    assert result.exit_code == 1 and "cells: expected" in result.output and "'sde+target'" in result.output
+    assert not (tmp_path / "grid").exists()
 
 
-def test_bench_options_of_the_paper_grid_are_refused_for_a_kernel_benchmark():
-    result = CliRunner().invoke(main, ["bench", "cubic", "--seeds", "0,1"])
-    assert result.exit_code != 0 and "--seeds: apply to 'symscore bench paper' only" in result.output
+def test_parse_cells():
+    assert parse_cells(" cauchy+malliavin, vp + dsm ,") == (Cell("cauchy", "malliavin"), Cell("vp", "dsm"))
+    assert Cell("cauchy", "first-order").label == "cauchy + first-order"
+
+
+@pytest.mark.parametrize("args, message", [(["--seed", "1", "--seeds", "0,1"], "--seed and --seeds: choose one"),
+                                           (["--seeds", "0,x"], "expected comma-separated integers"),
+                                           (["--tails", "--cells", "vp+dsm"], "--cells: not with --tails"),
+                                           (["--threads", "0"], "--threads")])
+def test_paper_command_refuses_bad_option_combinations(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["paper", "--quick", "--out", tmp_path / "grid", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "grid").exists()
+
+
+def test_paper_command_runs_the_quick_grid(tmp_path):
+    result = CliRunner().invoke(main, ["paper", "--quick", "--datasets", "eight_gaussians", "--cells", "vp+dsm",
+                                       "--seed", "3", "--out", tmp_path])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["settings"]["seed"] == 3 and list(saved["results"]["eight_gaussians"])[1] == "vp + dsm, sde"
+    assert "| eight_gaussians | vp + dsm, pc |" in result.output
+
+
+def test_seeds_summary_and_its_table():
+    summary = seeds_summary({"a, sde": [1.0, 2.0, 1.5]})
+    assert summary == {"a, sde": {"ratios": [1.0, 2.0, 1.5], "mean": 1.5, "min": 1.0, "max": 2.0, "within_1.5": 2}}
+    lines = seeds_table({"moons": summary}, [0, 1, 2], first_column="dataset")
+    assert lines[0] == "| dataset | SDE + target, sampler | seed 0 | seed 1 | seed 2 | mean | within 1.5x |"
+    assert lines[2] == "| moons | a, sde | 1.00 | 2.00 | 1.50 | 1.50 | 2 of 3 |"
