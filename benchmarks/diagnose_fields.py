@@ -34,7 +34,7 @@ import torch
 import symscore as ss
 from symscore.fields import SphericalHarmonics, gaussian_counterpart, power_spectrum, whittle_matern_sde
 from symscore.learn.targets import make_target_source
-from symscore.symbolic.numeric import NumericSDE
+from symscore.learn.numeric_sde import NumericSDE
 
 STEP = 0.01  # the ODE's step in t (the test's 300 steps over T = 3)
 

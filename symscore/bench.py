@@ -42,7 +42,7 @@ def bench_kernel(sde, backends=("numba",), n_paths: int = 10_000, n_steps: int =
     Returns one row per backend, then the baseline row (ratio 1).
     """
     from .compiler.build import compile as compile_kernel
-    from .symbolic.numeric import NumericSDE
+    from .learn.numeric_sde import NumericSDE
 
     n_paths, n_steps = positive_int(n_paths, "n_paths"), positive_int(n_steps, "n_steps")
     repeats = positive_int(repeats, "repeats")

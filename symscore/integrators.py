@@ -1,6 +1,6 @@
 """Fixed-step integrators of ordinary differential equations dy/dt = f(t, y) on host (numpy) arrays.
 
-Used after the kernel: the moments of a linear SDE (:class:`~symscore.symbolic.numeric.LinearMoments`),
+Used after the kernel: the moments of a linear SDE (:class:`~symscore.learn.linear_moments.LinearMoments`),
 the probability-flow ODE of the samplers and the likelihood. The state ``y`` is an array or a
 tuple of arrays (integrated together, each with its own shape). Adaptive integration goes
 through scipy's ``solve_ivp``, which needs no wrapper.

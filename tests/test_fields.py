@@ -21,7 +21,7 @@ import symscore as ss
 from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data, gaussian_counterpart,
                              pixel_statistic, pixel_std, power_spectrum, whittle_matern_sde, whittle_matern_spectrum)
 from symscore.learn.calibration import calibrate_flow
-from symscore.learn.model import _interpolate
+from symscore.learn.measurements import interpolate as _interpolate
 from symscore.learn.priors import GaussianPrior
 
 from conftest import import_file

@@ -4,7 +4,9 @@ import pytest
 from scipy import stats
 
 import symscore as ss
-from symscore.symbolic.numeric import LinearMoments, NumericSDE
+from symscore.learn.linear_moments import LinearMoments
+from symscore.learn.numeric_sde import NumericSDE
+from symscore.learn.measurements import PriorData
 
 MEAN0 = np.array([1.0, -0.5])
 COV0 = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -202,10 +204,10 @@ def test_auto_takes_the_stationary_law_only_where_the_endpoints_do_not_reject_it
     expected 20 endpoints lie beyond its 1% quantiles): ``auto`` falls through to the endpoints.
     Endpoints drawn from the stationary law itself keep it; ``"stationary"`` asked for is kept."""
     from symscore.learn.priors import unmixed_coordinates
-    from symscore.learn.samplers import _forward_endpoints
+    from symscore.learn.samplers import forward_endpoints
 
     sde = ss.library.cauchy(m=2)
-    endpoints = _forward_endpoints(sde, ss.data.checkerboard(2048, seed=0), n_steps=250)
+    endpoints = forward_endpoints(sde, ss.data.checkerboard(2048, seed=0), n_steps=250)
     prior = ss.make_prior(sde, endpoints=endpoints)
     assert prior.kind == "empirical"
     stationary = ss.make_prior(sde, "stationary", endpoints=endpoints)
@@ -354,13 +356,12 @@ def test_a_models_prior_is_resolved_once_per_statistics(monkeypatch):
     from symscore.learn.samplers import resolve_prior
 
     sde = ss.library.cauchy(m=2)
-    model = ss.ScoreModel(2)
     rng = np.random.default_rng(0)
-    model.set_prior_data(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2)))
+    model = ss.ScoreModel(2, prior_data=PriorData(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2))))
     calls = []
     real = samplers.make_prior
     monkeypatch.setattr(samplers, "make_prior", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = resolve_prior(sde, model)
     assert resolve_prior(sde, model) is first and len(calls) == 1
-    model.set_prior_data(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2)) + 5.0)
+    model = ss.ScoreModel(2, prior_data=PriorData(np.zeros(2), np.eye(2), rng.standard_cauchy((512, 2)) + 5.0))
     assert resolve_prior(sde, model) is not first and len(calls) == 2

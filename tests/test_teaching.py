@@ -9,7 +9,7 @@ import sympy as sp
 
 import symscore as ss
 from symscore.symbolic.closed_form import small_t_order
-from symscore.symbolic.numeric import LinearMoments
+from symscore.learn.linear_moments import LinearMoments
 
 from conftest import coupled_2d, linear_coupled
 

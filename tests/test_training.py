@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import symscore as ss
-from symscore.learn.model import _interpolate
+from symscore.learn.measurements import interpolate as _interpolate
 
 THETA, MEAN, STD = 1.5, np.array([0.3, -0.2]), 0.5
 
@@ -54,7 +54,7 @@ def test_model_round_trip_and_kinds(benes_model, tmp_path):
 
 
 def test_directional_derivative_of_model_matches_finite_differences(benes_model):
-    from symscore.learn.samplers import _directional, _score_function
+    from symscore.learn.samplers import _directional, host_score_function
 
     x = np.random.default_rng(2).standard_normal((5, 2))
     v = np.random.default_rng(3).standard_normal((5, 2))
@@ -62,7 +62,7 @@ def test_directional_derivative_of_model_matches_finite_differences(benes_model)
     h = 1e-2
     fd = (benes_model(x + h * v, 0.5) - benes_model(x - h * v, 0.5)) / (2 * h)
     np.testing.assert_allclose(exact, fd, rtol=2e-2, atol=2e-3)
-    assert _score_function(benes_model, 2)(x, 0.5).shape == (5, 2)
+    assert host_score_function(benes_model, 2)(x, 0.5).shape == (5, 2)
 
 
 SMALL = dict(steps=12, batch_size=32, width=16, depth=2, n_steps=20, pilot_size=64, progress=False)

@@ -1,7 +1,7 @@
 """Stein's identity on the probability-flow ODE's own path: a linear correction of a trained score.
 
 Every density satisfies E[(X_i - mu_i) d_i log p(X)] = -1 (integrate by parts). Training makes a
-score fit p_t on *forward* samples, and :func:`symscore.learn.train.calibrate_stein` enforces the
+score fit p_t on *forward* samples, and :func:`symscore.learn.stein.calibrate_stein` enforces the
 identity there. The sampler, though, evaluates the score on its own states, whose law q_t drifts
 from p_t as errors accumulate; where the score is nonlinear (a field's mean, which moves with its
 bright spots) the identity can hold on p_t and fail on q_t, and the samples' second moments drift.
@@ -41,9 +41,10 @@ from .._errors import SymscoreError
 from ..data import check_data
 from ..integrators import rk4_step
 from ..spec.sde import SDE
-from ..symbolic.numeric import NumericSDE
-from .model import ScoreModel, _interpolate
-from .samplers import _check_common, _flow_velocity, _score_function, _velocity, resolve_prior
+from .measurements import SteinGain
+from .model import ScoreModel
+from .numeric_sde import NumericSDE
+from .samplers import host_score_function, resolve_prior, resolve_t_end
 
 __all__ = ["calibrate_flow"]
 
@@ -62,7 +63,7 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     ``stein_times``), and before each step the gain at the step's start, carried to every later
     node, moves by each group's violation over its variance. The cost: one sampler run of ``n``
     points and the forward paths. It goes on top of the forward calibration
-    (``train(..., stein_calibration=True)``); :func:`~symscore.learn.train.calibrate_stein`
+    (``train(..., stein_calibration=True)``); :func:`~symscore.learn.stein.calibrate_stein`
     afterwards replaces both.
 
     The fitted particles satisfy the identity by construction, so they cannot show how well the gain
@@ -82,20 +83,20 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     if not isinstance(sde, SDE) or sde.m != model.m:
         raise SymscoreError(f"sde: expected the symscore.SDE the model was trained for (m = {model.m}), got "
                             f"{getattr(sde, 'm', type(sde).__name__)!r}")
-    t_end = _check_common(sde, n_steps, t_end, model)
+    t_end = resolve_t_end(sde, n_steps, t_end, model)
     data = check_data(data, sde.m, min_rows=2)
     n, n_paths = positive_int(n, "n", low=2), positive_int(n_paths, "n_paths", low=2)
     n_check = 0 if n_check == 0 else positive_int(n_check, "n_check", low=2)
     check_tolerance = positive_float(check_tolerance, "check_tolerance")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 2]))
-    numeric, score_fn = NumericSDE(sde), _score_function(model, sde.m)
+    numeric, score_fn = NumericSDE(sde), host_score_function(model, sde.m)
     grid = np.linspace(float(sde.T), t_end, int(n_steps) + 1)
     x0 = data[rng.choice(data.shape[0], size=n_paths, replace=n_paths > data.shape[0])]
     means, variances = (a[::-1] for a in _forward_moments(numeric, x0, grid[::-1], rng, sde.T / 1000))
     prior_law = resolve_prior(sde, model, prior, None, seed)
     x = prior_law.sample(n, np.random.default_rng(seed))
     check = prior_law.sample(n_check, np.random.default_rng([seed, 2**31 + 3])) if n_check else None
-    velocity = lambda t, y: _flow_velocity(numeric, score_fn, t, y)  # noqa: E731 (the ODE's right-hand side)
+    velocity = lambda t, y: numeric.flow_velocity(t, y, score_fn(y, t))  # noqa: E731 (the ODE's right-hand side)
     times, gain = _path_grid(model, grid)
     groups, size = model.stein_groups()
     membership = np.eye(size.size)[groups]  # (m, groups): sums over each group's coordinates
@@ -113,10 +114,10 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
         # (smaller) times, which the next steps correct in turn; earlier steps' nodes stay put
         change = (violation / spread)[groups]
         gain[times <= t0 * (1 + 1e-12)] += change
-        model.set_stein_gain(gain, times)
+        model.set_stein_gain(SteinGain(times, gain))
         # the score at t0 with the new gain, without evaluating the network again
         score = score + change * (x - model_mean[j])
-        x = rk4_step(velocity, t0, x, t1 - t0, t1, k1=_velocity(numeric, score, t0, x))
+        x = rk4_step(velocity, t0, x, t1 - t0, t1, k1=numeric.flow_velocity(t0, x, score))
         if check is not None:
             check = rk4_step(velocity, t0, check, t1 - t0, t1)
     if check is not None:
@@ -159,14 +160,11 @@ def _path_grid(model: ScoreModel, grid: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Nodes strictly between two grid times would be updated by the later step while the earlier one
     interpolates through them, so inside the grid's range only its own times are nodes."""
-    present_times = model.stein_times.detach().cpu().numpy().astype(np.float64)
+    present = model.stein
+    present_times = present.times.detach().cpu().numpy().astype(np.float64)
     inside = (present_times > grid[-1] * (1 - 1e-5)) & (present_times < grid[0] * (1 + 1e-5))  # float32 times
-    outside = present_times[~inside]
-    times = np.unique(np.concatenate([grid, outside]))
-    with torch.no_grad():
-        present = _interpolate(torch.as_tensor(times), torch.as_tensor(present_times),
-                               model.stein_gain.detach().cpu().to(torch.float64))
-    return times, present.numpy().copy()
+    times = np.unique(np.concatenate([grid, present_times[~inside]]))
+    return times, present.on(times)
 
 
 def _forward_moments(numeric: NumericSDE, x0: np.ndarray, times: np.ndarray, rng, max_step: float,
@@ -180,8 +178,7 @@ def _forward_moments(numeric: NumericSDE, x0: np.ndarray, times: np.ndarray, rng
             steps = max(1, int(np.ceil((t_next - t) / max_step - 1e-9)))
             h = (t_next - t) / steps
             for i in range(steps):
-                noise = rng.standard_normal((x.shape[0], numeric.d)) * np.sqrt(h)
-                x = x + numeric.drift(t + i * h, x) * h + numeric.noise(t + i * h, x, noise)
+                x = numeric.euler_step(t + i * h, x, h, rng)
             t = t_next
             total[k] += x.sum(axis=0)
             squares[k] += (x**2).sum(axis=0)

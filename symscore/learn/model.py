@@ -7,7 +7,8 @@ works in normalised units:
     s_theta(x, t) = c_out(t) * F_theta( (x - mu(t)) / std(t), embed(t) )
 
 where mu(t) is the per-time mean of X_t and std(t), c_out(t) are (m,) scales measured on a pilot
-batch by :func:`symscore.train` and stored on the model (piecewise linear in t). Regressing
+batch by :func:`symscore.train` (:mod:`symscore.learn.preconditioning`) and given to the model's
+constructor as a :class:`~symscore.learn.measurements.Scales` (piecewise linear in log t). Regressing
 target / c_out(t) keeps the loss O(1) at every t, which is the time-weighted MSE with weight
 lambda(t) = c_out(t)^-2. How the scales vary across coordinates is the ``preconditioning``:
 
@@ -62,6 +63,7 @@ from torch import nn
 from ..compiler.cache import atomic_write
 from .._errors import SymscoreError
 from .._version import __version__
+from .measurements import PriorData, Scales, SteinGain, interpolate
 from .spherical import SphericalBlock, sphere_degree
 
 __all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES"]
@@ -75,29 +77,6 @@ DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "d
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 #: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
 SPHERICAL_HIDDEN = 16
-
-
-def _interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values=False) -> torch.Tensor:
-    """Values (G, m) on increasing times grid (G,) at t (n,), piecewise linear in log t (in log of the
-    values too for scales), constant beyond the ends. Scales vary like powers of t, so this is
-    accurate on a coarse geometric grid. ``log_values`` is a bool, or a bool tensor (m,) naming the
-    columns that are scales (several tables in one call: one search of the grid)."""
-    if grid.numel() == 1 or values.shape[0] == 1:
-        return values.expand(t.shape[0], -1)
-    if t.shape[0] > 1 and t.stride(0) == 0:  # one time for every row (a sampler's step): one row's work
-        return _interpolate(t[:1], grid, values, log_values).expand(t.shape[0], -1)
-    log_grid = torch.log(grid)
-    log_t = torch.log(t.clamp(grid[0], grid[-1]))
-    right = torch.searchsorted(log_grid, log_t).clamp(1, grid.numel() - 1)
-    left = right - 1
-    weight = ((log_t - log_grid[left]) / (log_grid[right] - log_grid[left])).unsqueeze(1)
-    if isinstance(log_values, torch.Tensor):  # per column; the unselected branch's values are discarded
-        logged = torch.where(log_values, torch.log(values), values)
-        mixed = logged[left] * (1 - weight) + logged[right] * weight
-        return torch.where(log_values, torch.exp(mixed), mixed)
-    if log_values:
-        return torch.exp(torch.log(values[left]) * (1 - weight) + torch.log(values[right]) * weight)
-    return values[left] * (1 - weight) + values[right] * weight
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -188,13 +167,20 @@ class ScoreModel(nn.Module):
         T: time horizon of the SDE (scales the embedding).
         t_min: the smallest time the model was trained on (samplers stop there by default).
         preconditioning: ``"coordinate"``, ``"euclidean"`` or ``"cameron-martin"`` (module
-            docstring); the last needs :meth:`set_metric` with the diagonal of Q.
+            docstring); the last needs ``metric``, the diagonal of Q.
         gaussian_skip: add the Gaussian score -(x - mu(t)) / var(t) of X_t's measured moments
             (module docstring).
         spherical_channels: for m = (L + 1)^2 spherical-harmonic coefficients, add to F_theta a
             :class:`~symscore.learn.spherical.SphericalBlock` with this many channels (0: none).
         spherical_depth: the spherical block's pointwise layers (1: one; more stack them with a
             spectral convolution between, :mod:`symscore.learn.spherical`).
+        scales: the measured :class:`~symscore.learn.measurements.Scales` (default: mean 0 and unit
+            scales, an unmeasured model).
+        prior_data: the data's :class:`~symscore.learn.measurements.PriorData` for the sampler's
+            prior (default: none).
+        metric: the diagonal of Q (m,), positive: the Cameron-Martin metric of
+            :meth:`cameron_martin_score` (default: ones).
+        stein_gain: a :class:`~symscore.learn.measurements.SteinGain` correction (default: none).
 
     Call it as ``model(x, t)`` with x of shape (n, m) and t a scalar or shape (n,), numpy or torch:
     the result is (n, m) of the same kind (numpy float64 for numpy input).
@@ -203,7 +189,8 @@ class ScoreModel(nn.Module):
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
                  gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp",
-                 spherical_depth: int = 1):
+                 spherical_depth: int = 1, *, scales: Scales | None = None, prior_data: PriorData | None = None,
+                 metric=None, stein_gain: SteinGain | None = None):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
                                  ("spherical_channels", spherical_channels, 0), ("spherical_depth", spherical_depth, 1)):
@@ -247,56 +234,61 @@ class ScoreModel(nn.Module):
         self.net = ARCHITECTURES[architecture](m, time_features, width, depth, ACTIVATIONS[activation])
         self.spherical = (SphericalBlock(sphere_degree(m), spherical_channels, SPHERICAL_HIDDEN, time_features,
                                          ACTIVATIONS[activation], spherical_depth) if spherical_channels else None)
-        self.set_preconditioning(torch.tensor([float(T)]), torch.zeros(1, m), torch.ones(1, m), torch.ones(1, m))
-        self.set_prior_data(torch.zeros(m), torch.zeros(m, m), torch.zeros(0, m))
-        self.set_metric(torch.ones(m))
-        self.set_stein_gain(torch.zeros(1, m))
-        self.loss_history: list[float] = []
-
-    # -- buffers set from data ---------------------------------------------------------------
-    def set_preconditioning(self, times, x_mean, x_std, out_scale, x_var=None) -> None:
-        """Per-time mean and std of X_t and scale of the output, on increasing times > 0 (G,) -> (G, m);
-        ``x_var`` the per-coordinate variance of X_t (the Gaussian skip's; default x_std^2)."""
-        x_var = np.asarray(x_std) ** 2 if x_var is None else x_var
-        values = {"precond_times": times, "x_mean": x_mean, "x_std": x_std, "out_scale": out_scale, "x_var": x_var}
-        for name, value in values.items():
-            value = torch.as_tensor(np.asarray(value), dtype=torch.float32)
-            if not torch.isfinite(value).all():
-                raise SymscoreError(f"{name}: the preconditioning must be finite")
-            self.register_buffer(name, value)
-        if (self.precond_times <= 0).any() or (self.x_std <= 0).any() or (self.out_scale <= 0).any() \
-                or (self.x_var <= 0).any():
-            raise SymscoreError("x_std, out_scale, x_var: expected positive scales")
-
-    def set_metric(self, metric) -> None:
-        """The diagonal of Q (m,), positive: the Cameron-Martin metric of ``cameron_martin_score``."""
+        self._register((scales or Scales.neutral(m, float(T))).buffers())
+        self._register((prior_data or PriorData.empty(m)).buffers())
+        metric = torch.ones(m) if metric is None else metric
         value = torch.as_tensor(np.asarray(metric), dtype=torch.float64)
-        if value.shape != (self.m,) or not torch.isfinite(value).all() or (value <= 0).any():
-            raise SymscoreError(f"metric: expected {self.m} positive finite numbers (the diagonal of Q), "
+        if value.shape != (m,) or not torch.isfinite(value).all() or (value <= 0).any():
+            raise SymscoreError(f"metric: expected {m} positive finite numbers (the diagonal of Q), "
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("metric", value)
+        self.set_stein_gain(SteinGain.zero(m, self.precond_times) if stein_gain is None else stein_gain)
+        self.loss_history: list[float] = []
+
+    def _register(self, buffers: dict) -> None:
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
+
+    # -- the measured values -------------------------------------------------------------------
+    @property
+    def scales(self) -> Scales:
+        """The measured preconditioning (module docstring)."""
+        return Scales(self.precond_times, self.x_mean, self.x_std, self.out_scale, self.x_var)
+
+    @property
+    def prior_data(self) -> PriorData:
+        """The data's moments and endpoints kept for the sampler's prior."""
+        return PriorData(self.data_mean, self.data_cov, self.endpoints)
+
+    @property
+    def stein(self) -> SteinGain:
+        """The present Stein correction kappa(t) on its times."""
+        return SteinGain(self.stein_times, self.stein_gain)
+
+    def remeasured(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
+        """A copy with the same weights and newly measured ``scales``, ``prior_data`` (and ``metric``),
+        without a Stein correction: what continued training starts from."""
+        state = {**self.state_dict(), **scales.buffers(), **prior_data.buffers()}
+        state |= SteinGain.zero(self.m, scales.times).buffers()
+        if metric is not None:
+            state["metric"] = torch.as_tensor(np.asarray(metric), dtype=torch.float64)
+        return type(self).from_state(self.config, state, self.loss_history)
 
     def set_stein_gain(self, gain, times=None) -> None:
-        """kappa(t) (G, m) on increasing ``times`` > 0 (G,), default ``precond_times`` (or (1, m),
-        constant): the linear correction kappa (x - mu(t)) added to the score by
-        :func:`symscore.learn.train.calibrate_stein` (on the preconditioning times) and
-        :func:`symscore.learn.calibration.calibrate_flow` (on a sampler's own grid, so that a gain
-        fitted at one step does not leak into its neighbours' interpolation)."""
+        """Replace the model's Stein correction: a :class:`~symscore.learn.measurements.SteinGain`, or
+        kappa(t) (G, m) on increasing ``times`` > 0 (G,), default ``precond_times`` (or (1, m),
+        constant). The calibrations compute it as a value (:func:`symscore.learn.stein.measure_stein_gain`
+        on the preconditioning times, :func:`symscore.learn.calibration.calibrate_flow` on a
+        sampler's own grid, so that a gain fitted at one step does not leak into its neighbours'
+        interpolation); this is how a model carries it to the samplers and to its file."""
+        if not isinstance(gain, SteinGain):
+            gain = SteinGain(self.precond_times.detach().cpu() if times is None else times, gain)
+        if gain.gain.shape[1] != self.m:
+            raise SymscoreError(f"gain: expected finite values of shape (1 or {gain.times.numel()}, {self.m}), "
+                                f"got shape {tuple(gain.gain.shape)}")
         device = self.precond_times.device  # with the other buffers (a model moved to a GPU stays there)
-        value = torch.as_tensor(np.asarray(gain), dtype=torch.float32, device=device)
-        times = self.precond_times if times is None else torch.as_tensor(np.asarray(times), dtype=torch.float32,
-                                                                         device=device)
-        if times.ndim != 1 or not torch.isfinite(times).all() or (times <= 0).any() or (times.diff() <= 0).any():
-            shown = ", ".join(f"{time:.4g}" for time in times.flatten()[:6].tolist())
-            shown += ", ..." if times.numel() > 6 else ""
-            raise SymscoreError(f"times: expected increasing positive finite times of shape (G,), got shape "
-                                f"{tuple(times.shape)}: [{shown}]")
-        if value.ndim != 2 or value.shape[1] != self.m or value.shape[0] not in (1, times.numel()) \
-                or not torch.isfinite(value).all():
-            raise SymscoreError(f"gain: expected finite values of shape (1 or {times.numel()}, {self.m}), "
-                                f"got shape {tuple(value.shape)}")
-        self.register_buffer("stein_gain", value)
-        self.register_buffer("stein_times", times.detach().clone())
+        self.register_buffer("stein_gain", gain.gain.to(device))
+        self.register_buffer("stein_times", gain.times.to(device))
 
     def _stein_gain_is_set(self) -> bool:
         """Whether any Stein gain is nonzero, looked at again only when the buffer changes.
@@ -323,11 +315,6 @@ class ScoreModel(nn.Module):
             groups = np.arange(self.m)
         return groups, np.bincount(groups)
 
-    def set_prior_data(self, data_mean, data_cov, endpoints) -> None:
-        """Data moments and forward-simulated endpoints X_T, kept for the sampler's prior."""
-        for name, value in (("data_mean", data_mean), ("data_cov", data_cov), ("endpoints", endpoints)):
-            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float64))
-
     # -- evaluation --------------------------------------------------------------------------
     def _times(self, t, n: int, like: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
@@ -340,7 +327,7 @@ class ScoreModel(nn.Module):
     def mean_at(self, t: torch.Tensor) -> torch.Tensor:
         """mu(t) (n, m): the mean of X_t at times t (n,) from the pilot, in t's dtype and on its
         device; the centre of the normalisation, the Gaussian skip and the Stein correction."""
-        return _interpolate(t, self.precond_times.to(t.dtype), self.x_mean.to(t.dtype))
+        return interpolate(t, self.precond_times.to(t.dtype), self.x_mean.to(t.dtype))
 
     def preconditioned(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         """(F_theta, c_out(t)) so that s_theta = c_out * F_theta (training regresses target / c_out)."""
@@ -349,7 +336,7 @@ class ScoreModel(nn.Module):
         # mu(t), sigma(t) and c_out(t) in one interpolation (one search of the grid), the same
         # arithmetic entry by entry as three calls; the last 2m columns are scales
         table = torch.cat([self.x_mean, self.x_std.broadcast_to(shape), self.out_scale.broadcast_to(shape)], dim=1)
-        scales = _interpolate(t, self.precond_times.to(x.dtype), table.to(x.dtype),
+        scales = interpolate(t, self.precond_times.to(x.dtype), table.to(x.dtype),
                               log_values=torch.arange(3 * m, device=table.device) >= m)
         mean, std, out_scale = scales[:, :m], scales[:, m:2 * m], scales[:, 2 * m:]
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
@@ -365,7 +352,7 @@ class ScoreModel(nn.Module):
         t = self._times(t, x.shape[0], x)
         grid = self.precond_times.to(x.dtype)
         mean = self.mean_at(t)
-        variance = _interpolate(t, grid, self.x_var.to(x.dtype), log_values=True)
+        variance = interpolate(t, grid, self.x_var.to(x.dtype), log_values=True)
         return -(x - mean) / variance
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
@@ -374,7 +361,7 @@ class ScoreModel(nn.Module):
         score = raw * scale if baseline is None else raw * scale + baseline
         if self._stein_gain_is_set():
             times = self._times(t, x.shape[0], x)
-            gain = _interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
+            gain = interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
             score = score + gain * (x - self.mean_at(times))
         return score
 

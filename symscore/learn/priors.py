@@ -32,7 +32,8 @@ from scipy import integrate, stats
 
 from .._errors import SymscoreError
 from .._registry import Registry
-from ..symbolic.numeric import LinearMoments, NumericSDE
+from .linear_moments import LinearMoments
+from .numeric_sde import NumericSDE
 
 __all__ = ["Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior", "PRIORS", "register_prior",
            "PriorNotApplicable"]

@@ -17,7 +17,7 @@ set by the signal-to-noise ratio ``snr`` (Song et al. 2021, Algorithm 5).
 
 Where the arrays live: with a :class:`ScoreModel` on a GPU (or any ``device=``), the samplers step
 in torch on that device (float32 on CUDA, float64 on the CPU) with the SDE's coefficients as torch
-functions (:class:`~symscore.learn.torch_sde.TorchSDE`) and a seeded ``torch.Generator``; the state
+functions (:class:`~symscore.learn.numeric_sde.NumericSDE` on that device) and a seeded ``torch.Generator``; the state
 stays there and only the result comes back. Otherwise they step in float64 numpy on the host. The
 algorithms are written once over both array types (the small helpers below dispatch); the adaptive
 RK45 (``adaptive=True``) is scipy's on the host and torchdiffeq's dopri5 on a device.
@@ -38,14 +38,14 @@ from .._checks import positive_int
 from .._errors import NonFiniteSimulationError, SymscoreError
 from .._registry import Registry
 from .model import ScoreModel
-from ..symbolic.numeric import NumericSDE
+from .numeric_sde import NumericSDE
 from .priors import EmpiricalPrior, Prior, make_prior
-from .torch_sde import TorchSDE
 from ..spec.sde import SDE
 from ..data import check_data
 from ..integrators import rk4
 
-__all__ = ["sample", "log_likelihood", "resolve_prior", "SAMPLERS", "COMPARED_SAMPLERS", "register_sampler", "SamplerRun"]
+__all__ = ["sample", "log_likelihood", "resolve_prior", "SAMPLERS", "COMPARED_SAMPLERS", "register_sampler", "SamplerRun",
+           "host_score_function", "resolve_t_end"]
 
 logger = logging.getLogger("symscore")
 
@@ -54,11 +54,11 @@ logger = logging.getLogger("symscore")
 class SamplerRun:
     """What a sampler gets: the SDE's coefficients as functions, the checked score, the prior draw
     ``x`` (n, m), the decreasing time grid from t_start (T unless given) to t_end, the random generator and the method
-    options. On the host (``device`` None) these are a NumericSDE, numpy arrays and a numpy
-    Generator; on a device a TorchSDE, tensors there and a torch.Generator. A sampler returns the
+    options. On the host (``device`` None) these are a host NumericSDE, numpy arrays and a numpy
+    Generator; on a device a NumericSDE on that device, tensors there and a torch.Generator. A sampler returns the
     (n, m) samples as the same kind of array."""
 
-    numeric: NumericSDE | TorchSDE
+    numeric: NumericSDE
     score_fn: object
     x: np.ndarray | torch.Tensor
     grid: np.ndarray
@@ -125,7 +125,7 @@ def _check_state(x, t):
             "e.g. +x^3 for the cubic SDE) or the score is inaccurate there; increase n_steps")
 
 
-def _score_function(score, m: int):
+def host_score_function(score, m: int):
     """score(x, t) as a checked numpy function returning float64 (n, m)."""
     if not callable(score):
         raise SymscoreError(f"score: expected a ScoreModel or a callable score(x, t), got {type(score).__name__}")
@@ -180,10 +180,15 @@ def _run_device(score, device):
     return None
 
 
-def _forward_endpoints(sde, data, n_steps=500, seed=0) -> np.ndarray:
+def forward_endpoints(sde, data, n_steps=500, seed=0) -> np.ndarray:
     """Euler-simulated X_T from the data points (for the empirical prior)."""
     numeric = NumericSDE(sde)
     return numeric.euler(data, [n_steps], sde.T / n_steps, np.random.default_rng(seed))[0]
+
+
+#: How many priors resolved from models' statistics :func:`resolve_prior` keeps.
+PRIOR_CACHE_SIZE = 16
+_RESOLVED_PRIORS: dict = {}
 
 
 def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Prior:
@@ -197,25 +202,30 @@ def resolve_prior(sde: SDE, score, prior="auto", data=None, seed: int = 0) -> Pr
         data = check_data(data, sde.m)
         stats = {"data_mean": data.mean(axis=0), "data_cov": np.atleast_2d(np.cov(data.T))}
         if prior in ("auto", "empirical") and not sde.derive().is_linear:
-            stats["endpoints"] = _forward_endpoints(sde, data, seed=seed)
+            stats["endpoints"] = forward_endpoints(sde, data, seed=seed)
     elif isinstance(score, ScoreModel) and score.endpoints.shape[0] > 0:
         stats = {"data_mean": score.data_mean.cpu().numpy(), "data_cov": score.data_cov.cpu().numpy(),
                  "endpoints": score.endpoints.cpu().numpy()}
-        # the model's prior is resolved once per (SDE, kind, statistics): auto's mixing test costs
-        # about 10 ms per coordinate (0.5 s at m = 64), on every sample() call otherwise
+        # a model's prior is resolved once per (SDE, kind, statistics): auto's mixing test costs
+        # about 10 ms per coordinate (0.5 s at m = 64), on every sample() call otherwise. The key
+        # holds everything the prior depends on, so the cache needs nothing from the model itself
         key = (sde.fingerprint(), prior, hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes()
                                                                   for v in stats.values())).hexdigest())
-        cache = score.__dict__.setdefault("_resolved_priors", {})
+        cache = _RESOLVED_PRIORS
         if key in cache:
             return cache[key]
     chosen = make_prior(sde, prior, **stats)
     if cache is not None:
+        while len(cache) >= PRIOR_CACHE_SIZE:
+            cache.pop(next(iter(cache)))  # the oldest first
         cache[key] = chosen
     logger.info("prior at T = %g: %r", sde.T, chosen)
     return chosen
 
 
-def _check_common(sde, n_steps, t_end, score):
+def resolve_t_end(sde, n_steps, t_end, score) -> float:
+    """The checked end time of a reverse-time run (default: a ScoreModel's t_min, else 1e-3 T);
+    also checks ``sde``, ``score`` and ``n_steps``."""
     if not isinstance(sde, SDE):
         raise SymscoreError(f"sde: expected a symscore.SDE, got {type(sde).__name__}")
     if not callable(score):  # before any work on the prior, which may need the score's model
@@ -275,7 +285,7 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
     Returns:
         (n, m) float64 samples (numpy, on the host).
     """
-    t_end = _check_common(sde, n_steps, t_end, score)
+    t_end = resolve_t_end(sde, n_steps, t_end, score)
     t_start = _check_start(sde, t_start, t_end, start)
     sampler = SAMPLERS.lookup(method)
     n = positive_int(n, "n")
@@ -290,11 +300,11 @@ def sample(sde: SDE, score, n: int, n_steps: int = 500, method: str = "sde", see
     grid = np.linspace(t_start, t_end, int(n_steps) + 1)
     options = dict(adaptive=adaptive, rtol=rtol, atol=atol, snr=snr, n_corrector=n_corrector)
     if device is None:
-        return sampler(SamplerRun(NumericSDE(sde), _score_function(score, sde.m), x, grid, rng, **options))
+        return sampler(SamplerRun(NumericSDE(sde), host_score_function(score, sde.m), x, grid, rng, **options))
     dtype = torch.float32 if device.type == "cuda" else torch.float64
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
-    run = SamplerRun(TorchSDE(sde, device, dtype), _tensor_score_function(score, device, dtype),
+    run = SamplerRun(NumericSDE(sde, device, dtype), _tensor_score_function(score, device, dtype),
                      torch.as_tensor(x, dtype=dtype, device=device), grid, generator, device=device, **options)
     out = sampler(run)
     return out.detach().cpu().numpy().astype(np.float64) if _is_tensor(out) else np.asarray(out, dtype=np.float64)
@@ -310,28 +320,15 @@ def reverse_sde(run: SamplerRun) -> np.ndarray:
 def probability_flow(run: SamplerRun) -> np.ndarray:
     """The probability-flow ODE by RK4 on the grid, or scipy's RK45 with ``adaptive=True``."""
     if run.adaptive:
-        return _adaptive(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid[0], run.grid[-1],
-                         run.rtol, run.atol)
-    return rk4(lambda t, y: _flow_velocity(run.numeric, run.score_fn, t, y), run.x, run.grid)
+        return _adaptive(lambda t, y: run.numeric.flow_velocity(t, y, run.score_fn(y, t)), run.x, run.grid[0],
+                         run.grid[-1], run.rtol, run.atol)
+    return rk4(lambda t, y: run.numeric.flow_velocity(t, y, run.score_fn(y, t)), run.x, run.grid)
 
 
 @register_sampler("pc")
 def predictor_corrector(run: SamplerRun) -> np.ndarray:
     """Reverse-SDE predictor with ``n_corrector`` Langevin corrector steps per step (signal-to-noise ``snr``)."""
     return _reverse_sde(run.numeric, run.score_fn, run.x, run.grid, run.rng, run.n_corrector, run.snr)
-
-
-def _flow_velocity(numeric, score_fn, t, x):
-    """f(t, x) = b(t, x) - D(t, x) s(x, t) / 2 - (div D)(t, x) / 2 (the last term for sigma(t, x))."""
-    return _velocity(numeric, score_fn(x, t), t, x)
-
-
-def _velocity(numeric, score, t, x):
-    """The flow velocity for the score values ``score`` (n, m) at (t, x)."""
-    velocity = numeric.drift(t, x) - numeric.apply_diffusion(t, x, 0.5 * score)
-    if numeric.state_dependent:
-        velocity = velocity - 0.5 * numeric.diffusion_divergence(t, x)
-    return velocity
 
 
 def _adaptive(rhs, y, t_start, t_stop, rtol, atol):
@@ -384,13 +381,11 @@ def _reverse_sde(numeric, score_fn, x, grid, rng, n_corrector, snr):
     for i, (t0, t1) in enumerate(zip(grid[:-1], grid[1:])):
         h, x_left = t0 - t1, x
         # reverse-time drift b - D s (- div D for sigma(t, x)), every coefficient at the left point
-        drift = numeric.drift(t0, x) - numeric.apply_diffusion(t0, x, score_fn(x, t0))
-        if numeric.state_dependent:
-            drift = drift - numeric.diffusion_divergence(t0, x)
+        drift = numeric.reverse_drift(t0, x, score_fn(x, t0))
         step, capped = _limited(-drift * h, x)
         x, n_capped = x + step, n_capped + capped
         if i < last:
-            x = x + numeric.noise(t0, x_left, float(np.sqrt(h)) * _normal(rng, (x.shape[0], numeric.d), x))
+            x = x + numeric.noise(t0, x_left, float(np.sqrt(h)) * numeric.arrays.normal(rng, (x.shape[0], numeric.d)))
         for _ in range(n_corrector):
             x = _langevin(score_fn, x, t1, rng, snr)
     if not bool(_finite_rows(x).all()):
@@ -462,7 +457,7 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
     ``n_steps``. Both in torch on ``device`` (default: a ScoreModel's GPU; float32 on CUDA; adaptive:
     torchdiffeq's dopri5) or in numpy (adaptive: scipy).
     """
-    t_end = _check_common(sde, n_steps, t_end, score)
+    t_end = resolve_t_end(sde, n_steps, t_end, score)
     x = check_data(x, sde.m, name="x", min_rows=1)
     chosen = resolve_prior(sde, score, prior, data, seed)
     if not chosen.has_density:
@@ -472,17 +467,17 @@ def log_likelihood(sde: SDE, score, x, *, prior="auto", data=None, t_end: float 
     n, m = x.shape
     device = _run_device(score, device)
     if device is None:
-        numeric, score_fn = NumericSDE(sde), _score_function(score, m)
+        numeric, score_fn = NumericSDE(sde), host_score_function(score, m)
     else:
         dtype = torch.float32 if device.type == "cuda" else torch.float64
-        numeric, score_fn = TorchSDE(sde, device, dtype), _tensor_score_function(score, device, dtype)
+        numeric, score_fn = NumericSDE(sde, device, dtype), _tensor_score_function(score, device, dtype)
         x = torch.as_tensor(x, dtype=dtype, device=device)
         probes = None if probes is None else torch.as_tensor(probes, dtype=dtype, device=device)
 
     def rhs(t, state):
         y, _ = state
         score_values = score_fn(y, t)
-        return _velocity(numeric, score_values, t, y), _divergence(numeric, score, score_fn, t, y, probes, score_values)
+        return numeric.flow_velocity(t, y, score_values), _divergence(numeric, score, score_fn, t, y, probes, score_values)
 
     zero = torch.zeros(n, dtype=x.dtype, device=x.device) if _is_tensor(x) else np.zeros(n)
     if adaptive:
