@@ -133,10 +133,6 @@ def test_vanishing_diffusion_raises_singular_malliavin_matrix():
         paths = kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0, on_failure="keep")
     assert np.isnan(paths.target[:, 0]).all() and np.isfinite(paths.target[:, 1]).all()
     assert paths.failed[:, 0].all() and not paths.failed[:, 1].any()
-    with pytest.warns(DeprecationWarning, match="on_singular"):  # the old spelling still works
-        with pytest.warns(RuntimeWarning):
-            old = kern.simulate(np.zeros((10, 1)), [0.25, 1.0], 100, seed=0, on_singular="warn")
-    np.testing.assert_array_equal(old.failed, paths.failed)
     # Tikhonov regularisation makes the target finite (and biased)
     assert np.isfinite(kern.simulate(np.zeros((10, 1)), [0.25], 25, ridge=1e-3).target).all()
 

@@ -191,7 +191,7 @@ def test_samplers_recover_the_lognormal_law_with_the_exact_score(method, options
 
 @pytest.mark.parametrize("method", ["sde", "ode"])
 def test_samplers_without_the_divergence_of_d_fail(method, monkeypatch):
-    from symscore.symbolic.numeric import NumericSDE
+    from symscore.learn.numeric_sde import NumericSDE
 
     monkeypatch.setattr(NumericSDE, "diffusion_divergence", lambda self, t_, x: np.zeros_like(x))
     statistic, critical = _gbm_draws(method)

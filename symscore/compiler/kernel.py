@@ -4,9 +4,10 @@ A kernel runs one Euler-Maruyama pass per path over the grid 0, dt, ..., times[-
 times[-1] / n_steps) carrying X and the processes of docs/math.md, and assembles the score target
 at every record time: the cost is O(n_steps) per path whatever the number of record times.
 
-:class:`Kernel` does what every backend does alike (the checks of :mod:`~symscore.compiler.runtime`,
-chunking, the failure policy); each backend's subclass (:mod:`symscore.compiler.backends`) adapts
-arrays and calls its generated module.
+:class:`Kernel` runs the host side of :mod:`~symscore.compiler.host` (the checks, chunking, the
+re-run of failed paths: the code emitted modules run too) and adds the package's failure policy;
+each backend's subclass (:mod:`symscore.compiler.backends`) gives it an array namespace and the
+launch function of its generated module.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from .._checks import number_at_least, positive_int
 from .._errors import SimulationInputError
-from .runtime import COND_MAX, ON_FAILURE, FailureReport, TimeGrid, brownian_increments, check_seed
+from .host import NumpyArrays, check_simulation, failure_report, run_simulation
+from .runtime import ON_FAILURE, FailureReport, brownian_increments, check_seed
 
 __all__ = ["Kernel", "Paths"]
 
@@ -45,15 +47,21 @@ class Paths:
 class Kernel:
     """A compiled score kernel. Use :meth:`simulate`; ``source`` is the generated module.
 
-    A backend's subclass implements the hooks below: array checks, output allocation, the
-    increment source and one chunk's run (compile's options are checked by the backend's record).
+    A backend's subclass sets, from its module: ``arrays`` (the array namespace of
+    :mod:`~symscore.compiler.host`), ``launch`` (its generated kernel's call on one chunk) and
+    ``rerun_failed`` (whether the kernel tests finiteness at record steps only, so that failed
+    paths are re-run for their first failing step); compile's options are checked by the
+    backend's record.
     """
 
     backend = ""
     dtype_name = "float64"
+    rerun_failed = True
 
     def __init__(self, sde, module, path: Path, was_cached: bool):
         self.sde, self.module, self.path, self.was_cached = sde, module, path, was_cached
+        self.arrays = NumpyArrays()
+        self.launch = None  # the backend's subclass sets it
 
     @property
     def source(self) -> str:
@@ -65,7 +73,7 @@ class Kernel:
 
     def simulate(self, x0, times, n_steps, seed: int = 0, dW=None, *, ridge: float = 0.0,
                  on_failure: str = "raise", cond_max: float | None = None, chunk_size: int | None = None,
-                 as_numpy: bool = False, on_singular: str | None = None, path_offset: int = 0) -> Paths:
+                 as_numpy: bool = False, path_offset: int = 0) -> Paths:
         """Simulate paths and their score targets.
 
         Args:
@@ -94,42 +102,22 @@ class Kernel:
             chunk_size: simulate this many paths at a time (default: all), so that the memory
                 beyond the returned arrays is O(chunk_size); the result does not depend on it.
             as_numpy: torch backend: return numpy arrays instead of tensors on the device.
-            on_singular: deprecated, use ``on_failure`` (``"warn"`` means ``"keep"``).
             path_offset: the global index of the first path (its increments are those of path
                 ``path_offset``): processes that share a seed simulate disjoint paths with it.
 
         Returns:
             :class:`Paths` with t (K,), x (n, K, m), target (n, K, m) and failed (n, K).
         """
-        grid = TimeGrid.from_times(times, n_steps, self.sde.T)
-        x0 = self._check_x0(x0, self.sde.m)
-        n = x0.shape[0]
-        if on_singular is not None:
-            warnings.warn("simulate(on_singular=...) is deprecated: use on_failure='raise' | 'drop' | 'keep'",
-                          DeprecationWarning, stacklevel=2)
-            if on_singular not in ("raise", "warn"):
-                raise SimulationInputError(f"on_singular: expected 'raise' or 'warn', got {on_singular!r}")
-            on_failure = {"raise": "raise", "warn": "keep"}[on_singular]
-        ridge = number_at_least(ridge, "ridge", 0.0, error=SimulationInputError)
         if on_failure not in ON_FAILURE:
             raise SimulationInputError(f"on_failure: expected one of {', '.join(map(repr, ON_FAILURE))}, "
                                        f"got {on_failure!r}")
-        cond_max = number_at_least(COND_MAX[self.dtype_name] if cond_max is None else cond_max, "cond_max", 1.0,
-                                   error=SimulationInputError)
-        seed = check_seed(seed)
-        path_offset = positive_int(path_offset, "path_offset", low=0, error=SimulationInputError)
-        chunk_size = n if chunk_size is None else positive_int(chunk_size, "chunk_size", error=SimulationInputError)
-        if dW is not None:
-            dW = self._check_dw(dW, (n, grid.n_steps, self.sde.d))
-        out = self._allocate(n, grid.n_records, self.sde.m, grid.n_steps)
-        for start in range(0, n, chunk_size):
-            rows = slice(start, min(n, start + chunk_size))
-            self._run(x0[rows], grid, None if dW is None else dW[rows], seed, path_offset + start, rows, ridge,
-                      cond_max, out)
-        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
-        report = FailureReport(grid, self._host(fail_step), self._host(fail_kind), self._host(illcond),
-                               ~self._host(target_finite), cond_max)
-        return self._apply_failure_policy(report, on_failure, grid.times, out_x, out_target, as_numpy)
+        simulation = check_simulation(self.arrays, x0, times, n_steps, horizon=self.sde.T, m=self.sde.m,
+                                      d=self.sde.d, seed=seed, dW=dW, ridge=ridge, cond_max=cond_max,
+                                      path_offset=path_offset, chunk_size=chunk_size)
+        outputs = run_simulation(self.arrays, self.launch, simulation, self.sde.m, rerun_failed=self.rerun_failed)
+        report = failure_report(self.arrays, simulation, outputs)
+        return self._apply_failure_policy(report, on_failure, simulation.grid.times, outputs.x, outputs.target,
+                                          as_numpy)
 
     def increments(self, n: int, n_steps: int, dt: float, seed: int = 0, path_offset: int = 0) -> np.ndarray:
         """The (n, n_steps, d) Brownian increments ``simulate`` draws for ``seed`` (paths
@@ -155,47 +143,21 @@ class Kernel:
                     report.raise_error()
                 warnings.warn(f"dropped {int((~keep_rows).sum())} of {len(keep_rows)} paths: {report.message()}",
                               RuntimeWarning, stacklevel=3)
-                index = self._index(np.flatnonzero(keep_rows))
+                index = self.arrays.index(np.flatnonzero(keep_rows))
                 out_x, out_target = out_x[index], out_target[index]
                 failed = np.zeros((int(keep_rows.sum()), failed.shape[1]), dtype=bool)
             else:
                 warnings.warn(f"kept failed paths, their failed records are NaN (see paths.failed): "
                               f"{report.message()}", RuntimeWarning, stacklevel=3)
-                mask = self._index(failed)
+                mask = self.arrays.index(failed)
                 out_x[mask] = np.nan
                 out_target[mask] = np.nan
         return self._paths(times, out_x, out_target, failed, as_numpy)
 
-    # -- backend hooks --------------------------------------------------------------------------
     def _increments(self, n, n_steps, dt, seed, path_offset) -> np.ndarray:
-        """The increments of :meth:`increments` (here: the numpy reference)."""
+        """The increments of :meth:`increments` (here: the numpy reference; a backend may draw its own)."""
         return brownian_increments(seed, n, n_steps, self.sde.d, dt, path_offset=path_offset)
 
-    def _check_x0(self, x0, m: int):
-        """x0 checked by the rules of :func:`runtime.check_x0`, as the backend's array type."""
-        raise NotImplementedError
-
-    def _check_dw(self, dW, shape):
-        """dW checked by the rules of :func:`runtime.check_dw`, as the backend's array type."""
-        raise NotImplementedError
-
-    def _allocate(self, n, K, m, n_steps):
-        """(out_x, out_target, fail_step, fail_kind, illcond, target_finite) for n paths and K records."""
-        raise NotImplementedError
-
-    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
-        """Simulate the paths ``rows`` (a slice; global path indices from ``first_path``) into the
-        slices ``rows`` of ``out``; increments from ``dW``, else the counter-based stream of ``seed``."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _host(array) -> np.ndarray:
-        """A host numpy array of a backend array."""
-        return np.asarray(array)
-
-    def _index(self, mask_or_rows):
-        """A host mask or row list as an index into the backend's arrays."""
-        return mask_or_rows
-
     def _paths(self, times, out_x, out_target, failed, as_numpy):
+        """The :class:`Paths` of the outputs (a tensor backend keeps tensors unless ``as_numpy``)."""
         return Paths(t=times, x=out_x, target=out_target, failed=failed)

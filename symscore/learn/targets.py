@@ -33,7 +33,8 @@ import numpy as np
 
 from .._errors import SymscoreError
 from .._registry import Registry
-from ..symbolic.numeric import LinearMoments, NumericSDE
+from .linear_moments import LinearMoments
+from .numeric_sde import NumericSDE
 
 __all__ = ["TARGETS", "TargetSource", "register_target", "make_target_source"]
 

@@ -3,7 +3,8 @@
 The generated module (``templates/numba_kernel.py.j2``) compiles with ``numba.njit(parallel=True,
 cache=True)``; its compiled code is cached beside the module, so a second process starts fast.
 Increments come from the counter-based Philox stream of :mod:`~symscore.compiler.runtime` (compiled
-by numba inside the kernel), so the paths do not depend on threads or chunks.
+by numba inside the kernel, :mod:`~symscore.compiler.philox_numba`), so the paths do not depend on
+threads or chunks; the host side is :mod:`~symscore.compiler.host` with :mod:`~symscore.compiler.host_numba`.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import numpy as np
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..._errors import SymscoreError
+from ..host_numba import numba_launch
 from ..kernel import Kernel
 from ..printing import KernelPrinterMixin
-from ..runtime import TimeGrid, check_dw, check_x0
 from .registry import Backend, register_backend
 
 __all__ = ["NumbaPrinter", "NumbaKernel"]
@@ -44,27 +45,13 @@ class NumbaKernel(Kernel):
 
     backend = "numba"
 
-    def _check_x0(self, x0, m):
-        return check_x0(x0, m)
-
-    def _check_dw(self, dW, shape):
-        return check_dw(dW, shape)
+    def __init__(self, sde, module, path, was_cached):
+        super().__init__(sde, module, path, was_cached)
+        self.launch = numba_launch(module.simulate_kernel)
 
     def _increments(self, n, n_steps, dt, seed, path_offset):
         path_index = np.arange(path_offset, path_offset + n, dtype=np.int64)
         return self.module.increments_kernel(np.uint64(seed), path_index, n_steps, self.sde.d, math.sqrt(dt))
-
-    def _allocate(self, n, K, m, n_steps):
-        return (np.empty((n, K, m)), np.empty((n, K, m)), np.full(n, n_steps + 1, dtype=np.int64),
-                np.zeros(n, dtype=np.int64), np.zeros((n, K), dtype=np.bool_), np.zeros((n, K), dtype=np.bool_))
-
-    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
-        path_index = np.arange(first_path, first_path + x0.shape[0], dtype=np.int64)
-        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
-        # basic slices are views: the module writes into the rows of the outputs
-        self.module.run_paths(x0, grid, dW, seed, path_index, ridge, cond_max, out_x[rows], out_target[rows],
-                              fail_step[rows], fail_kind[rows], illcond[rows])
-        target_finite[rows] = np.isfinite(out_target[rows]).all(axis=2)  # temporaries O(chunk)
 
 
 BACKEND = register_backend(Backend(

@@ -1,9 +1,10 @@
 """The torch backend: vectorised ``torch`` code over (paths, lanes), a Python loop over steps; CPU or GPU.
 
 The generated module (``templates/torch_kernel.py.j2``) holds one ``init``/``step``/``weight``/
-``health`` function per block over a named-tuple state; ``compile=True`` wraps step and weight in
-``torch.compile``. Increments come from the counter-based Philox stream (the module's
-``philox_normals4_torch``: the numba kernel's values to rounding), drawn on the device.
+``health`` function per block over a named-tuple state, stepped by :mod:`~symscore.compiler.torch_loop`;
+``compile=True`` wraps step and weight in ``torch.compile``. Increments come from the counter-based
+Philox stream (:mod:`~symscore.compiler.philox_torch`: the numba kernel's values to rounding),
+drawn on the device.
 torch itself is imported on first use (SymPy's ``TorchPrinter`` module imports it too).
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ import functools
 from pathlib import Path
 
 from ..printing import KernelPrinterMixin
-from ..runtime import TimeGrid
 from .registry import Backend, register_backend
 from .tensor import TensorKernel, check_dtype_device
 
@@ -54,6 +54,7 @@ class TorchKernel(TensorKernel):
     """Kernel of the torch backend: vectorised over paths, a Python loop over steps; CPU or GPU."""
 
     backend = "torch"
+    rerun_failed = False  # the loop tests every step: fail_step is already the first failing one
 
     def __init__(self, sde, module, path, was_cached, *, dtype, device, use_compile):
         super().__init__(sde, module, path, was_cached, dtype=dtype, device=device)
@@ -61,14 +62,9 @@ class TorchKernel(TensorKernel):
         if use_compile:
             self.blocks = [block._replace(step=self.torch.compile(block.step), weight=self.torch.compile(block.weight))
                            for block in module.BLOCKS]
+        from ..torch_loop import torch_launch
 
-    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
-        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
-        with self.torch.no_grad():
-            self.module.simulate_kernel(x0, grid.dt, grid.n_steps, grid.record_steps.tolist(), dW, seed, first_path, ridge,
-                                        cond_max, out_x[rows], out_target[rows], fail_step[rows], fail_kind[rows],
-                                        illcond[rows], blocks=self.blocks)
-            target_finite[rows] = self.torch.isfinite(out_target[rows]).all(dim=2)  # temporaries O(chunk)
+        self.launch = torch_launch(self.blocks)
 
 
 BACKEND = register_backend(Backend(

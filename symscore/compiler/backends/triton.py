@@ -26,7 +26,6 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..._errors import SymscoreError
 from ..printing import KernelPrinterMixin
-from ..runtime import TimeGrid
 from .registry import Backend, register_backend
 from .tensor import TensorKernel, check_dtype_device
 
@@ -134,13 +133,11 @@ class TritonKernel(TensorKernel):
 
     backend = "triton"
 
-    def _run(self, x0, grid: TimeGrid, dW, seed, first_path, rows, ridge, cond_max, out):
-        torch = self.torch
-        out_x, out_target, fail_step, fail_kind, illcond, target_finite = out
-        path_index = torch.arange(first_path, first_path + x0.shape[0], dtype=torch.long, device=self.device)
-        self.module.run_paths(x0, grid, dW, seed, path_index, ridge, cond_max, out_x[rows], out_target[rows],
-                              fail_step[rows], fail_kind[rows], illcond[rows])
-        target_finite[rows] = torch.isfinite(out_target[rows]).all(dim=2)
+    def __init__(self, sde, module, path, was_cached, *, dtype, device):
+        super().__init__(sde, module, path, was_cached, dtype=dtype, device=device)
+        from ..host_triton import triton_launch
+
+        self.launch = triton_launch(module.BLOCKS)
 
 
 BACKEND = register_backend(Backend(
