@@ -13,6 +13,10 @@ The construction is a pipeline of pure functions over values, one per formula of
     second_variation_step(state, coeffs, S) -> StepPart      Zh, Q, R (adds them to the state)
     weight_assembly(state)                  -> Weight        LDL^T of C, v, rho, the target
 
+:func:`noise_terms` computes A and S once for both steps, :func:`time_weighted` puts a(t) in front
+of them for a covering weight, and :func:`block_of` composes the formulas into a
+:class:`~symscore.compiler.ir.values.Block`.
+
 Per step (left-point Euler, all right-hand sides use the values at t_k, see docs/math.md):
 
     A = Yi sigma,  S = A A^T,  M += A dW,  C += S dt,
