@@ -96,7 +96,7 @@ BACKENDS = ["numba", "torch"] + ["triton"] * HAS_TRITON
 def training_clock(monkeypatch):
     """The training loop's clock made to advance 1/64 s per reading (binary fractions keep a budget
     run's planning exact): ``Trainer.run(budget=0.5)`` then takes exactly 32 steps."""
-    import symscore.learn.train as train_module
+    import symscore.learn.trainer as train_module
 
     class Clock:
         now = 0.0
