@@ -47,6 +47,16 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 class _Group(click.Group):
     """Turns symscore's own errors (and unreadable/unwritable files) into one line and exit 1."""
 
+    #: Spellings of a command documented elsewhere that name another: ``symscore bench paper``
+    #: (the project's design notes) is ``symscore paper``.
+    ALIASES = {("bench", "paper"): ("paper",)}
+
+    def parse_args(self, ctx, args):
+        for spelling, command in self.ALIASES.items():
+            if tuple(args[:len(spelling)]) == spelling:
+                args = [*command, *args[len(spelling):]]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
         try:

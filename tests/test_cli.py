@@ -42,6 +42,12 @@ def test_help_shows_an_example(command):
     assert "Examples:" in result.output and f"symscore {command}" in result.output
 
 
+def test_bench_paper_is_the_paper_command():
+    """``symscore bench paper`` (the spelling of the design notes) runs ``symscore paper``."""
+    assert ok("bench", "paper", "--help").output == ok("paper", "--help").output
+    assert "cells: expected 'sde+target'" in run("bench", "paper", "--cells", "nonsense+x").output
+
+
 @pytest.mark.parametrize("spec", ["cubic", "toml"])
 def test_derive(tmp_path, toml_spec, spec):
     spec = toml_spec if spec == "toml" else spec
