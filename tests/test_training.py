@@ -273,7 +273,9 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
     monkeypatch.setattr(train_module.Trainer, "step", original_step)
     with pytest.raises(ss.SymscoreError, match="min_seconds"):
         train_module.seconds_per_step(sde, small_data(), config, min_seconds=-1)
-    monkeypatch.setattr(train_module, "seconds_per_step", lambda *args, **kwargs: 0.01)
+    import symscore.learn.trainer as trainer_module  # where steps_for_budget looks it up
+
+    monkeypatch.setattr(trainer_module, "seconds_per_step", lambda *args, **kwargs: 0.01)
     assert train_module.steps_for_budget(sde, small_data(), config, 0.3) == 30
     assert train_module.steps_for_budget(sde, small_data(), config, 0.05) == 20
     with pytest.raises(ss.SymscoreError, match="budget"):
@@ -282,7 +284,7 @@ def test_steps_for_budget_divides_the_budget_by_the_measured_step_time(monkeypat
 
 def test_a_budget_run_lets_the_clock_set_the_steps_and_ends_the_schedule_with_it(monkeypatch, tmp_path,
                                                                                   training_clock):
-    import symscore.learn.train as train_module
+    import symscore.learn.trainer as train_module  # the loop's module: its schedule and first horizon
 
     sde = ss.library.cubic(m=2)
     config = train_module.TrainConfig(**{k: v for k, v in SMALL.items() if k != "progress"} | {"steps": 5})

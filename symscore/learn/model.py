@@ -265,14 +265,16 @@ class ScoreModel(nn.Module):
         """The present Stein correction kappa(t) on its times."""
         return SteinGain(self.stein_times, self.stein_gain)
 
-    def remeasured(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
-        """A copy with the same weights and newly measured ``scales``, ``prior_data`` (and ``metric``),
-        without a Stein correction: what continued training starts from."""
-        state = {**self.state_dict(), **scales.buffers(), **prior_data.buffers()}
-        state |= SteinGain.zero(self.m, scales.times).buffers()
+    def remeasure(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
+        """Replace every measured value at once (``scales``, ``prior_data``, ``metric``, and no Stein
+        correction), keeping the weights: how continued training gives a model the scales measured
+        on its new run. Returns the model itself."""
+        device = self.precond_times.device
+        self._register({name: value.to(device) for name, value in (scales.buffers() | prior_data.buffers()).items()})
         if metric is not None:
-            state["metric"] = torch.as_tensor(np.asarray(metric), dtype=torch.float64)
-        return type(self).from_state(self.config, state, self.loss_history)
+            self.register_buffer("metric", torch.as_tensor(np.asarray(metric), dtype=torch.float64, device=device))
+        self.set_stein_gain(SteinGain.zero(self.m, scales.times))
+        return self
 
     def set_stein_gain(self, gain, times=None) -> None:
         """Replace the model's Stein correction: a :class:`~symscore.learn.measurements.SteinGain`, or

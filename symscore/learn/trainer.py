@@ -175,7 +175,7 @@ class Trainer:
             model = config.network.build(sde.m, sde.T, float(self.candidates[0] * sde.T / config.n_steps),
                                          scales=scales, prior_data=prior_data, metric=metric)
         else:  # its weights, re-measured
-            model = model.remeasured(scales, prior_data, metric)
+            model.remeasure(scales, prior_data, metric if config.preconditioning == "cameron-martin" else None)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device)
         self.group.broadcast(self.model)
