@@ -159,6 +159,8 @@ def test_ir_functions_are_pure_and_reuse_the_derivation():
 
 
 def test_trainer_step_and_the_frozen_config():
+    import symscore.learn.train  # noqa: F401 (ss.learn.train below, whatever ran before)
+
     sde, data = ss.library.ou(m=1), np.random.default_rng(0).normal(size=(200, 1))
     config = ss.learn.train.TrainConfig(steps=5, batch_size=16, target="dsm", pilot_size=32, width=16, depth=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
