@@ -109,6 +109,23 @@ def test_the_runtime_is_rendered_verbatim_into_emitted_modules(tmp_path):
     assert "class TimeGrid" in source and "GRID_RTOL = 1e-09" not in source  # the literal is the source's
 
 
+@pytest.mark.parametrize("backend, host_modules", [
+    ("numba", ("host", "host_numba", "philox_numba")),
+    ("torch", ("host", "host_torch", "philox_torch", "torch_loop")),
+    ("triton", ("host", "host_torch", "host_triton")),
+])
+def test_host_code_is_written_once_and_rendered_verbatim(backend, host_modules):
+    """Templates hold what is generated; checks, chunks, re-runs and outputs are package modules
+    that the emitted module carries word for word."""
+    source = codegen.render_source(ss.library.cubic(m=1), ir.build_ir(ss.library.cubic(m=1).derive()), backend, "f")
+    for name in host_modules:
+        assert codegen.verbatim_text(name) in source
+    template = codegen.template_text(backend)
+    for host_only in ("check_x0(", "TimeGrid.from_times", "FailureReport(", "np.flatnonzero", "torch.nonzero",
+                      "def run_paths", "philox4x32"):
+        assert host_only not in template, (backend, host_only)
+
+
 def test_package_and_emitted_module_accept_and_reject_the_same_grids(tmp_path):
     """One grid rule: the same times pass or fail with the same message in both."""
     sde = ss.library.cubic(m=1)
