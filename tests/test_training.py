@@ -230,6 +230,50 @@ def test_stein_gain_is_saved_and_refused_when_malformed(tmp_path):
         ss.train(ss.library.cubic(m=2), small_data(), stein_calibration="yes", **SMALL)
 
 
+def test_stein_corrections_compose_by_kind_in_any_order(tmp_path):
+    """A model keeps one Stein correction per kind and applies their sum: giving them in either
+    order gives the same score to the bit, giving one kind again replaces only that kind, and a
+    file keeps both (a file with only stein_gain/stein_times loads it as the forward one). Over the
+    flow correction's range the total is linear between its own times: at those times it is the
+    forward correction read there plus the flow one."""
+    from symscore.learn.measurements import SteinGain
+    model = ss.train(ss.library.cubic(m=2), small_data(), **SMALL)
+    x = np.random.default_rng(0).standard_normal((4, 2))
+    forward = SteinGain(model.precond_times, np.linspace(0.1, 0.5, model.precond_times.numel())[:, None] * [1.0, -1.0])
+    flow = SteinGain(np.array([0.2, 0.5, 0.8]), np.array([[1.0, -1.0], [2.0, 0.0], [3.0, 1.0]]), "flow")
+    bare = {t: model(x, t) for t in (0.2, 0.35, 0.5)}
+    one, other = (ss.ScoreModel.from_state(model.config, model.state_dict()) for _ in range(2))
+    one.set_correction(forward)
+    one.set_correction(flow)
+    other.set_correction(flow)
+    other.set_correction(forward)
+    for t in (0.05, 0.2, 0.35, 0.5, 0.9):
+        np.testing.assert_array_equal(one(x, t), other(x, t))
+    mean = _interpolate(torch.tensor([0.5]), model.precond_times, model.x_mean).numpy()
+    total = forward.on([0.5]) + flow.gain[1].numpy()
+    np.testing.assert_allclose(one(x, 0.5), bare[0.5] + total * (x - mean), rtol=1e-5, atol=1e-5)
+    assert set(one.corrections) == {"forward", "flow"}
+    np.testing.assert_array_equal(one.corrections["flow"].times.numpy(), flow.times.numpy())
+    # giving the forward kind again leaves the flow one: the same as giving that forward one first
+    one.set_stein_gain(np.zeros((1, 2)))
+    alone = ss.ScoreModel.from_state(model.config, model.state_dict())
+    alone.set_correction(flow)
+    np.testing.assert_array_equal(one(x, 0.35), alone(x, 0.35))
+    one.set_correction(SteinGain.zero(2, [1.0], "flow"))
+    np.testing.assert_array_equal(one(x, 0.35), bare[0.35])
+    # both kinds are saved; a file holding one correction only loads it as the forward one
+    again = ss.ScoreModel.load(other.save(tmp_path / "both.pt"))
+    np.testing.assert_array_equal(again(x, 0.35), other(x, 0.35))
+    older = {name: value for name, value in other.state_dict().items() if not name.startswith("flow_")}
+    older = ss.ScoreModel.from_state(model.config, older)
+    assert older.corrections["flow"].is_zero()
+    np.testing.assert_array_equal(older.corrections["forward"].gain.numpy(), forward.gain.numpy())
+    with pytest.raises(ss.SymscoreError, match="kind"):
+        SteinGain(flow.times, flow.gain, "reverse")
+    with pytest.raises(ss.SymscoreError, match="correction"):
+        model.set_correction(np.zeros((1, 2)))
+
+
 def test_residual_network_learns_the_benes_score_and_round_trips(tmp_path):
     """``architecture="resnet"`` on the Benes mixture with the MLP fixture's budget: relative L2
     error < 0.06 at t = 0.5 and < 0.12 at t = 1 (the zero-initialised output starts at error 1.00);

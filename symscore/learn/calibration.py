@@ -19,8 +19,8 @@ so the ratio a sample starts with (or an error puts in) is kept to the end, whil
 pulls v back where v_p < 2 Q_i. Hence the gain must hold the identity at the very times the sampler
 evaluates the score: it lives on the sampler's own grid (see :func:`calibrate_flow`).
 
-:func:`calibrate_flow` therefore integrates the probability-flow ODE with the sampler's own grid on
-``n`` particles and, at the start of every step, adds to the model's Stein gain kappa(t) the
+:func:`measure_flow_gain` therefore integrates the probability-flow ODE with the sampler's own grid
+on ``n`` particles and, at the start of every step, adds to a gain kappa(t) on that grid the
 constant that makes the particles satisfy E_q[(X - mu) s] = -E_q[(X - mu)^2] / v_p(t), pooled over
 the coordinates :meth:`ScoreModel.stein_groups` pools (a field's degree). v_p and mu are the
 forward process's variance and mean at the grid's times, measured on forward paths from the data
@@ -28,9 +28,17 @@ forward process's variance and mean at the grid's times, measured on forward pat
 and the ODE would follow that error). The correction is linear: it fixes the second moments (a
 field's spectrum) along the sampler's path, not a wrong non-Gaussian part, and it is calibrated
 for one time grid (``n_steps`` and ``t_end`` of the later :func:`symscore.sample` call).
+
+The gain is a correction of kind ``"flow"`` (:class:`~symscore.learn.measurements.SteinGain`),
+measured on top of the model's forward correction (``train(..., stein_calibration=True)``) and
+never of an earlier flow correction: the model applies the sum of the two
+(:func:`~symscore.learn.measurements.compose`), and :func:`calibrate_flow` replaces only the flow
+one. A later forward calibration leaves it in place, though it was fitted on top of the forward
+correction the model had then: calibrate the flow again after it.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -46,25 +54,37 @@ from .model import ScoreModel
 from .numeric_sde import NumericSDE
 from .samplers import host_score_function, resolve_prior, resolve_t_end
 
-__all__ = ["calibrate_flow"]
+__all__ = ["calibrate_flow", "measure_flow_gain"]
 
 
 def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int = 1024, seed: int = 0, *,
                    n_paths: int = 8192, prior="auto", t_end: float | None = None, n_check: int = 0,
                    check_tolerance: float = 0.02) -> np.ndarray:
-    """Add to ``model``'s Stein gain the linear correction that keeps the probability-flow ODE's
-    second moments on the forward process's (module docstring), for ``sample(sde, model, n,
-    n_steps, method="ode")`` with the same ``n_steps`` and ``t_end``.
+    """Give ``model`` the flow correction :func:`measure_flow_gain` measures (same arguments),
+    replacing only its flow correction: the probability-flow ODE's second moments then stay on the
+    forward process's for ``sample(sde, model, n, n_steps, method="ode")`` with the same
+    ``n_steps`` and ``t_end``. Returns the (K, m) gain it set, on the sampler grid's K = n_steps + 1
+    times in increasing order (``model.corrections["flow"].times``)."""
+    correction = measure_flow_gain(model, sde, data, n_steps, n, seed, n_paths=n_paths, prior=prior, t_end=t_end,
+                                   n_check=n_check, check_tolerance=check_tolerance)
+    model.set_correction(correction)
+    return correction.gain.numpy().astype(np.float64)
+
+
+def measure_flow_gain(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int = 1024, seed: int = 0, *,
+                      n_paths: int = 8192, prior="auto", t_end: float | None = None, n_check: int = 0,
+                      check_tolerance: float = 0.02) -> SteinGain:
+    """The linear correction that keeps the probability-flow ODE's second moments on the forward
+    process's (module docstring), for ``sample(sde, model, n, n_steps, method="ode")`` with the
+    same ``n_steps`` and ``t_end``, measured with the model's forward correction applied.
 
     First ``n_paths`` forward paths from ``data`` (the training data, or more of its law) give the
     mean and variance of X_t at the sampler's grid times (Euler-Maruyama, steps of at most T / 1000).
     Then ``n`` particles from the prior (``seed``, ``prior`` as in :func:`symscore.sample`) follow
-    the ODE by RK4 on that grid from T to t_end; the gain lives on that grid's times (the model's
-    ``stein_times``), and before each step the gain at the step's start, carried to every later
-    node, moves by each group's violation over its variance. The cost: one sampler run of ``n``
-    points and the forward paths. It goes on top of the forward calibration
-    (``train(..., stein_calibration=True)``); :func:`~symscore.learn.stein.calibrate_stein`
-    afterwards replaces both.
+    the ODE by RK4 on that grid from T to t_end with the model's forward correction and the gain
+    measured so far; the gain lives on that grid's times, and before each step the gain at the
+    step's start, carried to every later node, moves by each group's violation over its variance.
+    The cost: one sampler run of ``n`` points and the forward paths.
 
     The fitted particles satisfy the identity by construction, so they cannot show how well the gain
     carries over to a new draw; it carries their sampling error to every later sample (the same
@@ -75,8 +95,8 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     which both share, cancels): beyond ``check_tolerance`` plus 3 standard errors a
     RuntimeWarning gives it and asks for a larger ``n``. It costs n_check / n more.
 
-    Returns the (K, m) gain it set on ``model.stein_times`` (K, the grid's times and the
-    preconditioning times outside them).
+    Returns the correction of kind ``"flow"`` on the grid's K = n_steps + 1 times (increasing);
+    the model is left as it is.
     """
     if not isinstance(model, ScoreModel):
         raise SymscoreError(f"model: expected a trained ScoreModel, got {type(model).__name__}")
@@ -89,15 +109,20 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
     n_check = 0 if n_check == 0 else positive_int(n_check, "n_check", low=2)
     check_tolerance = positive_float(check_tolerance, "check_tolerance")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 2]))
-    numeric, score_fn = NumericSDE(sde), host_score_function(model, sde.m)
     grid = np.linspace(float(sde.T), t_end, int(n_steps) + 1)
+    times = grid[::-1].copy()  # the correction's nodes, increasing
+    # the particles follow a copy that carries the gain as it is fitted, on top of the forward correction alone
+    follower = copy.deepcopy(model)
+    correction = SteinGain.zero(model.m, times, "flow")
+    follower.set_correction(correction)
+    numeric, score_fn = NumericSDE(sde), host_score_function(follower, sde.m)
     x0 = data[rng.choice(data.shape[0], size=n_paths, replace=n_paths > data.shape[0])]
-    means, variances = (a[::-1] for a in _forward_moments(numeric, x0, grid[::-1], rng, sde.T / 1000))
+    means, variances = (a[::-1] for a in _forward_moments(numeric, x0, times, rng, sde.T / 1000))
     prior_law = resolve_prior(sde, model, prior, None, seed)
     x = prior_law.sample(n, np.random.default_rng(seed))
     check = prior_law.sample(n_check, np.random.default_rng([seed, 2**31 + 3])) if n_check else None
     velocity = lambda t, y: numeric.flow_velocity(t, y, score_fn(y, t))  # noqa: E731 (the ODE's right-hand side)
-    times, gain = _path_grid(model, grid)
+    gain = np.zeros((times.size, model.m))
     groups, size = model.stein_groups()
     membership = np.eye(size.size)[groups]  # (m, groups): sums over each group's coordinates
     pooled = lambda values: values @ membership  # noqa: E731
@@ -114,7 +139,8 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
         # (smaller) times, which the next steps correct in turn; earlier steps' nodes stay put
         change = (violation / spread)[groups]
         gain[times <= t0 * (1 + 1e-12)] += change
-        model.set_stein_gain(SteinGain(times, gain))
+        correction = SteinGain(times, gain, "flow")
+        follower.set_correction(correction)
         # the score at t0 with the new gain, without evaluating the network again
         score = score + change * (x - model_mean[j])
         x = rk4_step(velocity, t0, x, t1 - t0, t1, k1=numeric.flow_velocity(t0, x, score))
@@ -122,7 +148,7 @@ def calibrate_flow(model: ScoreModel, sde: SDE, data, n_steps: int = 500, n: int
             check = rk4_step(velocity, t0, check, t1 - t0, t1)
     if check is not None:
         _warn_on_drift((fitted_start, scaled(x, -1)), (check_start, scaled(check, -1)), check_tolerance, groups)
-    return gain
+    return correction
 
 
 def _drift(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,19 +178,6 @@ def _warn_on_drift(fitted, check, tolerance: float, groups: np.ndarray) -> None:
                       f"{np.flatnonzero(groups == worst)[0]}, beyond check_tolerance = {tolerance:g}: the gain carries "
                       f"the sampling error of its n = {fitted[0].shape[0]} particles; increase n", RuntimeWarning,
                       stacklevel=3)
-
-
-def _path_grid(model: ScoreModel, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(times (K,), gain (K, m)): the sampler's ``grid`` (decreasing) as the Stein gain's nodes,
-    with the model's preconditioning times outside its range, and the model's present gain on them.
-
-    Nodes strictly between two grid times would be updated by the later step while the earlier one
-    interpolates through them, so inside the grid's range only its own times are nodes."""
-    present = model.stein
-    present_times = present.times.detach().cpu().numpy().astype(np.float64)
-    inside = (present_times > grid[-1] * (1 - 1e-5)) & (present_times < grid[0] * (1 + 1e-5))  # float32 times
-    times = np.unique(np.concatenate([grid, present_times[~inside]]))
-    return times, present.on(times)
 
 
 def _forward_moments(numeric: NumericSDE, x0: np.ndarray, times: np.ndarray, rng, max_step: float,

@@ -8,7 +8,9 @@ them over as values; nothing must be set afterwards in a fixed order.
   grid of times (the preconditioning of :mod:`symscore.learn.model`), with X_t's variance for the
   Gaussian skip.
 * :class:`PriorData`: the data's moments and forward-simulated endpoints X_T, for the sampler's prior.
-* :class:`SteinGain`: a linear correction kappa(t) (x - mu(t)) of the score, on its own times.
+* :class:`SteinGain`: a linear correction kappa(t) (x - mu(t)) of the score, on its own times, of
+  one kind: a model keeps one per kind (:data:`CORRECTION_KINDS`) and applies their sum
+  (:func:`compose`), so the calibrations can be given in any order.
 
 All three are tables over time read by :func:`interpolate`: piecewise linear in log t.
 """
@@ -21,7 +23,7 @@ import torch
 
 from .._errors import SymscoreError
 
-__all__ = ["Scales", "PriorData", "SteinGain", "interpolate"]
+__all__ = ["Scales", "PriorData", "SteinGain", "CORRECTION_KINDS", "compose", "interpolate"]
 
 
 def interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_values=False) -> torch.Tensor:
@@ -47,8 +49,11 @@ def interpolate(t: torch.Tensor, grid: torch.Tensor, values: torch.Tensor, log_v
     return values[left] * (1 - weight) + values[right] * weight
 
 
-def _float32(value) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value), dtype=torch.float32)
+def _float32(value, device=None) -> torch.Tensor:
+    """A float32 copy of a tensor (on its device) or of an array (on ``device``)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float32, copy=True)
+    return torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)
@@ -108,20 +113,35 @@ class PriorData:
         return {"data_mean": self.data_mean, "data_cov": self.data_cov, "endpoints": self.endpoints}
 
 
+#: The kinds of Stein correction a model keeps, each on its own times, the base first:
+#: ``"forward"``, Stein's identity on forward paths (:mod:`symscore.learn.stein`, on the
+#: preconditioning times), and ``"flow"``, the identity on the probability-flow ODE's own path
+#: (:mod:`symscore.learn.calibration`, on a sampler's grid, measured with the forward one applied).
+CORRECTION_KINDS = ("forward", "flow")
+#: The model's buffers (times, gain) of each kind; a file that holds only ``stein_times`` and
+#: ``stein_gain`` loads with that correction as its forward one.
+CORRECTION_BUFFERS = {"forward": ("stein_times", "stein_gain"), "flow": ("flow_times", "flow_gain")}
+
+
 @dataclass(frozen=True)
 class SteinGain:
     """kappa(t) (G, m) on increasing times > 0 (G,) (or (1, m): constant): the linear correction
-    kappa (x - mu(t)) a calibration adds to the score (:mod:`symscore.learn.stein` on the
-    preconditioning times, :mod:`symscore.learn.calibration` on a sampler's own grid).
+    kappa (x - mu(t)) a calibration adds to the score, and its ``kind`` (one of
+    :data:`CORRECTION_KINDS`): ``"forward"`` from :mod:`symscore.learn.stein` on the
+    preconditioning times, ``"flow"`` from :mod:`symscore.learn.calibration` on a sampler's own grid.
+    A model keeps one correction of each kind and applies their sum (:func:`compose`).
     Stored as float32 tensors; validated on construction."""
 
     times: torch.Tensor
     gain: torch.Tensor
+    kind: str = "forward"
 
     def __post_init__(self):
-        times = torch.as_tensor(np.asarray(self.times), dtype=torch.float32) if not isinstance(
-            self.times, torch.Tensor) else self.times.detach().clone()
-        value = torch.as_tensor(np.asarray(self.gain), dtype=torch.float32, device=times.device)
+        if self.kind not in CORRECTION_KINDS:
+            raise SymscoreError(f"kind: expected one of {', '.join(map(repr, CORRECTION_KINDS))}, got {self.kind!r}")
+        times = self.times.detach().clone() if isinstance(self.times, torch.Tensor) else _float32(self.times)
+        value = _float32(self.gain).to(times.device) if isinstance(self.gain, torch.Tensor) else _float32(
+            self.gain, times.device)
         if times.ndim != 1 or not torch.isfinite(times).all() or (times <= 0).any() or (times.diff() <= 0).any():
             shown = ", ".join(f"{time:.4g}" for time in times.flatten()[:6].tolist())
             shown += ", ..." if times.numel() > 6 else ""
@@ -134,15 +154,51 @@ class SteinGain:
         object.__setattr__(self, "gain", value)
 
     @classmethod
-    def zero(cls, m: int, times) -> "SteinGain":
+    def zero(cls, m: int, times, kind: str = "forward") -> "SteinGain":
         """No correction."""
-        return cls(times, torch.zeros(1, m))
+        return cls(times, torch.zeros(1, m), kind)
+
+    def is_zero(self) -> bool:
+        """Whether the correction changes nothing (reads the values: a GPU waits for them)."""
+        return not bool(self.gain.abs().max() > 0)
 
     def on(self, times: np.ndarray) -> np.ndarray:
-        """The gain read at ``times`` (K,), float64 (K, m): a new table to refine (calibrate_flow)."""
+        """The gain read at ``times`` (K,), float64 (K, m), constant beyond the ends."""
         with torch.no_grad():
-            return interpolate(torch.as_tensor(times), self.times.detach().cpu().to(torch.float64),
+            return interpolate(torch.as_tensor(np.asarray(times, dtype=np.float64)),
+                               self.times.detach().cpu().to(torch.float64),
                                self.gain.detach().cpu().to(torch.float64)).numpy().copy()
 
+    def covers(self, times: np.ndarray) -> np.ndarray:
+        """Which of ``times`` lie within this correction's first and last time (to float32's
+        rounding of the times, relative 1e-5)."""
+        first, last = self.times[0].item(), self.times[-1].item()
+        return (times > first * (1 - 1e-5)) & (times < last * (1 + 1e-5))
+
     def buffers(self) -> dict:
-        return {"stein_gain": self.gain, "stein_times": self.times}
+        """The model's buffers of this correction's kind by name."""
+        times_name, gain_name = CORRECTION_BUFFERS[self.kind]
+        return {gain_name: self.gain, times_name: self.times}
+
+
+def compose(corrections: dict) -> SteinGain:
+    """The total of a model's corrections (a :class:`SteinGain` per kind; ``"forward"`` required),
+    as one table: the correction a model carrying it alone, as its forward one, applies.
+
+    The corrections add, each read on its own times (constant beyond its ends). Each later kind in
+    :data:`CORRECTION_KINDS` (``"flow"``) is a refinement fitted for the total at its own times
+    (a sampler's grid), so over its range the total's nodes are its times alone, outside it the
+    forward correction's: the total is linear in log t between the refinement's times, as the
+    sampler it was fitted on read it between steps (RK4's midpoints), rather than bending at
+    forward nodes that fall between them. Only the values of each kind enter, never the order in
+    which they were set; without a nonzero refinement the forward correction itself is returned."""
+    base = corrections["forward"]
+    refinements = [corrections[kind] for kind in CORRECTION_KINDS[1:]
+                   if kind in corrections and not corrections[kind].is_zero()]
+    if not refinements:
+        return base
+    nodes = base.times.detach().cpu().numpy().astype(np.float64)
+    for refinement in refinements:
+        own = refinement.times.detach().cpu().numpy().astype(np.float64)
+        nodes = np.unique(np.concatenate([own, nodes[~refinement.covers(nodes)]]))
+    return SteinGain(nodes, sum((refinement.on(nodes) for refinement in refinements), base.on(nodes)))

@@ -50,6 +50,15 @@ With ``spherical_channels=C`` (fields only) F_theta is the MLP plus a spherical 
 (:mod:`symscore.learn.spherical`): synthesis to a grid, a pointwise layer per pixel, analysis. It
 carries the part of the score that is non-Gaussian pixel by pixel, which the MLP on coefficients
 hardly learns (lognormal fields at L = 16, measured).
+
+Stein corrections are linear terms kappa(t) (x - mu(t)) that calibrations add to the score, one per
+kind (:data:`~symscore.learn.measurements.CORRECTION_KINDS`): ``"forward"``, fitted on forward
+paths after training (``train(..., stein_calibration=True)``), and ``"flow"``, fitted on the
+probability-flow ODE's own path on top of the forward one
+(:func:`symscore.learn.calibration.calibrate_flow`). Each lives on its own times; the model
+applies their sum (:func:`~symscore.learn.measurements.compose`), and giving a correction
+(:meth:`ScoreModel.set_correction`) replaces only the one of its kind, so the result does not
+depend on the order in which the calibrations ran.
 """
 from __future__ import annotations
 
@@ -63,7 +72,7 @@ from torch import nn
 from ..compiler.cache import atomic_write
 from .._errors import SymscoreError
 from .._version import __version__
-from .measurements import PriorData, Scales, SteinGain, interpolate
+from .measurements import CORRECTION_BUFFERS, CORRECTION_KINDS, PriorData, Scales, SteinGain, compose, interpolate
 from .spherical import SphericalBlock, sphere_degree
 
 __all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES"]
@@ -72,7 +81,7 @@ ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReL
 FILE_FORMAT = "symscore.ScoreModel/1"
 #: Buffers set from data (pilot batch and prior data), saved with the weights.
 DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "data_cov", "endpoints", "x_var",
-                "stein_gain", "stein_times")
+                "stein_gain", "stein_times", "flow_gain", "flow_times")
 #: How the normalising scales vary across coordinates (module docstring).
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
 #: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
@@ -180,7 +189,8 @@ class ScoreModel(nn.Module):
             prior (default: none).
         metric: the diagonal of Q (m,), positive: the Cameron-Martin metric of
             :meth:`cameron_martin_score` (default: ones).
-        stein_gain: a :class:`~symscore.learn.measurements.SteinGain` correction (default: none).
+        corrections: :class:`~symscore.learn.measurements.SteinGain` corrections, at most one of
+            each kind (default: none; module docstring).
 
     Call it as ``model(x, t)`` with x of shape (n, m) and t a scalar or shape (n,), numpy or torch:
     the result is (n, m) of the same kind (numpy float64 for numpy input).
@@ -190,7 +200,7 @@ class ScoreModel(nn.Module):
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
                  gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp",
                  spherical_depth: int = 1, *, scales: Scales | None = None, prior_data: PriorData | None = None,
-                 metric=None, stein_gain: SteinGain | None = None):
+                 metric=None, corrections=()):
         super().__init__()
         for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
                                  ("spherical_channels", spherical_channels, 0), ("spherical_depth", spherical_depth, 1)):
@@ -242,7 +252,10 @@ class ScoreModel(nn.Module):
             raise SymscoreError(f"metric: expected {m} positive finite numbers (the diagonal of Q), "
                                 f"got shape {tuple(value.shape)}")
         self.register_buffer("metric", value)
-        self.set_stein_gain(SteinGain.zero(m, self.precond_times) if stein_gain is None else stein_gain)
+        for kind in CORRECTION_KINDS:
+            self.set_correction(SteinGain.zero(m, self.precond_times, kind))
+        for correction in [corrections] if isinstance(corrections, SteinGain) else corrections:
+            self.set_correction(correction)
         self.loss_history: list[float] = []
 
     def _register(self, buffers: dict) -> None:
@@ -261,49 +274,74 @@ class ScoreModel(nn.Module):
         return PriorData(self.data_mean, self.data_cov, self.endpoints)
 
     @property
+    def corrections(self) -> dict[str, SteinGain]:
+        """The Stein corrections by kind, each on its own times (zero where none was given)."""
+        return {kind: SteinGain(getattr(self, CORRECTION_BUFFERS[kind][0]), getattr(self, CORRECTION_BUFFERS[kind][1]),
+                                kind) for kind in CORRECTION_KINDS}
+
+    @property
     def stein(self) -> SteinGain:
-        """The present Stein correction kappa(t) on its times."""
-        return SteinGain(self.stein_times, self.stein_gain)
+        """The total Stein correction kappa(t) the model applies, as one table (the corrections of
+        every kind composed, :func:`~symscore.learn.measurements.compose`)."""
+        return compose(self.corrections)
 
     def remeasure(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
         """Replace every measured value at once (``scales``, ``prior_data``, ``metric``, and no Stein
-        correction), keeping the weights: how continued training gives a model the scales measured
+        correction of any kind), keeping the weights: how continued training gives a model the scales measured
         on its new run. Returns the model itself."""
         device = self.precond_times.device
         self._register({name: value.to(device) for name, value in (scales.buffers() | prior_data.buffers()).items()})
         if metric is not None:
             self.register_buffer("metric", torch.as_tensor(np.asarray(metric), dtype=torch.float64, device=device))
-        self.set_stein_gain(SteinGain.zero(self.m, scales.times))
+        for kind in CORRECTION_KINDS:
+            self.set_correction(SteinGain.zero(self.m, scales.times, kind))
         return self
 
+    def set_correction(self, correction: SteinGain) -> None:
+        """Give the model ``correction`` (a :class:`~symscore.learn.measurements.SteinGain`),
+        replacing only the correction of its kind; those of other kinds stay as they are (module
+        docstring). The calibrations measure corrections as values
+        (:func:`symscore.learn.stein.measure_stein_gain`,
+        :func:`symscore.learn.calibration.measure_flow_gain`); this is how a model carries them to
+        the samplers and to its file."""
+        if not isinstance(correction, SteinGain):
+            raise SymscoreError(f"correction: expected a SteinGain, got {type(correction).__name__}")
+        if correction.gain.shape[1] != self.m:
+            raise SymscoreError(f"gain: expected finite values of shape (1 or {correction.times.numel()}, {self.m}), "
+                                f"got shape {tuple(correction.gain.shape)}")
+        device = self.precond_times.device  # with the other buffers (a model moved to a GPU stays there)
+        for name, value in correction.buffers().items():
+            self.register_buffer(name, value.to(device))
+
     def set_stein_gain(self, gain, times=None) -> None:
-        """Replace the model's Stein correction: a :class:`~symscore.learn.measurements.SteinGain`, or
-        kappa(t) (G, m) on increasing ``times`` > 0 (G,), default ``precond_times`` (or (1, m),
-        constant). The calibrations compute it as a value (:func:`symscore.learn.stein.measure_stein_gain`
-        on the preconditioning times, :func:`symscore.learn.calibration.calibrate_flow` on a
-        sampler's own grid, so that a gain fitted at one step does not leak into its neighbours'
-        interpolation); this is how a model carries it to the samplers and to its file."""
+        """Replace the model's forward Stein correction by kappa(t) (G, m) on increasing ``times`` > 0
+        (G,), default ``precond_times`` (or (1, m), constant); a
+        :class:`~symscore.learn.measurements.SteinGain` replaces the correction of its own kind
+        (:meth:`set_correction`)."""
         if not isinstance(gain, SteinGain):
             gain = SteinGain(self.precond_times.detach().cpu() if times is None else times, gain)
-        if gain.gain.shape[1] != self.m:
-            raise SymscoreError(f"gain: expected finite values of shape (1 or {gain.times.numel()}, {self.m}), "
-                                f"got shape {tuple(gain.gain.shape)}")
-        device = self.precond_times.device  # with the other buffers (a model moved to a GPU stays there)
-        self.register_buffer("stein_gain", gain.gain.to(device))
-        self.register_buffer("stein_times", gain.times.to(device))
+        self.set_correction(gain)
 
-    def _stein_gain_is_set(self) -> bool:
-        """Whether any Stein gain is nonzero, looked at again only when the buffer changes.
+    def _total_correction(self) -> SteinGain | None:
+        """The total Stein correction on the model's device, or None when it is zero; composed
+        again only when a correction's buffer changes.
 
         Reading a tensor's value into Python waits for a GPU, so ``forward`` must not do it on every
-        call. The answer is kept with the buffer it was read from and that buffer's version counter:
-        ``set_stein_gain`` and ``.to()`` make a new buffer, and ``load_state_dict``, an EMA update or
-        any other in-place write bumps the counter."""
-        gain, seen = self.stein_gain, getattr(self, "_stein_seen", None)
-        if seen is None or seen[0] is not gain or seen[1] != gain._version:
-            # the tuple keeps a reference to the buffer, so its id cannot be reused by a new one
-            seen = self._stein_seen = (gain, gain._version, bool(gain.abs().max() > 0))
-        return seen[2]
+        call. The total is kept with the buffers it was composed from and their version counters:
+        ``set_correction`` and ``.to()`` make new buffers, and ``load_state_dict``, an EMA update or
+        any other in-place write bumps a counter."""
+        buffers = [getattr(self, name) for kind in CORRECTION_KINDS for name in CORRECTION_BUFFERS[kind]]
+        seen = getattr(self, "_stein_seen", None)
+        if seen is None or any(old is not new or version != new._version
+                               for (old, version), new in zip(seen[0], buffers)):
+            total = compose(self.corrections)
+            if total.is_zero():
+                total = None
+            elif total.times.device != buffers[0].device:
+                total = SteinGain(total.times.to(buffers[0].device), total.gain)
+            # the pairs keep references to the buffers, so their ids cannot be reused by new ones
+            seen = self._stein_seen = ([(buffer, buffer._version) for buffer in buffers], total)
+        return seen[1]
 
     def stein_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """(group of each coordinate (m,), size of each group): the coordinates a Stein gain pools.
@@ -361,9 +399,10 @@ class ScoreModel(nn.Module):
         raw, scale = self.preconditioned(x, t)
         baseline = self.baseline(x, t)
         score = raw * scale if baseline is None else raw * scale + baseline
-        if self._stein_gain_is_set():
+        total = self._total_correction()
+        if total is not None:
             times = self._times(t, x.shape[0], x)
-            gain = interpolate(times, self.stein_times.to(x.dtype), self.stein_gain.to(x.dtype))
+            gain = interpolate(times, total.times.to(x.dtype), total.gain.to(x.dtype))
             score = score + gain * (x - self.mean_at(times))
         return score
 
@@ -427,15 +466,17 @@ class ScoreModel(nn.Module):
 
 def complete_state(state_dict: dict, prefix: str = "") -> dict:
     """A state dict of an earlier version with the buffers added since: ``x_var`` (the Gaussian
-    skip's variance, x_std^2), ``stein_gain`` (zero) on ``stein_times`` (the preconditioning times)
-    and ``metric`` (Q = I). ``prefix``: "module." for an EMA's state."""
+    skip's variance, x_std^2), ``stein_gain`` (zero) on ``stein_times`` (the preconditioning times),
+    ``flow_gain`` (zero) on ``flow_times`` (the same; a file with one Stein correction holds it as
+    the forward one) and ``metric`` (Q = I). ``prefix``: "module." for an EMA's state."""
     state_dict = dict(state_dict)
     if prefix + "x_var" not in state_dict:
         state_dict[prefix + "x_var"] = state_dict[prefix + "x_std"] ** 2
-    if prefix + "stein_gain" not in state_dict:
-        state_dict[prefix + "stein_gain"] = torch.zeros(1, state_dict[prefix + "x_std"].shape[-1])
-    if prefix + "stein_times" not in state_dict:  # before calibrate_flow, gains lived on the preconditioning times
-        state_dict[prefix + "stein_times"] = state_dict[prefix + "precond_times"].detach().clone()
+    for gain_name, times_name in (("stein_gain", "stein_times"), ("flow_gain", "flow_times")):
+        if prefix + gain_name not in state_dict:
+            state_dict[prefix + gain_name] = torch.zeros(1, state_dict[prefix + "x_std"].shape[-1])
+        if prefix + times_name not in state_dict:  # before calibrate_flow, gains lived on the preconditioning times
+            state_dict[prefix + times_name] = state_dict[prefix + "precond_times"].detach().clone()
     if prefix + "metric" not in state_dict:
         state_dict[prefix + "metric"] = torch.ones(state_dict[prefix + "x_std"].shape[-1], dtype=torch.float64)
     return state_dict
