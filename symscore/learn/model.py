@@ -287,8 +287,8 @@ class ScoreModel(nn.Module):
 
     def remeasure(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
         """Replace every measured value at once (``scales``, ``prior_data``, ``metric``, and no Stein
-        correction of any kind), keeping the weights: how continued training gives a model the scales measured
-        on its new run. Returns the model itself."""
+        correction of any kind), keeping the weights: how continued training gives a model the
+        scales measured on its new run. Returns the model itself."""
         device = self.precond_times.device
         self._register({name: value.to(device) for name, value in (scales.buffers() | prior_data.buffers()).items()})
         if metric is not None:
