@@ -439,6 +439,14 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _names(text: str, flag: str) -> list[str]:
+    """A comma-separated option as its non-empty items (none: an error naming the option)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter(f"expected comma-separated names, got {text!r}", param_hint=flag)
+    return names
+
+
 @main.command()
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Training seconds per cell  [default: 40; 120 with --tails].")
@@ -491,8 +499,8 @@ def paper(ctx, budget, quick, out, seed, seeds, datasets, cells, sampler_seeds, 
                         print_fn=click.echo)
         return
     grid = {"budget": 40.0 if budget is None else budget, "quick": quick, "sampler_seeds": sampler_seeds,
-            "datasets": [name.strip() for name in datasets.split(",") if name.strip()] if datasets else PAPER_DATASETS,
-            "cells": parse_cells(cells) if cells else CELLS}
+            "datasets": PAPER_DATASETS if datasets is None else _names(datasets, "--datasets"),
+            "cells": CELLS if cells is None else parse_cells(cells)}
     if seeds is None:
         run_paper(out=out or "paper", seed=seed, print_fn=click.echo, **grid)
     else:

@@ -69,7 +69,7 @@ SPEC_CASES = [
 
 SIMULATE_CASES = [
     ("x0-shape", dict(x0=np.zeros((4, 3))), r"x0: expected shape \(n, 2\)"),
-    ("x0-nan", dict(x0=np.full((4, 2), np.nan)), r"x0: expected finite values"),
+    ("x0-nan", dict(x0=np.full((4, 2), np.nan)), r"x0: expected finite values, row\(s\) \[0, 1, 2, 3\]"),
     ("x0-text", dict(x0="zeros"), r"x0: expected an \(n, 2\) array of numbers"),
     ("times-off-grid", dict(times=[0.33, 1.0]), r"times: record time 0.33 is not on the grid"),
     ("times-beyond-T", dict(times=[0.5, 2.0]), r"times: every record time must lie in \(0, T\]"),
@@ -116,12 +116,17 @@ def test_spec_derive_compile_emit(case):
 
 
 @pytest.mark.parametrize("case", SIMULATE_CASES, ids=[c[0] for c in SIMULATE_CASES])
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "torch-tensors"])
 def test_simulate(kern, case, backend):
+    """The same messages whatever the backend, and for tensor inputs (checked where they lie)."""
     _, overrides, match = case
     kernel = kern if backend == "numba" else ss.compile(kern.sde, backend="torch")
     args = dict(x0=np.zeros((4, 2)), times=[0.5, 1.0], n_steps=10)
     args.update(overrides)
+    if backend == "torch-tensors":
+        import torch
+
+        args.update({name: torch.as_tensor(args[name]) for name in ("x0", "dW") if isinstance(args.get(name), np.ndarray)})
     with pytest.raises(ss.SimulationInputError, match=match):
         kernel.simulate(**args)
 

@@ -48,6 +48,12 @@ def test_bench_paper_is_the_paper_command():
     assert "cells: expected 'sde+target'" in run("bench", "paper", "--cells", "nonsense+x").output
 
 
+@pytest.mark.parametrize("flag", ["--datasets", "--cells"])
+def test_paper_refuses_an_empty_list(flag):
+    result = run("paper", flag, " , ")
+    assert result.exit_code != 0 and "expected comma-separated" in result.output
+
+
 @pytest.mark.parametrize("spec", ["cubic", "toml"])
 def test_derive(tmp_path, toml_spec, spec):
     spec = toml_spec if spec == "toml" else spec

@@ -355,6 +355,26 @@ def test_a_budget_run_lets_the_clock_set_the_steps_and_ends_the_schedule_with_it
         ss.train(sde, small_data(), budget=1.0, resume=tmp_path, **SMALL)
 
 
+def test_continued_training_keeps_the_stein_correction_and_refuses_a_bad_shape_before_the_pilot(monkeypatch):
+    """A given model is re-measured (its scales) but keeps its Stein corrections unless the new run
+    calibrates again; a network that cannot be built for m is refused before any simulation."""
+    import symscore.learn.trainer as trainer_module
+
+    sde = ss.library.ou(m=2)
+    calibrated = ss.train(sde, small_data(), stein_calibration=True, **SMALL)
+    gain = calibrated.corrections["forward"].gain.clone()
+    assert gain.abs().max() > 0
+    again = ss.train(sde, small_data(), model=calibrated, **SMALL)
+    assert torch.equal(again.corrections["forward"].gain, gain)
+
+    def no_pilot(*args, **kwargs):
+        raise AssertionError("the pilot batch ran before the network's shape was checked")
+
+    monkeypatch.setattr(trainer_module, "measure", no_pilot)
+    with pytest.raises(ss.SymscoreError, match="spherical_channels"):
+        ss.train(ss.library.cubic(m=2), small_data(), spherical_channels=4, **SMALL)
+
+
 def test_a_given_model_keeps_its_shape_and_the_run_record_describes_it():
     from symscore.learn.model import ScoreModel
     from symscore.learn.train import Trainer, TrainConfig

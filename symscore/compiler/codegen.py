@@ -1,8 +1,10 @@
 """Code generation: render the kernel IR into a module source through the backend's Jinja2 template.
 
-The template (``templates/<backend>_kernel.py.j2``) holds the module skeleton and the loops; the
-backend's printer prints every IR expression; the host-side runtime (:mod:`symscore._errors`,
-:mod:`symscore._checks`, :mod:`~symscore.compiler.runtime`) is rendered into the module verbatim.
+The template (``templates/<backend>_kernel.py.j2``) holds the generated part (per-block
+declarations and step functions); the backend's printer prints every IR expression; the host
+side (:mod:`symscore._errors`, :mod:`symscore._checks`, :mod:`~symscore.compiler.runtime`,
+:mod:`~symscore.compiler.host` and the backend's host, Philox and loop-form modules) is rendered
+into the module verbatim, so an emitted module runs the package's own host code.
 The same SDE always gives byte-identical source.
 """
 from __future__ import annotations

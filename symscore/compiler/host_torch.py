@@ -42,7 +42,11 @@ class TorchArrays:
         if not value.dtype.is_floating_point:
             raise SimulationInputError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
         check_shape(name, value.shape, expected, shape_ok)
-        if not bool(torch.isfinite(value).all()):
+        finite_rows = torch.isfinite(value).reshape(value.shape[0], -1).all(dim=1)
+        if not bool(finite_rows.all()):
+            if name == "x0":  # the message of the numpy rule (check_x0): which rows
+                rows = torch.nonzero(~finite_rows).flatten()[:5].tolist()
+                raise SimulationInputError(f"x0: expected finite values, row(s) {rows} contain NaN or inf")
             raise SimulationInputError(f"{name}: expected finite {finite}, found NaN or inf")
         return value.to(self.device, self.dtype)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._checks import positive_float, positive_int
 from .._errors import SymscoreError
-from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel
+from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel, check_spherical_channels
 from .targets import TARGETS
 
 __all__ = ["NetworkConfig", "TrainConfig", "NETWORK_FIELDS"]
@@ -32,6 +32,10 @@ class NetworkConfig:
     spherical_channels: int = 0
     architecture: str = "mlp"
     spherical_depth: int = 1
+
+    def check(self, m: int) -> None:
+        """Refuse a shape that cannot be built for m coordinates before anything is measured."""
+        check_spherical_channels(m, self.spherical_channels)
 
     def build(self, m: int, T: float, t_min: float, **measured) -> ScoreModel:
         """The ScoreModel of this shape with its measured values (``scales``, ``prior_data``,

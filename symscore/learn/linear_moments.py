@@ -30,6 +30,8 @@ class LinearMoments:
 
     def __init__(self, sde, max_substep: float = 2.5e-4):
         numeric = sde if isinstance(sde, NumericSDE) else NumericSDE(sde)
+        if numeric.device is not None:
+            raise SymscoreError(f"sde: expected an SDE or a host NumericSDE (device=None), got one on {numeric.device}")
         if not numeric.derivation.is_linear:
             raise SymscoreError(f"sde: the Gaussian transition needs a linear drift; {numeric.sde.name!r} is "
                                 f"{numeric.derivation.structure}")

@@ -75,7 +75,7 @@ from .._version import __version__
 from .measurements import CORRECTION_BUFFERS, CORRECTION_KINDS, PriorData, Scales, SteinGain, compose, interpolate
 from .spherical import SphericalBlock, sphere_degree
 
-__all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES"]
+__all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES", "check_spherical_channels"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
@@ -162,6 +162,13 @@ class ResidualMLP(nn.Module):
 ARCHITECTURES = {"mlp": MLP, "resnet": ResidualMLP}
 
 
+def check_spherical_channels(m: int, spherical_channels: int) -> None:
+    """Refuse a spherical block (``spherical_channels`` > 0) for an m that is not (L + 1)^2 with L >= 1."""
+    if spherical_channels and sphere_degree(m) < 1:
+        raise SymscoreError(f"spherical_channels: the spherical block needs m = (L + 1)^2 coefficients of a field "
+                            f"with L >= 1, got m = {m}")
+
+
 class ScoreModel(nn.Module):
     """A score network for an m-dimensional state.
 
@@ -230,9 +237,7 @@ class ScoreModel(nn.Module):
         if gaussian_skip:
             self.config["gaussian_skip"] = True
         self.gaussian_skip = gaussian_skip
-        if spherical_channels and sphere_degree(m) < 1:
-            raise SymscoreError(f"spherical_channels: the spherical block needs m = (L + 1)^2 coefficients of a field "
-                                f"with L >= 1, got m = {m}")
+        check_spherical_channels(m, spherical_channels)
         if spherical_channels:
             self.config["spherical_channels"] = spherical_channels
         if spherical_depth != 1:  # the default keeps the config of earlier files
@@ -286,15 +291,13 @@ class ScoreModel(nn.Module):
         return compose(self.corrections)
 
     def remeasure(self, scales: Scales, prior_data: PriorData, metric=None) -> "ScoreModel":
-        """Replace every measured value at once (``scales``, ``prior_data``, ``metric``, and no Stein
-        correction of any kind), keeping the weights: how continued training gives a model the
-        scales measured on its new run. Returns the model itself."""
+        """Replace the measured values at once (``scales``, ``prior_data``, ``metric``), keeping the
+        weights and the Stein corrections (a later calibration replaces its own kind): how
+        continued training gives a model the scales measured on its new run. Returns the model."""
         device = self.precond_times.device
         self._register({name: value.to(device) for name, value in (scales.buffers() | prior_data.buffers()).items()})
         if metric is not None:
             self.register_buffer("metric", torch.as_tensor(np.asarray(metric), dtype=torch.float64, device=device))
-        for kind in CORRECTION_KINDS:
-            self.set_correction(SteinGain.zero(self.m, scales.times, kind))
         return self
 
     def set_correction(self, correction: SteinGain) -> None:

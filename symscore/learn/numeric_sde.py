@@ -114,9 +114,8 @@ class NumericSDE:
             method takes and returns tensors of ``dtype``.
         dtype: the tensors' dtype on a device (default float64).
 
-    ``x`` is always an (n, m) array of the instance's kind and ``t`` a Python float. The linear
-    parts (:meth:`linear_parts`, :meth:`sigma` of a state-independent diffusion as used by
-    :class:`~symscore.learn.linear_moments.LinearMoments`) are host arrays on either kind.
+    ``x`` is always an (n, m) array of the instance's kind and ``t`` a Python float.
+    :class:`~symscore.learn.linear_moments.LinearMoments` takes a host instance.
     """
 
     def __init__(self, sde, device=None, dtype=torch.float64):

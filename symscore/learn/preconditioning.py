@@ -33,7 +33,6 @@ def cameron_martin_metric(sde) -> np.ndarray:
     return metric
 
 
-
 def measured_scales(preconditioning, x, values, metric):
     """(G, m) std of X_t and output scale from pilot samples x, values (G, n, m) (module docstring
     of :mod:`symscore.learn.model`); values None: the ssm loss, scaled like a Gaussian's score."""
@@ -50,7 +49,6 @@ def measured_scales(preconditioning, x, values, metric):
         return x_std, np.maximum(out_scale, 1e-6 * out_scale.max())
     out_scale = np.sqrt(np.mean((values * root) ** 2, axis=(1, 2)))[:, None]
     return x_std, np.maximum(out_scale, 1e-6 * out_scale.max()) / root
-
 
 
 def measure(source, data, candidates, pilot_size: int, seed: int, preconditioning: str, gaussian_skip: bool,

@@ -19,7 +19,6 @@ Bias knobs (both off or small by default):
   at a bias O(lambda / lambda_min(C_t)) (malliavin target only).
 """
 from __future__ import annotations
-from __future__ import annotations
 
 import math
 import time
@@ -79,7 +78,6 @@ def _draw(rng, data, batch_size, candidates, n_times):
     k = min(n_times, candidates.size)
     record_steps = np.sort(rng.choice(candidates, size=k, replace=False))
     return x0, record_steps, int(rng.integers(2**31 - 1))
-
 
 
 def _rows(array, m: int, device) -> torch.Tensor:
@@ -166,6 +164,7 @@ class Trainer:
                                     f"{config.preconditioning!r}, {config.gaussian_skip}")
             # a given network keeps its shape: the config (and so the run record) describes it
             config = self.config = replace(config, **vars(NetworkConfig.of(model)))
+        config.network.check(sde.m)  # a shape error before the pilot's simulation, not after
         # the measured values first: the model is complete when it is built
         metric = cameron_martin_metric(sde) if config.preconditioning == "cameron-martin" else np.ones(sde.m)
         scales, prior_data = measure(self.source, self.data, self.candidates, config.pilot_size, config.seed,

@@ -4,8 +4,8 @@ A record names what turns the IR into a running kernel on one kind of hardware:
 
 * ``printer``: a factory of the SymPy code printer of the target language;
 * ``template``: the Jinja2 skeleton of the generated module (``compiler/templates/``);
-* ``kernel``: the :class:`~symscore.compiler.kernel.Kernel` subclass, the array adapter (checks,
-  allocation, increments, one chunk's run);
+* ``kernel``: the :class:`~symscore.compiler.kernel.Kernel` subclass: its array namespace (of
+  :mod:`~symscore.compiler.host`) and the launch of its generated kernel on one chunk;
 * ``check_options``: validates ``compile``'s dtype/device/compile options.
 
 ``compile``, ``emit``, ``bench`` and the command line read :data:`BACKENDS`; adding a backend means

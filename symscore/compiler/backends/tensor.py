@@ -1,9 +1,10 @@
-"""What the backends that run on torch tensors share: option checks and the array adapter.
+"""What the backends that run on torch tensors share: the dtype/device check and the kernel base.
 
 The torch backend (vectorised torch code) and the triton backend (one fused ``@triton.jit``
-kernel) both take and return tensors on one device: :class:`TensorKernel` holds the checks of
-``x0`` and ``dW`` as tensors, the allocation of the outputs and the conversions to numpy. Each
-backend's subclass adds its ``_run``. torch is imported on first use.
+kernel) both take and return tensors on one device: :class:`TensorKernel` gives them the array
+namespace of :mod:`~symscore.compiler.host_torch` (the checks of ``x0`` and ``dW`` as tensors,
+the allocation of the outputs) and returns :class:`Paths` of tensors or numpy arrays. Each
+backend's subclass sets its ``launch``. torch is imported on first use.
 """
 from __future__ import annotations
 
