@@ -17,8 +17,8 @@ One function per formula, as the unrolled form has one per formula; they pass sm
   (e, w, w), (e, w, w, w), filled by :func:`scatter` from the block's tables;
 * ``state`` = (x, Y, Yi, M, C, Zh, Ht, R, P): the carried processes, x, M (w,), Y, Yi, C (w, w),
   Zh, Ht, R, P (w, w, w), from :func:`dense_state`;
-* ``scratch`` = (cube, square, vectors): work arrays (7, W, W, W), (6, W, W), (3, w) with
-  W = max(w, e), from :func:`dense_scratch`; the weight's (mats, vecs) from :func:`weight_scratch`;
+* ``scratch``: the step's work arrays, each at its own shape, from :func:`dense_scratch`; the
+  weight's (mats, vecs) from :func:`weight_scratch`;
 * ``flags`` = (second_order, state_dependent, keep_p, keep_psi): keep_p/keep_psi False leave out
   P or Psi (wrong targets, for tests);
 * ``rank_one`` = (factor, which, U, V, V2): H = sum_k g_k U[k] (x) V[k] (x) V2[k] with
@@ -72,9 +72,14 @@ def dense_state(x):
 
 
 def dense_scratch(w, e):
-    """The step's work arrays (cube, square, vectors) for width w and e noise columns."""
-    wide = max(w, e)
-    return np.empty((7, wide, wide, wide)), np.empty((6, wide, wide)), np.empty((3, w))
+    """The step's work arrays for width w and e noise columns, each allocated at its own shape
+    (contiguous, so the compiled loops need no strides) and made once per path, not sliced per step:
+    (A (w, e), S, Cn, E, E2, Ynew, Yinew, GY (w, w), HtP, HtT, Psi, T1, T2, dZh (w, w, w),
+    K (e, w, w), vectors (4, w))."""
+    return (np.empty((w, e)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w)),
+            np.empty((w, w)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w, w)), np.empty((w, w, w)),
+            np.empty((w, w, w)), np.empty((w, w, w)), np.empty((w, w, w)), np.empty((w, w, w)),
+            np.empty((e, w, w)), np.empty((4, w)))
 
 
 def weight_scratch(w):
@@ -184,41 +189,41 @@ def next_c(dt, C, S, out):
             out[i, j] = C[i, j] + S[i, j] * dt
 
 
-def rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, cyv, Zh, Ht):
+def rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, Zh, Ht):
     """Zh += dZh and Ht += C_{k+1} dZh for H = sum_k g_k U[k] (x) V[k] (x) V2[k] (sigma(t)):
     dZh = sum_k g_k (Yi u_k) (x) (Y^T v_k) (x) (Y^T v'_k) dt is a sum of outer products, O(K w^3).
-    ``vectors`` (3, w) and ``cyv`` (w,) are scratch."""
+    ``vectors`` (4, w) is scratch for those three vectors and C_{k+1} Y^T v_k."""
     factor, which, U, V, V2 = rank_one
     w = Zh.shape[0]
-    yu, yv, yv2 = vectors[0], vectors[1], vectors[2]
     for k in range(which.shape[0]):
         g = (1.0 if which[k] < 0 else factor[which[k]]) * dt
         for i in range(w):
             acc = 0.0
             for p in range(w):
                 acc += Yi[i, p] * U[k, p]
-            yu[i] = g * acc
+            vectors[0, i] = g * acc
         for a in range(w):
             acc, acc2 = 0.0, 0.0
             for q in range(w):
                 acc += V[k, q] * Y[q, a]
                 acc2 += V2[k, q] * Y[q, a]
-            yv[a], yv2[a] = acc, acc2
+            vectors[1, a] = acc
+            vectors[2, a] = acc2
         for i in range(w):
             acc = 0.0
             for a in range(w):
-                acc += Cn[i, a] * yv[a]
-            cyv[i] = acc
+                acc += Cn[i, a] * vectors[1, a]
+            vectors[3, i] = acc
         for i in range(w):
             for j in range(w):
-                value = cyv[i] * yu[j]
+                value = vectors[3, i] * vectors[0, j]
                 for c in range(w):
-                    Ht[i, j, c] += value * yv2[c]
+                    Ht[i, j, c] += value * vectors[2, c]
         for i in range(w):
             for a in range(w):
-                value = yu[i] * yv[a]
+                value = vectors[0, i] * vectors[1, a]
                 for c in range(a, w):  # symmetric in (a, c): c >= a only
-                    Zh[i, a, c] += value * yv2[c]
+                    Zh[i, a, c] += value * vectors[2, c]
     symmetrize_last(Zh)
 
 
@@ -324,11 +329,10 @@ def m_c_increment(dt, dw, A, S, M, C):
             C[i, j] += S[i, j] * dt
 
 
-def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, square):
+def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, E, E2, Ynew, Yinew):
     """Y += E Y and Yi += Yi (-E + (G dW)^2) with E = J dt (+ sum_l G_l dW_l): Yi's step is the
-    inverse of Y's to second order (sigma(t, x)). ``square`` (>= 6, w, w): slots 2 to 5 are scratch."""
+    inverse of Y's to second order (sigma(t, x)). ``E``, ``E2``, ``Ynew``, ``Yinew`` (w, w) are scratch."""
     w, e = Y.shape[0], dw.shape[0]
-    E = square[2, :w, :w]
     for i in range(w):
         for j in range(w):
             value = J[i, j] * dt
@@ -336,7 +340,6 @@ def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, square):
                 for l in range(e):
                     value += G[l, i, j] * dw[l]
             E[i, j] = value
-    E2 = square[3, :w, :w]
     for i in range(w):
         for j in range(w):
             acc = 0.0
@@ -350,7 +353,6 @@ def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, square):
                         g_uj += G[l, u, j] * dw[l]
                     acc += g_iu * g_uj
             E2[i, j] = acc - E[i, j]  # -E + (G dW)^2
-    Ynew, Yinew = square[4, :w, :w], square[5, :w, :w]
     for i in range(w):
         for j in range(w):
             ey, ei = 0.0, 0.0
@@ -359,8 +361,10 @@ def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, square):
                 ei += Yi[i, u] * E2[u, j]
             Ynew[i, j] = Y[i, j] + ey
             Yinew[i, j] = Yi[i, j] + ei
-    Y[:, :] = Ynew
-    Yi[:, :] = Yinew
+    for i in range(w):
+        for j in range(w):
+            Y[i, j] = Ynew[i, j]
+            Yi[i, j] = Yinew[i, j]
 
 
 def x_increment(dt, dw, b, sigma, x):
@@ -379,27 +383,22 @@ def second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
     sigma(t): Zh += dZh = Yi H[Y., Y.] dt and R += (Ht S + S Ht^T) dt. sigma(t, x): the Ito
     second variation dZh = Yi (H - G_l Hs_l)[Y., Y.] dt + Yi Hs_l[Y., Y.] dW_l, K_l = Yi G_l Y,
     P += A_l K_l dt and R += ((Ht + P) S + S (Ht + P)^T - Psi) dt. Then Ht += C_{k+1} dZh.
-    A and S (square slots 0 and 1) hold the step's noise terms."""
+    A and S (scratch 0 and 1) hold the step's noise terms."""
     H, G, Hs = coefficients[2], coefficients[4], coefficients[5]
     Y, Yi, C, Zh, Ht, R, P = state[1], state[2], state[4], state[5], state[6], state[7], state[8]
-    cube, square, vectors = scratch
+    A, S, Cn, GY, HtP, HtT, Psi = scratch[0], scratch[1], scratch[2], scratch[7], scratch[8], scratch[9], scratch[10]
+    T1, T2, dZh, K = scratch[11], scratch[12], scratch[13], scratch[14]
     state_dependent, keep_p, keep_psi = flags[1], flags[2], flags[3]
-    w, e = Y.shape[0], dw.shape[0]
-    A, S = square[0, :w, :e], square[1, :w, :w]
-    HtP, T1, T2 = cube[0, :w, :w, :w], cube[1, :w, :w, :w], cube[2, :w, :w, :w]
-    K, Psi, HtT = cube[3, :e, :w, :w], cube[4, :w, :w, :w], cube[5, :w, :w, :w]
-    dZh = cube[6, :w, :w, :w]
     ht_plus_p(Ht, P, state_dependent and keep_p, HtP)
     if state_dependent:
-        variation_of_noise(Yi, G, Y, T1[0], K)
+        variation_of_noise(Yi, G, Y, GY, K)
         psi_term(C, A, K, keep_psi, dZh, Psi)  # dZh is scratch until it is computed below
     r_increment(dt, HtP, S, Psi, state_dependent, HtT, R)
     if state_dependent and keep_p:
         p_increment(dt, A, K, P)
-    Cn = square[2, :w, :w]
     next_c(dt, C, S, Cn)
     if rank_one[1].shape[0] > 0:
-        rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, square[3, 0, :w], Zh, Ht)
+        rank_one_increment(dt, Yi, Y, Cn, rank_one, scratch[15], Zh, Ht)
     else:
         zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh)
         add_zh_ht(Cn, dZh, Zh, Ht)
@@ -411,14 +410,12 @@ def dense_step(dt, dw, coefficients, state, scratch, flags, rank_one):
     Arguments are the tuples of the module docstring; dw (e,) holds the step's increments."""
     b, J, sigma, G = coefficients[0], coefficients[1], coefficients[3], coefficients[4]
     x, Y, Yi, M, C = state[0], state[1], state[2], state[3], state[4]
-    square = scratch[1]
-    w, e = x.shape[0], dw.shape[0]
-    A, S = square[0, :w, :e], square[1, :w, :w]
+    A, S = scratch[0], scratch[1]
     noise_terms(Yi, sigma, A, S)
     if flags[0]:
         second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
     m_c_increment(dt, dw, A, S, M, C)
-    first_variation_step(dt, dw, J, G, flags[1], Y, Yi, square)
+    first_variation_step(dt, dw, J, G, flags[1], Y, Yi, scratch[3], scratch[4], scratch[5], scratch[6])
     x_increment(dt, dw, b, sigma, x)
 
 
