@@ -24,7 +24,7 @@ from .ir import LOOP_FORM_TERMS, KernelIR
 from .printing import print_expr
 
 __all__ = ["render_source", "header_lines", "safe_text", "template_text", "generator_text", "runtime_text",
-           "verbatim_text", "dense_text"]
+           "verbatim_text"]
 
 
 @cache
@@ -93,20 +93,6 @@ def verbatim_text(name: str) -> str:
     if not path.is_file():
         raise RuntimeError(f"verbatim_text: no module symscore/compiler/{name}.py")
     return f"# ---- from symscore/compiler/{name}.py\n" + _module_body(path)
-
-
-@cache
-def dense_text() -> str:
-    """The loop form's step and weight (:mod:`~symscore.compiler.dense`), rendered verbatim into
-    numba modules that have a loop-form block."""
-    return verbatim_text("dense")
-
-
-@cache
-def dense_torch_text() -> str:
-    """The loop form over torch tensors (:mod:`~symscore.compiler.dense_torch`), rendered verbatim
-    into torch modules that have a loop-form block (read as text: importing it would load torch)."""
-    return verbatim_text("dense_torch")
 
 
 def header_lines(sde, structure: str) -> list[str]:
@@ -230,7 +216,7 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
     template = _environment().get_template(record.template)
     return template.render(
         name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
-        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), verbatim=verbatim_text, dense=dense_text(), dense_torch=dense_torch_text(),
+        m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), verbatim=verbatim_text,
         loop_threshold=LOOP_FORM_TERMS, any_loop=any(b.form == "loop" for b in ir.blocks),
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )

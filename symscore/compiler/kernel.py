@@ -55,13 +55,17 @@ class Kernel:
     """
 
     backend = ""
-    dtype_name = "float64"
     rerun_failed = True
 
     def __init__(self, sde, module, path: Path, was_cached: bool):
         self.sde, self.module, self.path, self.was_cached = sde, module, path, was_cached
         self.arrays = NumpyArrays()
         self.launch = None  # the backend's subclass sets it
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the kernel computes in: ``"float64"`` or ``"float32"`` (its array namespace's)."""
+        return self.arrays.dtype_name
 
     @property
     def source(self) -> str:

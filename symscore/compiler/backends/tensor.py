@@ -42,7 +42,7 @@ class TensorKernel(Kernel):
 
         from ..host_torch import TorchArrays
 
-        self.torch, self.dtype, self.device, self.dtype_name = torch, getattr(torch, dtype), device, dtype
+        self.torch, self.dtype, self.device = torch, getattr(torch, dtype), device
         self.arrays = TorchArrays(self.dtype, device)
 
     def _paths(self, times, out_x, out_target, failed, as_numpy):
