@@ -69,6 +69,18 @@ class _HostArrays:
     def normal(rng: np.random.Generator, shape):
         return rng.standard_normal(shape)
 
+    @staticmethod
+    def broadcast(array, shape):
+        return np.broadcast_to(array, shape)
+
+    zeros_like = staticmethod(np.zeros_like)
+
+    @staticmethod
+    def copy(array):
+        return array.copy()
+
+    stack = staticmethod(np.stack)
+
 
 class _DeviceArrays:
     """The array primitives on a torch device: tensors of one dtype there."""
@@ -103,6 +115,18 @@ class _DeviceArrays:
 
     def normal(self, rng: torch.Generator, shape):
         return torch.randn(shape, generator=rng, dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def broadcast(tensor, shape):
+        return tensor.expand(shape)
+
+    zeros_like = staticmethod(torch.zeros_like)
+
+    @staticmethod
+    def copy(tensor):
+        return tensor.clone()
+
+    stack = staticmethod(torch.stack)
 
 
 class NumericSDE:
@@ -167,8 +191,7 @@ class NumericSDE:
         """sigma(t, x) per point, shape (n, m, d)."""
         if not self.state_dependent:
             s = self.sigma(t)
-            return s.expand(x.shape[0], self.m, self.d) if isinstance(s, torch.Tensor) else \
-                np.broadcast_to(s, (x.shape[0], self.m, self.d))
+            return self.arrays.broadcast(s, (x.shape[0], self.m, self.d))
         return self.arrays.columns(self._sigma_x(self.arrays.time(t), *x.T), x.shape[0]).reshape(
             x.shape[0], self.m, self.d)
 
@@ -193,7 +216,7 @@ class NumericSDE:
     def diffusion_divergence(self, t: float, x):
         """(div D)_i = sum_j d_j D_ij, shape (n, m); zero when sigma does not depend on the state."""
         if not self.state_dependent:
-            return torch.zeros_like(x) if isinstance(x, torch.Tensor) else np.zeros_like(x)
+            return self.arrays.zeros_like(x)
         return self.arrays.columns(self._div_D(self.arrays.time(t), *x.T), x.shape[0])
 
     def diffusion_second_divergence(self, t: float, x):
@@ -241,9 +264,9 @@ class NumericSDE:
         for k in range(int(record_steps[-1])):
             x = self.euler_step(k * dt, x, dt, rng)
             while k_out < len(record_steps) and record_steps[k_out] == k + 1:
-                out.append(x.clone() if isinstance(x, torch.Tensor) else x.copy())
+                out.append(self.arrays.copy(x))
                 k_out += 1
-        return torch.stack(out) if isinstance(x, torch.Tensor) else np.stack(out)
+        return self.arrays.stack(out)
 
     def _start(self, x0):
         if self.device is None:
