@@ -53,9 +53,10 @@ def _lambdified(exprs, args, shape):
 
 
 def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=False, drop=(),
-                       covering_weight=None):
+                       covering_weight=None, negate=()):
     """(x, target) of shape (n, K, m) for shared increments dW (n, n_steps, d); ``drop`` may name
-    "P" or "RPsi" (the wrong variants of a state-dependent sigma); ``covering_weight`` a(t), a
+    "P" or "RPsi" (the wrong variants of a state-dependent sigma), ``negate`` "R" (the R part
+    + C^-1 rho instead of - C^-1 rho, a wrong variant); ``covering_weight`` a(t), a
     function of the float t, for the time-weighted covering field: a S in C, Q, R and M += a A dW."""
     drift, sigma = sde.bound_drift(), sde.bound_diffusion()
     state, time = list(sde.state), sde.time
@@ -129,7 +130,7 @@ def reference_simulate(sde, x0, times, n_steps, dW, ridge=0.0, first_order_only=
                 v = (einsum("njjb->nb", Zh) - einsum("nij,nijb->nb", Cinv, Q)
                      + einsum("nij,nijb->nb", Cinv, P_used))
                 rho = einsum("nij,nijc->nc", Cinv, R + RK_used - RPsi_used)
-                g = g + v - einsum("nij,nj->ni", Cinv, rho)
+                g = g + v + (1 if "R" in negate else -1) * einsum("nij,nj->ni", Cinv, rho)
             out_x[:, rec] = X
             out_target[:, rec] = -einsum("nia,ni->na", Yi, g)
             rec += 1

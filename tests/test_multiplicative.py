@@ -68,14 +68,14 @@ def test_kernels_match_the_reference_per_path(name, backend):
         assert relative_error(paths.target, ref_target) < 1e-10, (name, backend, coupled)
 
 
-@pytest.mark.parametrize("drop", [("P",), ("RPsi",)])
-def test_the_wrong_variants_match_their_reference_and_differ_from_the_full_weight(drop):
+@pytest.mark.parametrize("wrong", [{"drop": ("P",)}, {"drop": ("RPsi",)}, {"negate": ("R",)}])
+def test_the_wrong_variants_match_their_reference_and_differ_from_the_full_weight(wrong):
     sde = full_2d()
     x0, dW = _shared_inputs(sde, 0.0)
     _, full = reference_simulate(sde, x0, [0.5, 1.0], 50, dW)
-    _, wrong = reference_simulate(sde, x0, [0.5, 1.0], 50, dW, drop=drop)
-    paths = ss.compile(sde, backend="torch", variant=ss.Variant(drop=drop)).simulate(x0, [0.5, 1.0], 50, dW=dW, as_numpy=True)
-    assert relative_error(paths.target, wrong) < 1e-10
+    _, wrong_target = reference_simulate(sde, x0, [0.5, 1.0], 50, dW, **wrong)
+    paths = ss.compile(sde, backend="torch", variant=ss.Variant(**wrong)).simulate(x0, [0.5, 1.0], 50, dW=dW, as_numpy=True)
+    assert relative_error(paths.target, wrong_target) < 1e-10
     assert relative_error(paths.target, full) > 0.1
 
 

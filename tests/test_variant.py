@@ -14,6 +14,7 @@ def test_the_default_is_the_plain_target_and_equal_requests_are_equal():
     assert ss.Variant() == ss.Variant(False, False, (), None) and ss.Variant().second_order
     assert ss.Variant(drop=["RPsi", "P", "P"]).drop == ("P", "RPsi")
     assert ss.Variant(drop="P").drop == ("P",)
+    assert ss.Variant(negate="R").negate == ("R",) == ss.Variant(negate=["R", "R"]).negate
     t, dt = sp.symbols("t dt")
     assert ss.Variant(covering_weight="dt + t") == ss.Variant(covering_weight=t + dt)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -25,6 +26,7 @@ def test_the_default_is_the_plain_target_and_equal_requests_are_equal():
     ({"first_order_only": "yes"}, "first_order_only: expected True or False"),
     ({"drop": ("Q",)}, "drop: expected names among"),
     ({"drop": 3}, "drop: expected a tuple"),
+    ({"negate": ("Q",)}, "negate: expected names among"),
     ({"covering_weight": "t + y"}, "covering_weight: expected an expression in t"),
     ({"covering_weight": "("}, "covering_weight: expected a SymPy expression"),
 ])
@@ -45,8 +47,9 @@ def test_the_variant_and_the_form_are_part_of_the_cache_key():
     plain = build.module_key(sde, "numba")
     assert plain == build.module_key(sde, "numba", ss.Variant())  # deterministic
     others = {build.module_key(sde, "numba", variant) for variant in (
-        ss.Variant(force_coupled=True), ss.Variant(first_order_only=True), ss.Variant(covering_weight="t"))}
-    assert len(others) == 3 and plain not in others
+        ss.Variant(force_coupled=True), ss.Variant(first_order_only=True), ss.Variant(covering_weight="t"),
+        ss.Variant(negate="R"))}
+    assert len(others) == 4 and plain not in others
     assert build.module_key(sde, "numba", form="loop") != plain
 
 
@@ -61,3 +64,10 @@ def test_every_block_form_offers_the_protocol():
         assert block.description and block.noise_lanes == ((0, 1),)
     first_order = ir.build_ir(der, variant=ss.Variant(first_order_only=True)).blocks[0]
     assert not first_order.second_order
+
+
+def test_the_sign_flip_is_for_the_unrolled_form_only():
+    der = ss.library.benes(m=2).derive()
+    assert "wrong sign of R" in ir.build_ir(der, variant=ss.Variant(negate="R"), form="unrolled").blocks[0].description
+    with pytest.raises(ss.SymscoreError, match="negate: the sign-flipped variants are built for the unrolled form"):
+        ir.build_ir(der, variant=ss.Variant(negate="R"), form="loop")

@@ -19,11 +19,14 @@ import sympy as sp
 
 from .._errors import SymscoreError
 
-__all__ = ["Variant", "DROPPABLE_TERMS"]
+__all__ = ["Variant", "DROPPABLE_TERMS", "NEGATABLE_TERMS"]
 
 #: The terms of a state-dependent sigma(t, x) that ``Variant(drop=...)`` may leave out (docs/math.md):
 #: "P", the integral of A_l K_l, and "RPsi", the Psi part of R's increment.
 DROPPABLE_TERMS = ("P", "RPsi")
+#: The terms whose sign ``Variant(negate=...)`` may flip: "R", whose part of the weight,
+#: -C^-1 rho with rho = <C^-1, R>, enters with the wrong sign.
+NEGATABLE_TERMS = ("R",)
 
 # a(t) may use the time and the step of the left-point rule (t + dt is the step's right end)
 _WEIGHT_SYMBOLS = frozenset({sp.Symbol("t"), sp.Symbol("dt")})
@@ -42,6 +45,10 @@ class Variant:
             second-order terms matter (for a linear drift nothing changes).
         drop: for a state-dependent sigma(t, x), names among ``"P"`` and ``"RPsi"`` of terms to
             leave out; deliberately wrong targets too, kept to show that each term matters.
+        negate: names among ``"R"`` of terms whose sign is flipped: the R part of the weight,
+            -C^-1 rho, enters as +C^-1 rho. A deliberately wrong target (a sign error a hand
+            derivation could make), kept for the negative controls of the truth tests; unrolled
+            form only.
         covering_weight: a(t), an expression (or its text) in ``t`` and the step ``dt``, positive
             at every grid time, for the time-weighted covering field u_r = a(r) A_r^T (C^a_t)^-1
             Y_t^-1 (docs/math.md, "Control variate"). Its target has the score as conditional
@@ -57,20 +64,14 @@ class Variant:
     first_order_only: bool = False
     drop: tuple[str, ...] = ()
     covering_weight: sp.Expr | str | None = None
+    negate: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("force_coupled", "first_order_only"):
             if not isinstance(getattr(self, name), bool):
                 raise SymscoreError(f"{name}: expected True or False, got {getattr(self, name)!r}")
-        drop = (self.drop,) if isinstance(self.drop, str) else self.drop
-        try:
-            drop = tuple(drop)
-        except TypeError:
-            raise SymscoreError(f"drop: expected a tuple of names among {DROPPABLE_TERMS}, got {self.drop!r}") from None
-        unknown = [name for name in drop if name not in DROPPABLE_TERMS]
-        if unknown:
-            raise SymscoreError(f"drop: expected names among {DROPPABLE_TERMS}, got {unknown[0]!r}")
-        object.__setattr__(self, "drop", tuple(sorted(set(drop))))
+        for field, allowed in (("drop", DROPPABLE_TERMS), ("negate", NEGATABLE_TERMS)):
+            object.__setattr__(self, field, _checked_names(getattr(self, field), field, allowed))
         if self.covering_weight is not None:
             object.__setattr__(self, "covering_weight", _checked_weight(self.covering_weight))
 
@@ -79,6 +80,20 @@ class Variant:
         """Whether the second variation is requested (it is built only where the drift is nonlinear
         or sigma depends on the state)."""
         return not self.first_order_only
+
+
+def _checked_names(names, field: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` (one name or an iterable of them) as a sorted tuple without repeats, each among
+    ``allowed``, else an error naming ``field``."""
+    names = (names,) if isinstance(names, str) else names
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise SymscoreError(f"{field}: expected a tuple of names among {allowed}, got {names!r}") from None
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise SymscoreError(f"{field}: expected names among {allowed}, got {unknown[0]!r}")
+    return tuple(sorted(set(names)))
 
 
 def _checked_weight(weight) -> sp.Expr:

@@ -64,6 +64,10 @@ def build_ir(derivation, *, variant: Variant = Variant(), form: str = "auto") ->
             raise SymscoreError(
                 "covering_weight: the time-weighted covering field is built for the unrolled form only; a block "
                 f"of width {abstract.width} needs the loop form here (pass form='unrolled' to force it)")
+        if loop and variant.negate:
+            raise SymscoreError(
+                f"negate: the sign-flipped variants are built for the unrolled form only; a block of width "
+                f"{abstract.width} needs the loop form here (pass form='unrolled' to force it)")
         if len(distinct) > 1 and not loop:  # one block, the numbers loaded per lane
             blocks.append(_make_block(sde, abstract, members, variant, False, constants=True))
             continue
@@ -233,4 +237,6 @@ def _make_block(sde, system, members, variant: Variant, loop: bool, constants: b
         description += f" (lane constants {', '.join(map(str, extra['constants']))} per lane)"
     if variant.covering_weight is not None:
         description += f" (covering field weighted by a(t) = {variant.covering_weight})"
+    if variant.negate:
+        description += f" (wrong sign of {', '.join(variant.negate)})"
     return block_of(system, lanes, [cols for _, cols, _ in members], description, variant=variant, **extra)

@@ -379,8 +379,9 @@ def second_variation_step(state: State, coeffs: Coefficients, A: sp.Matrix, S: s
                                                                        second_order=True)
 
 
-def weight_assembly(state: State) -> Weight:
-    """The target at a record time from an LDL^T factorisation of C + ridge I (module docstring)."""
+def weight_assembly(state: State, negate_r: bool = False) -> Weight:
+    """The target at a record time from an LDL^T factorisation of C + ridge I (module docstring);
+    ``negate_r`` flips the sign of the R part (``Variant(negate=("R",))``, a wrong target)."""
     lines, w = _Lines(), state.width
     Cr = state.C + RIDGE_SYMBOL * sp.eye(w)
     D, invD, L = {}, {}, {}
@@ -408,7 +409,8 @@ def weight_assembly(state: State) -> Weight:
                         "v = tr Zh - <C^-1, Q> + <C^-1, P>" if state.P else "v = tr Zh - <C^-1, Q>") for c in range(w)]
         rho = [lines.bind(f"rho_{c}", sum(Cinv[i, j] * state.r(i, j, c) for i in range(w) for j in range(w)),
                           "rho = <C^-1, R>") for c in range(w)]
-        g = [g[i] + v[i] - sum(Cinv[i, j] * rho[j] for j in range(w)) for i in range(w)]
+        sign = 1 if negate_r else -1
+        g = [g[i] + v[i] + sign * sum(Cinv[i, j] * rho[j] for j in range(w)) for i in range(w)]
     g = [lines.bind(f"g_{i}", g[i], "C^-1 M + v - C^-1 rho") for i in range(w)]
     target = [lines.bind(f"target_{a}", -sum(state.Yi[i, a] * g[i] for i in range(w)), "-Yi^T g") for a in range(w)]
     condition = w * sum(Cr[a, a] * Cinv[a, a] for a in range(w))
@@ -449,7 +451,8 @@ def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, varia
     """The block of one local system: the formulas above composed in the order of the recursion.
 
     ``variant`` picks the weight (:class:`~symscore.compiler.variant.Variant`): the second variation
-    unless ``first_order_only``, without the terms it ``drop``s, and the time-weighted covering
+    unless ``first_order_only``, without the terms it ``drop``s, with the R part's sign flipped if
+    it ``negate``s "R", and the time-weighted covering
     field of :func:`time_weighted` when it has a ``covering_weight``.
     """
     second_order = variant.second_order and (bool(system.hessian) or bool(system.diffusion_gradient))
@@ -466,7 +469,7 @@ def block_of(system: LocalSystem, lanes, noise_lanes, description: str, *, varia
         parts.append(second)
     parts.append(first_variation_step(state, coeffs, A, S, dw))
     step, commit = _commit(tuple(parts))
-    weight = weight_assembly(state)
+    weight = weight_assembly(state, negate_r="R" in variant.negate)
     state_symbols = state.initial + tuple((x, sp.Symbol(f"x0_{i}")) for i, x in enumerate(system.x))
     return Block(
         lanes=tuple(lanes), noise_lanes=tuple(noise_lanes), x=system.x,
