@@ -32,7 +32,7 @@ from ._version import __version__
 
 __all__ = [
     "SDE", "load_spec", "parse_expression", "to_toml", "Derivation", "compile", "emit", "Variant", "Kernel", "Paths", "brownian_increments", "library", "cache_dir",
-    "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots", "fields",
+    "ScoreModel", "train", "load_checkpoint", "sample", "log_likelihood", "data", "metrics", "plots", "fields", "truth",
     "Prior", "GaussianPrior", "ProductPrior", "EmpiricalPrior", "make_prior",
     "SymscoreError", "SDESpecError", "SimulationInputError", "SingularMalliavinMatrixError",
     "NonFiniteSimulationError", "UnsupportedExpressionError", "__version__",
@@ -50,10 +50,10 @@ _LAZY = {
 
 
 def __getattr__(name):
-    if name == "fields":  # spherical fields: torch and torch-harmonics, loaded on first use too
+    if name in ("fields", "truth"):  # fields: torch-harmonics; truth: the learning layer (torch), on first use too
         import importlib
 
-        module = importlib.import_module(".fields", __name__)
+        module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
     if name in _LAZY:

@@ -4,6 +4,7 @@
     symscore emit SPEC [--backend numba|torch] [-o FILE]
     symscore train SPEC --data NAME|FILE.npy --out DIR [--steps N ...]
     symscore sample DIR --n N --out FILE.npy [--plot PNG]
+    symscore check SPEC [--run DIR] [--p0 DATA] [--times T1,T2] [--n-steps N] [--target NAME] [--paths N]
     symscore demo [--out DIR] [--budget S | --steps N] [--benes | --fields] [--quick]
     symscore bench SPEC [--backend numba|torch|all]
     symscore paper [--budget S] [--quick] [--out DIR] [--seeds 0,1,2] [--tails]
@@ -114,6 +115,7 @@ def main():
       symscore emit benes --backend torch -o benes_kernel.py
       symscore train cubic --data checkerboard --out runs/cubic
       symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
+      symscore check ou --run runs/ou
       symscore demo
       symscore bench cubic
       symscore paper --quick
@@ -351,6 +353,151 @@ def sample(run, n, out, plot, method, n_steps, seed, device):
         title = f"samples from {sde.name}\n({len(samples)}, {method} sampler, {n_steps} steps{shown})"
         wrote.append(str(plots.plot_samples(None, {title: samples}, plot, labels=sde.state[:2])))
     click.echo(f"wrote {', '.join(wrote)}")
+
+
+#: The p_0 of ``symscore check`` without --run or --p0: two well-separated Gaussians in m dimensions,
+#: N(+-1.5 u, 0.25 I) with u = (1, ..., 1) / sqrt(m), equal weights (6 standard deviations apart).
+CHECK_P0_SHIFT, CHECK_P0_VARIANCE = 1.5, 0.25
+#: Default record times of ``symscore check``: these fractions of T, moved onto the step grid.
+CHECK_TIME_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+
+
+def _check_p0(sde, run: Path | None, p0: str | None):
+    """(GaussianMixture, description) for ``symscore check``: --p0 data or the run's data as a KDE,
+    else the default two-component mixture."""
+    import numpy as np
+
+    from . import data as datasets
+    from .truth import GaussianMixture
+
+    if p0 is None and run is None:
+        u = np.ones(sde.m) / np.sqrt(sde.m)
+        mixture = GaussianMixture([0.5, 0.5], [CHECK_P0_SHIFT * u, -CHECK_P0_SHIFT * u],
+                                  np.broadcast_to(CHECK_P0_VARIANCE * np.eye(sde.m), (2, sde.m, sde.m)))
+        return mixture, (f"p_0: the default mixture 0.5 N(+{CHECK_P0_SHIFT} u, {CHECK_P0_VARIANCE} I) + "
+                         f"0.5 N(-{CHECK_P0_SHIFT} u, {CHECK_P0_VARIANCE} I), u = (1, ..., 1) / sqrt({sde.m})")
+    if p0 is None:
+        options = json.loads((run / RUN_FILE).read_text()).get("options", {}) if (run / RUN_FILE).is_file() else {}
+        if "data" not in options:
+            raise SymscoreError(f"--run: {run / RUN_FILE} does not name the training data; pass --p0 NAME|FILE.npy")
+        source, flag = options["data"], "--run"
+        array = datasets.load(source, n=20_000, seed=options.get("seed", 0))
+    else:
+        source, flag = p0, "--p0"
+        array = datasets.load(p0, n=20_000, seed=0)
+    if array.ndim != 2 or array.shape[1] != sde.m:
+        raise SymscoreError(f"{flag}: the data {source} has shape {array.shape}; expected (n, {sde.m}) for "
+                            f"{sde.name!r}")
+    mixture = GaussianMixture.kernel_density(array)
+    what = "the run's training data" if p0 is None else "the data"
+    return mixture, (f"p_0: a Gaussian kernel density estimate (KDE) of {what} ({source}, {mixture.n_components} "
+                     "points, Scott's bandwidth), not the data itself")
+
+
+def _check_times(text: str | None, sde, n_steps: int):
+    import numpy as np
+
+    if text is None:
+        steps = sorted({max(1, round(f * n_steps)) for f in CHECK_TIME_FRACTIONS})
+        return np.asarray(steps) * sde.T / n_steps
+    try:
+        return np.asarray([float(item) for item in text.split(",") if item.strip()])
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated times, got {text!r}", param_hint="--times") from None
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--run", "run", type=click.Path(file_okay=False), default=None,
+              help="A folder written by 'symscore train': also the error of its model's score.")
+@click.option("--p0", default=None, help="p_0 as a KDE of this data (a dataset name or a .npy file (n, m)). "
+              "Default: with --run, a KDE of the run's training data; without, two Gaussians "
+              "N(+-1.5 u, 0.25 I), u = (1, ..., 1) / sqrt(m).")
+@click.option("--times", default=None, help="Comma-separated record times on the grid k T / n_steps  "
+              "[default: about 0.1, 0.25, 0.5 and 1 T].")
+@click.option("--n-steps", type=click.IntRange(min=1), default=None,
+              help="Euler steps over [0, T]  [default: the run's, else 100].")
+@click.option("--target", type=_Registered("symscore.learn.targets", "TARGETS"), default=None,
+              help="The regression target to check  [default: the run's, else malliavin].")
+@click.option("--paths", type=click.IntRange(min=2), default=20_000, show_default=True,
+              help="Paths of the bias check, and draws of p_t per time for the score error.")
+@click.option("--backend", type=_Registered("symscore.compiler.backends", "BACKENDS"), default=None,
+              help="Kernel backend of the targets  [default: the run's, else numba].")
+@click.option("--out", type=click.Path(file_okay=False), default="check", show_default=True,
+              help="Folder for target_bias.png, score_error.png and check.json.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@_spec_doc
+def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed):
+    """Check a regression target (and, with --run, a trained score) against the true p_t (m <= 2,
+    or any m for a linear SDE from a Gaussian mixture).
+
+    Prints the target's bias per record time (bin means of target - s*(X_t) in standard errors),
+    then at equal cost (3 x n_steps kernel steps per path) the plain weight at 3 x n_steps and the
+    Richardson target at n_steps, with their wall clock and the one to use, and with --run the
+    relative L2 error of the model's score. p_0 with --run is a KDE of the training data (said in
+    the output). The truth is the closed form for a linear SDE, else a Fokker-Planck solution.
+
+    \b
+    Examples:
+      symscore check ou --paths 20000
+      symscore check cauchy --n-steps 50 --target malliavin --out check_cauchy
+      symscore check cubic --run runs/cubic --out runs/cubic/check
+    """
+    from . import plots
+    from .learn.model import ScoreModel
+    from .learn.targets import TARGETS
+    from .truth import compare_targets, is_linear, score_error, solve
+
+    sde = load_spec(spec)
+    options = {}
+    if run is not None:
+        run = Path(run)
+        if not run.is_dir():
+            raise SymscoreError(f"--run: no such folder {str(run)!r}")
+        trained = _run_sde(run)
+        if trained.m != sde.m or trained.name != sde.name:
+            raise SymscoreError(f"--run: {run} was trained on {trained.name!r} (m = {trained.m}), not on SPEC "
+                                f"{sde.name!r} (m = {sde.m})")
+        if (run / RUN_FILE).is_file():
+            options = json.loads((run / RUN_FILE).read_text()).get("options", {})
+    if sde.m > 2 and not is_linear(sde):
+        raise SymscoreError(f"SPEC: {sde.name!r} is nonlinear with m = {sde.m}; its truth is a Fokker-Planck grid, "
+                            "which needs m <= 2 (a linear SDE with sigma(t) has a closed form in any m)")
+    n_steps = n_steps or int(options.get("n_steps", 100))
+    backend = backend or options.get("backend", "numba")
+    if target is None:
+        target = options.get("target", "malliavin")
+        target = target if TARGETS.lookup(target).has_target else "malliavin"
+    p0, p0_text = _check_p0(sde, run, p0)
+    record = _check_times(times, sde, n_steps)
+    truth = solve(sde, p0, record)
+    estimate = "" if truth.kind == "closed form" else \
+        f" (its score's estimated relative error: at most {truth.error_estimate.max():.2g})"
+    click.echo(f"{sde.name}: m = {sde.m}; {p0_text}; truth: {truth.kind}{estimate}\n")
+
+    candidates = [(target, n_steps), ("malliavin", 3 * n_steps), ("malliavin-richardson", n_steps)]
+    if target != "malliavin":  # the user's target first, then the equal-cost pair of the plain weight
+        candidates.insert(1, ("malliavin", n_steps))
+    comparison = compare_targets(sde, p0, record, n_steps, candidates=list(dict.fromkeys(candidates)), n=paths,
+                                 seed=seed, backend=backend, truth=truth)
+    bias = comparison.reports[0]
+    click.echo(bias.table() + "\n")
+    click.echo(comparison.table())
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wrote = [plots.plot_target_bias(bias, out / "target_bias.png")]
+    result = {"spec": spec, "p0": p0_text, "target_bias": bias.to_dict(), "comparison": comparison.to_dict()}
+    if run is not None:
+        model = ScoreModel.load(run / MODEL_FILE)
+        error = score_error(model, sde, p0, record, n=paths, seed=seed, truth=truth)
+        click.echo(f"\nthe score of {run / MODEL_FILE} ({p0_text.split(';')[0]}):\n\n{error.table()}")
+        wrote.append(plots.plot_score_error(error, out / "score_error.png"))
+        result["score_error"] = error.to_dict()
+    from .compiler.cache import atomic_write
+
+    atomic_write(out / "check.json", json.dumps(result, indent=1))
+    click.echo(f"\nwrote {', '.join(map(str, wrote))}, {out / 'check.json'}")
 
 
 _QUICK_DEMO = {"steps": 60, "batch_size": 64, "n_samples": 300, "n_train": 1000, "sample_steps": 100, "width": 32,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["plot_samples", "plot_sample_grid", "plot_score_field", "plot_target_variance", "plot_loss", "plot_digits",
-           "plot_field_maps", "plot_power_spectra"]
+           "plot_field_maps", "plot_power_spectra", "plot_score_error", "plot_target_bias"]
 
 
 def _figure(n_panels: int, size: float = 3.6, rows: int | None = None):
@@ -171,3 +171,59 @@ def plot_power_spectra(spectra: dict, path, reference: dict | None = None) -> Pa
     ax.set(xlabel="degree l", ylabel="C_l", yscale="log", title="angular power spectrum")
     ax.legend()
     return _save(plt, fig, path)
+
+
+def plot_score_error(report, path) -> Path:
+    """A :class:`~symscore.truth.ScoreErrorReport`: the relative L2 error e(t) of the score with
+    its standard error against t, and the truth's own error estimate (dashed; e(t) below it is not
+    resolved by the truth)."""
+    plt, fig, axes = _figure(1, size=4.5)
+    ax = axes[0]
+    ax.errorbar(report.times, report.error, yerr=report.standard_error, marker="o", ms=4, capsize=3,
+                label="score error e(t)")
+    if np.any(report.truth_error > 0):
+        ax.plot(report.times, report.truth_error, "k--", lw=1, label=f"truth's error ({report.truth_kind})")
+    ax.set(xlabel="t", ylabel="sqrt(E|s - s*|^2 / E|s*|^2)", title=f"score error, {report.sde_name}")
+    if np.all(report.error > 0):
+        ax.set_yscale("log")
+    ax.legend()
+    return _save(plt, fig, path)
+
+
+def plot_target_bias(report, path, z_limit: float = 4.0) -> Path:
+    """A :class:`~symscore.truth.TargetBiasReport`, one panel per record time. 1-D: the mean target
+    per bin (error bars: its standard error) against the mean true score ``s*(X_t)`` over the same
+    paths, at the bins' mean X_t. m >= 2: one row per coordinate, a map of the z-scores per bin
+    (cell = marginal-quantile bin of the first two coordinates; skipped bins blank; colours
+    saturate at +-``z_limit``)."""
+    times = list(report.times)
+    title = f"{report.target}, n_steps = {report.n_steps}"
+    if len(report.bin_axes) == 1:
+        plt, fig, axes = _figure(len(times), size=3.4)
+        for ax, t, x, target, truth, se in zip(axes, times, report.bin_centres, report.bin_mean_target,
+                                               report.bin_mean_truth, report.bin_standard_error):
+            ax.plot(x[:, 0], truth[:, 0], "k-", lw=1, label="truth s*")
+            ax.errorbar(x[:, 0], target[:, 0], yerr=se[:, 0], fmt="o", ms=3, capsize=2, label="mean target")
+            ax.set(xlabel="X_t (bin mean)", title=f"{title}\nt = {t:.3g}")
+        axes[0].set_ylabel("score")
+        axes[0].legend(fontsize=8)
+        return _save(plt, fig, path)
+    m = report.bin_centres[0].shape[1]
+    shown = min(m, 2)
+    plt, fig, axes = _figure(len(times), size=3.0, rows=shown)
+    image = None
+    for column, (t, cells, z) in enumerate(zip(times, report.bin_cells, report.z)):
+        for row in range(shown):
+            grid = np.full((report.bins, report.bins), np.nan)
+            grid[cells[:, 1], cells[:, 0]] = np.clip(z[:, row], -z_limit, z_limit)
+            ax = axes[row, column]
+            image = ax.imshow(grid, origin="lower", cmap="RdBu_r", vmin=-z_limit, vmax=z_limit)
+            ax.set(title=f"t = {t:.3g}, coordinate {row + 1}", xticks=[], yticks=[],
+                   xlabel="x1 quantile bin", ylabel="x2 quantile bin")
+    fig.suptitle(f"{title}: z = bin mean(target - s*) / std. error")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

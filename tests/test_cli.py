@@ -188,3 +188,34 @@ def test_console_script_exit_status_and_stderr(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and "forbidden call" in result.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_check_against_the_truth(tmp_path):
+    """`symscore check` on ou: the bias table, the cost comparison and its verdict, the plots and
+    the JSON; with --run the trained score's error against p_0 = a KDE of its data; one-line errors."""
+    assert "Examples:" in ok("check", "--help").output
+    small = ["--paths", 400, "--n-steps", 10, "--backend", "torch"]
+    result = ok("check", "ou", *small, "--out", tmp_path / "check")
+    assert "target bias of 'malliavin'" in result.output and "malliavin-richardson" in result.output
+    assert "least biased:" in result.output and "the default mixture" in result.output
+    saved = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert {"target_bias", "comparison"} <= set(saved) and "verdict" in saved["comparison"]
+    assert [c["n_steps"] for c in saved["comparison"]["candidates"]] == [10, 30, 10]  # plain, at equal cost
+    assert saved["target_bias"]["times"] == [0.1, 0.2, 0.5, 1.0]  # about 0.1, 0.25, 0.5, 1 T on the 10-step grid
+    assert (tmp_path / "check" / "target_bias.png").read_bytes()[:4] == b"\x89PNG"
+
+    ok("train", "ou", "--data", "moons", "--out", tmp_path / "run", *TRAIN_SMALL, "--backend", "torch")
+    result = ok("check", "ou", "--run", tmp_path / "run", *small, "--times", "0.5,1", "--out", tmp_path / "c2")
+    assert "(KDE) of the run's training data (moons" in result.output and "e(t)" in result.output
+    error = json.loads((tmp_path / "c2" / "check.json").read_text())["score_error"]
+    assert error["times"] == [0.5, 1.0] and all(np.isfinite(error["error"]))
+    assert (tmp_path / "c2" / "score_error.png").exists()
+
+    (tmp_path / "cubic3.toml").write_text('state = ["x", "y", "z"]\ndrift = ["-x**3", "-y**3", "-z**3"]\n'
+                                          'diffusion = "1"\n')
+    for args, message in [(["ou", "--times", "0.55", "--n-steps", 10], "times: expected times on the grid"),
+                          ([tmp_path / "cubic3.toml"], "needs m <= 2"),
+                          (["cubic", "--run", tmp_path / "run"], "was trained on 'ou'"),
+                          (["ou", "--target", "ssm", "--paths", 400], "has no regression target")]:
+        bad = run("check", *args, "--out", tmp_path / "bad")
+        assert bad.exit_code == 1 and len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
