@@ -27,6 +27,8 @@ def test_the_default_is_the_plain_target_and_equal_requests_are_equal():
     ({"drop": ("Q",)}, "drop: expected names among"),
     ({"drop": 3}, "drop: expected a tuple"),
     ({"negate": ("Q",)}, "negate: expected names among"),
+    ({"first_order_only": True, "negate": "R"}, "negate: .* first_order_only leaves out already"),
+    ({"first_order_only": True, "drop": "P"}, "drop: .* first_order_only leaves out already"),
     ({"covering_weight": "t + y"}, "covering_weight: expected an expression in t"),
     ({"covering_weight": "("}, "covering_weight: expected a SymPy expression"),
 ])

@@ -72,6 +72,9 @@ class Variant:
                 raise SymscoreError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for field, allowed in (("drop", DROPPABLE_TERMS), ("negate", NEGATABLE_TERMS)):
             object.__setattr__(self, field, _checked_names(getattr(self, field), field, allowed))
+            if self.first_order_only and getattr(self, field):
+                raise SymscoreError(f"{field}: {getattr(self, field)} are second-order terms, which first_order_only "
+                                    "leaves out already; ask for one ablation at a time")
         if self.covering_weight is not None:
             object.__setattr__(self, "covering_weight", _checked_weight(self.covering_weight))
 

@@ -411,7 +411,8 @@ def weight_assembly(state: State, negate_r: bool = False) -> Weight:
                           "rho = <C^-1, R>") for c in range(w)]
         sign = 1 if negate_r else -1
         g = [g[i] + v[i] + sign * sum(Cinv[i, j] * rho[j] for j in range(w)) for i in range(w)]
-    g = [lines.bind(f"g_{i}", g[i], "C^-1 M + v - C^-1 rho") for i in range(w)]
+    g = [lines.bind(f"g_{i}", g[i], "C^-1 M + v + C^-1 rho (R's sign flipped)" if negate_r else "C^-1 M + v - C^-1 rho")
+         for i in range(w)]
     target = [lines.bind(f"target_{a}", -sum(state.Yi[i, a] * g[i] for i in range(w)), "-Yi^T g") for a in range(w)]
     condition = w * sum(Cr[a, a] * Cinv[a, a] for a in range(w))
     return Weight(tuple(lines.assignments), tuple(target), tuple(D[k] for k in range(w)), condition)
