@@ -362,7 +362,7 @@ CHECK_P0_SHIFT, CHECK_P0_VARIANCE = 1.5, 0.25
 CHECK_TIME_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 
-def _check_p0(sde, run: Path | None, p0: str | None):
+def _initial_law(sde, run: Path | None, p0: str | None):
     """(GaussianMixture, description) for ``symscore check``: --p0 data or the run's data as a KDE,
     else the default two-component mixture."""
     import numpy as np
@@ -394,7 +394,7 @@ def _check_p0(sde, run: Path | None, p0: str | None):
                      "points, Scott's bandwidth), not the data itself")
 
 
-def _check_times(text: str | None, sde, n_steps: int):
+def _record_times(text: str | None, sde, n_steps: int):
     import numpy as np
 
     if text is None:
@@ -468,8 +468,8 @@ def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed):
     if target is None:
         target = options.get("target", "malliavin")
         target = target if TARGETS.lookup(target).has_target else "malliavin"
-    p0, p0_text = _check_p0(sde, run, p0)
-    record = _check_times(times, sde, n_steps)
+    p0, p0_text = _initial_law(sde, run, p0)
+    record = _record_times(times, sde, n_steps)
     truth = solve(sde, p0, record)
     estimate = "" if truth.kind == "closed form" else \
         f" (its score's estimated relative error: at most {truth.error_estimate.max():.2g})"

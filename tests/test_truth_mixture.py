@@ -84,8 +84,9 @@ def test_linear_mixture_is_the_ou_formula_in_three_dimensions():
         x = want.sample(200, seed=2)
         np.testing.assert_allclose(solution.score(x, t), want.score(x), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(solution.density(x, t), want.density(x), rtol=1e-9)
-    wrong = GaussianMixture(p0.weights, p0.means, p0.covs + 0.1 * np.eye(3))  # the check would see a wrong p_0
-    assert np.abs(ss.truth.solve(sde, wrong, [1.0]).score(x, 1.0) - solution.score(x, 1.0)).max() > 1e-2
+    # deliberately wrong: the transition without its mean decay (mu_k instead of e^-t mu_k) is far off
+    wrong = GaussianMixture(p0.weights, p0.means, decay**2 * p0.covs + s**2 * (1 - decay**2) / (2 * theta) * np.eye(3))
+    assert np.abs(wrong.score(x) - solution.score(x, 1.0)).max() > 0.1
 
 
 def test_solve_picks_the_closed_form_only_where_it_exists():
@@ -96,6 +97,12 @@ def test_solve_picks_the_closed_form_only_where_it_exists():
         ss.truth.linear_mixture(ss.library.cubic(m=1), p0, [0.5])
     with pytest.raises(SymscoreError, match="needs m <= 2"):
         ss.truth.solve(ss.library.cubic(m=3), GaussianMixture([1.0], [[0.0, 0.0, 0.0]], [np.eye(3)]), [0.5])
+    with pytest.raises(SymscoreError, match="cells: an option of the Fokker-Planck grid, but 'ou' from this p0 has "
+                                            "a closed form"):
+        ss.truth.solve(ss.library.ou(m=1), p0, [0.5], cells=400)
+    assert ss.truth.solve(ss.library.ou(m=1), p0, [0.5], method="fokker-planck", cells=400).kind == "Fokker-Planck"
+    with pytest.raises(SymscoreError, match="method: expected 'auto', 'closed form' or 'fokker-planck'"):
+        ss.truth.solve(ss.library.ou(m=1), p0, [0.5], method="grid")
     with pytest.raises(SymscoreError, match="p0: expected a mixture in m = 2 dimensions"):
         ss.truth.linear_mixture(ss.library.ou(m=2), p0, [0.5])
     with pytest.raises(SymscoreError, match=r"times: expected increasing times in \[0, T = 1\]"):

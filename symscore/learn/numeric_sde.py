@@ -161,11 +161,13 @@ class NumericSDE:
             self._div_D = lambdify((t, *x), div_D)
             self._div_div_D = lambdify((t, *x), sum(sp.diff(div_D[i], x[i]) for i in range(self.m)))
         else:
-            offset = drift.xreplace({xi: 0 for xi in x})
             self._sigma = lambdify((t,), sigma if device is None else list(sigma))
-            self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"), sp.lambdify((t,), list(offset), "numpy"))
-            #: B, c and sigma free of t: LinearMoments can use the matrix exponential, not RK4
-            self.time_invariant = all(t not in e.free_symbols for e in (*jacobian, *sigma, *offset))
+            if self.derivation.is_linear:  # b = B(t) x + c(t); elsewhere b(t, 0) may not even exist (1 / x)
+                offset = drift.xreplace({xi: 0 for xi in x})
+                self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
+                                      sp.lambdify((t,), list(offset), "numpy"))
+                #: B, c and sigma free of t: LinearMoments can use the matrix exponential, not RK4
+                self.time_invariant = all(t not in e.free_symbols for e in (*jacobian, *sigma, *offset))
 
     @cached_property
     def derivation(self):
@@ -231,6 +233,10 @@ class NumericSDE:
 
     def linear_parts(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(B(t), c(t)) of a linear drift b = B(t) x + c(t) (and sigma(t)), host arrays."""
+        if not hasattr(self, "_linear_parts"):
+            raise SymscoreError(f"sde: {self.sde.name!r} has no linear parts B(t), c(t): its drift is "
+                                f"{self.derivation.structure}" + (" and its sigma depends on the state"
+                                                                  if self.state_dependent else ""))
         B = np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).reshape(self.m, self.m)
         c = np.broadcast_to(np.asarray(self._linear_parts[1](float(t)), dtype=np.float64).ravel(), (self.m,))
         return B, c

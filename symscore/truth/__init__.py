@@ -9,11 +9,11 @@
   biased a regression target is at a chosen step count; :func:`compare_targets`: which target and
   step count to use at equal cost (``symscore check`` prints all three).
 """
-from .fokker_planck import FokkerPlanckSolution, fokker_planck
+from .finite_volume import FokkerPlanckSolution, fokker_planck
 from .linear import LinearMixtureSolution, is_linear, linear_mixture
 from .mixture import GaussianMixture
 from .report import ScoreErrorReport, TargetBiasReport, TargetComparison, compare_targets, score_error, target_bias
-from .solve import solve
+from .selection import solve
 from .solution import Solution
 
 __all__ = ["GaussianMixture", "Solution", "LinearMixtureSolution", "FokkerPlanckSolution", "linear_mixture",

@@ -95,7 +95,9 @@ OPTIONS = {
 }
 _MIN_CELLS_PER_STD = 3.0
 _WIDENINGS = 4  # automatic bounds: how many times they may double when the law reaches their edge
-_AUTO_CELLS = {1: (200, 2000), 2: (64, 192)}  # automatic cells per axis: (fewest, most)
+_REFINEMENTS = 3  # automatic cells: how many times they may grow 1.5x while the error estimate is too large
+_UNRESOLVED = 0.5  # an error estimate above this is an error naming cells (the truth is not known to 50%)
+_AUTO_CELLS = {1: (800, 4000), 2: (64, 192)}  # automatic cells per axis: (fewest, most); 1-D is cheap (800 cells: 0.3 s)
 # "auto" uses expm_multiply when ||t L||_1 is at most this, else BDF (whose sparse LU is cheap in 1-D)
 _EXPM_MAX_NORM = {1: 1000.0, 2: 8000.0}
 _LOG_FLOOR = 1e-14  # log p is taken of max(p, 1e-14 max p): the score is flat where p is below it
@@ -383,7 +385,8 @@ class FokkerPlanckSolution(Solution):
         return np.stack([spline.ev(x[:, 0], x[:, 1], dx=1), spline.ev(x[:, 0], x[:, 1], dy=1)], axis=1)
 
     def sample(self, n: int, t, seed: int = 0) -> np.ndarray:
-        """n draws from the grid law at t: a cell with probability its mass, then uniform inside the cell."""
+        """n draws from the grid law at t: a cell with probability its mass, then uniform inside the cell
+        (a histogram of p_t: its law differs from p_t by O(h), like the grid solution itself)."""
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise SymscoreError(f"n: expected an integer >= 1, got {n!r}")
         p = np.maximum(self.values[self.time_index(t)].ravel(), 0.0)
@@ -521,8 +524,10 @@ def _auto_cells(width: np.ndarray, scale: np.ndarray, m: int, per_std: float) ->
 
 
 # -- the solver ---------------------------------------------------------------------------------------
-def _evolve(numeric, grid: Grid, p_start: np.ndarray, times: np.ndarray, method: str, options: dict) -> np.ndarray:
-    """p at ``times`` (K, n_cells) from the cell averages ``p_start`` at t = 0."""
+def _evolve(numeric, grid: Grid, p_start: np.ndarray, times: np.ndarray, method: str, options: dict,
+            constant: bool) -> np.ndarray:
+    """p at ``times`` (K, n_cells) from the cell averages ``p_start`` at t = 0; ``constant``: the
+    operator does not depend on t (assembled once)."""
     operator = _operator(numeric, grid, options)
     out = np.empty((times.size, p_start.size))
     positive = times > 0
@@ -538,6 +543,8 @@ def _evolve(numeric, grid: Grid, p_start: np.ndarray, times: np.ndarray, method:
     cache = {}
 
     def jacobian(t, p=None):
+        if constant:
+            t = 0.0
         if cache.get("t") != t:
             cache["t"], cache["L"] = t, operator(t)
         return cache["L"]
@@ -562,17 +569,17 @@ def _auto_method(numeric, grid: Grid, t_max: float, options: dict) -> str:
     return "expm" if norm * t_max <= _EXPM_MAX_NORM[grid.m] else "BDF"
 
 
-def _solve_on(numeric, grid: Grid, density, times, method, options) -> FokkerPlanckSolution:
+def _solve_on(numeric, grid: Grid, density, times, method, options, constant: bool) -> FokkerPlanckSolution:
     """Cell-average p0, evolve, wrap (no checks beyond p0's mass)."""
     p_start = grid.cell_averages(density, options["quadrature"])
     box_mass = p_start.sum() * grid.volume
     if not box_mass > 1 - 1e-6:
         raise SymscoreError(f"bounds: the box {grid.bounds} holds {box_mass:.8g} of p0's mass, expected at least "
-                            "1 - 1e-6; widen bounds")
+                            "1 - 1e-6; widen bounds (or, for a callable p0, check that it integrates to 1)")
     p_start = np.maximum(_point_values(p_start), 0.0)
     p_start = p_start / (p_start.sum() * grid.volume)
     with threadpool_limits(1, user_api="blas"):  # BLAS threads only slow vector norms of this size down
-        values = _evolve(numeric, grid, p_start.ravel(), times, method, options)
+        values = _evolve(numeric, grid, p_start.ravel(), times, method, options, constant)
     return FokkerPlanckSolution(numeric.sde, times, grid, values.reshape((times.size, *grid.shape)), method)
 
 
@@ -616,7 +623,7 @@ def fokker_planck(sde, p0, times, cells=None, bounds=None, **options) -> FokkerP
         times: increasing times in [0, T] (0 allowed: p_0 on the grid).
         cells: cells per axis (an int, or one int >= 8 per coordinate). Default: 8 cells per the
             smallest standard deviation (p0's components given the other coordinates, and the Euler
-            paths' spread at every step), at least 200 (m = 1) / 64 (m = 2), at most 2000 / 192.
+            paths' spread at every step), at least 800 (m = 1) / 64 (m = 2), at most 4000 / 192.
         bounds: the box, ``(lo, hi)`` for m = 1 or ``((lo1, hi1), (lo2, hi2))``. Default (mixture p0
             only): per axis over every step of a 200-step Euler simulation of 4000 paths from p0's
             samples on [0, max(times)], the 0.1% and 99.9% quantiles widened by 3 standard deviations
@@ -636,8 +643,10 @@ def fokker_planck(sde, p0, times, cells=None, bounds=None, **options) -> FokkerP
     mass (p0 not inside it, or more than ``edge_tolerance`` in its outer two cell layers at some
     requested time: widen ``bounds``), a mixture component narrower than 3 cells per standard
     deviation or a callable p0 the grid does not resolve (``cells``), or coefficients that are not
-    finite on the grid; warns when ``error_estimate`` exceeds ``error_tolerance`` (refine ``cells``)
-    or when p_t has negative values beyond round-off.
+    finite on the grid, or an ``error_estimate`` above 0.5 (p_t not resolved: ``cells``); with
+    automatic cells, refines them (1.5x per axis, up to the cap, at most 3 times) while the estimate
+    exceeds ``error_tolerance``, then warns if it still does, as it does for given cells; warns when
+    p_t has negative values beyond round-off.
 
     >>> import symscore as ss
     >>> p0 = ss.truth.GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [[[0.1]], [[0.1]]])
@@ -674,7 +683,7 @@ def fokker_planck(sde, p0, times, cells=None, bounds=None, **options) -> FokkerP
             chosen = "BDF" if depends_on_t else _auto_method(numeric, grid, float(times[-1]), options)
         else:
             chosen = method
-        solution = _solve_on(numeric, grid, density, times, chosen, options)
+        solution = _solve_on(numeric, grid, density, times, chosen, options, not depends_on_t)
         try:
             _check_solution(solution, options)
             break
@@ -684,15 +693,30 @@ def fokker_planck(sde, p0, times, cells=None, bounds=None, **options) -> FokkerP
             centre, half = (np.array(lo) + np.array(hi)) / 2, (np.array(hi) - np.array(lo)) / 2
             lo, hi = tuple((centre - 2 * half).tolist()), tuple((centre + 2 * half).tolist())
     method = chosen
-    if options["estimate_error"]:
-        coarse = _solve_on(numeric, grid.coarsen(), density, times, method, options)
+    if not options["estimate_error"]:
+        return solution
+    # automatic cells are refined (x 1.5 per axis, up to the cap) while the estimate exceeds the
+    # tolerance: the cells were chosen from p0 and the paths' spread, not from p_t's finest feature
+    for refinement in range(_REFINEMENTS + 1):
+        coarse = _solve_on(numeric, grid.coarsen(), density, times, method, options, not depends_on_t)
         solution.coarse = coarse
         solution.error_estimate = solution.score_difference(coarse)
-        worst = int(np.argmax(solution.error_estimate))
-        if solution.error_estimate[worst] > options["error_tolerance"]:
-            warnings.warn(f"fokker_planck: the score's refinement error estimate is {solution.error_estimate[worst]:.3g} "
-                          f"at t = {solution.times[worst]:g} (cells {grid.cells}), above error_tolerance "
-                          f"{options['error_tolerance']:g}: raise cells", RuntimeWarning, stacklevel=2)
+        most = _AUTO_CELLS[m][1]
+        if (cells is not None or solution.error_estimate.max() <= options["error_tolerance"]
+                or max(grid.cells) >= most or refinement == _REFINEMENTS):
+            break
+        grid = Grid(grid.lo, grid.hi, tuple(min(most, int(np.ceil(1.5 * c / 2)) * 2) for c in grid.cells))
+        solution = _solve_on(numeric, grid, density, times, method, options, not depends_on_t)
+        _check_solution(solution, options)
+    worst = int(np.argmax(solution.error_estimate))
+    if solution.error_estimate[worst] > _UNRESOLVED:
+        raise SymscoreError(f"cells: the grid {grid.cells} on bounds {grid.bounds} does not resolve p_t: the score's "
+                            f"refinement error estimate is {solution.error_estimate[worst]:.3g} at "
+                            f"t = {solution.times[worst]:g} (above {_UNRESOLVED:g}); raise cells or narrow bounds")
+    if solution.error_estimate[worst] > options["error_tolerance"]:
+        warnings.warn(f"fokker_planck: the score's refinement error estimate is {solution.error_estimate[worst]:.3g} "
+                      f"at t = {solution.times[worst]:g} (cells {grid.cells}), above error_tolerance "
+                      f"{options['error_tolerance']:g}: raise cells", RuntimeWarning, stacklevel=2)
     return solution
 
 

@@ -109,10 +109,19 @@ class GaussianMixture:
         white = np.linalg.solve(self._chol, np.swapaxes(residual, 1, 2))  # (K, m, n)
         return (self._log_norm[None, :] - 0.5 * np.einsum("kin,kin->nk", white, white)), white
 
+    def _rows(self, n: int):
+        """Slices of at most about 2^22 / (K m) rows: a kernel-density mixture has thousands of
+        components, and the whitened residuals hold K x rows x m numbers at once."""
+        step = max(1, (1 << 22) // (self.n_components * self.m))
+        return (slice(start, min(start + step, n)) for start in range(0, n, step))
+
     def log_density(self, x) -> np.ndarray:
         """log p(x), shape (n,)."""
-        log_parts, _ = self._component_log_densities(check_points(x, self.m))
-        return logsumexp(log_parts, axis=1)
+        x = check_points(x, self.m)
+        out = np.empty(x.shape[0])
+        for rows in self._rows(x.shape[0]):
+            out[rows] = logsumexp(self._component_log_densities(x[rows])[0], axis=1)
+        return out
 
     def density(self, x) -> np.ndarray:
         """p(x), shape (n,)."""
@@ -121,11 +130,14 @@ class GaussianMixture:
     def score(self, x) -> np.ndarray:
         """grad log p(x), shape (n, m)."""
         x = check_points(x, self.m)
-        log_parts, white = self._component_log_densities(x)
-        resp = np.exp(log_parts - logsumexp(log_parts, axis=1, keepdims=True))  # (n, K)
-        # Sigma_k^-1 (x - mu_k) = L_k^-T L_k^-1 (x - mu_k)
-        pulled = np.linalg.solve(np.swapaxes(self._chol, 1, 2), white)  # (K, m, n)
-        return -np.einsum("nk,kin->ni", resp, pulled)
+        out = np.empty_like(x)
+        for rows in self._rows(x.shape[0]):
+            log_parts, white = self._component_log_densities(x[rows])
+            resp = np.exp(log_parts - logsumexp(log_parts, axis=1, keepdims=True))  # (n, K)
+            # Sigma_k^-1 (x - mu_k) = L_k^-T L_k^-1 (x - mu_k)
+            pulled = np.linalg.solve(np.swapaxes(self._chol, 1, 2), white)  # (K, m, n)
+            out[rows] = -np.einsum("nk,kin->ni", resp, pulled)
+        return out
 
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """n independent draws, shape (n, m)."""
