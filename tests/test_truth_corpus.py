@@ -23,7 +23,9 @@ TIMES = np.array([0.3, 1.0])
 
 #: One case per noise kind in the default suite (the families rotate); the slow suite runs them all.
 DEFAULT_CASES = [(1, "polynomial", "state"), (1, "transcendental", "time"), (1, "rational", "constant"),
-                 (2, "transcendental", "state"), (2, "polynomial", "hypoelliptic")]
+                 (2, "transcendental", "state"), (2, "rational", "hypoelliptic")]
+#: The truth must be known to this (its refinement estimate) for the check to have power.
+RESOLVED = 0.05
 ALL_CASES = [(m, family, noise) for m in (1, 2) for noise in NOISE_KINDS[m] for family in TERMS]
 
 
@@ -32,12 +34,33 @@ ALL_CASES = [(m, family, noise) for m in (1, 2) for noise in NOISE_KINDS[m] for 
 CELLS = {1: 800, 2: 256}
 
 
+_TRUTHS: dict = {}
+
+
+def _truth(case):
+    """The Fokker-Planck truth of a corpus case, solved once per case label (its correct and wrong
+    weights share it), or the error that says the grid does not resolve it."""
+    if case.label not in _TRUTHS:
+        try:
+            _TRUTHS[case.label] = ss.truth.fokker_planck(case.sde, case.p0, TIMES, cells=CELLS[case.sde.m])
+        except ss.SymscoreError as error:  # "cells: ... does not resolve p_t"
+            if not str(error).startswith("cells:"):
+                raise
+            _TRUTHS[case.label] = error
+    return _TRUTHS[case.label]
+
+
 def _check(case, variant=ss.Variant(), n=None, n_steps=None, seed=11):
     """The binned check of ``variant``'s target for a corpus case (torch kernels: no numba compile)."""
     m = case.sde.m
     n = n or (40_000 if m == 1 else 20_000)
     n_steps = n_steps or (100 if m == 1 else 50)
-    truth = ss.truth.fokker_planck(case.sde, case.p0, TIMES, cells=CELLS[m])
+    truth = _truth(case)
+    if isinstance(truth, ss.SymscoreError):
+        pytest.skip(f"{case.label}: {truth}")
+    if truth.error_estimate.max() > RESOLVED:  # its allowance would let a wrong target through
+        pytest.skip(f"{case.label}: the truth is not resolved at {CELLS[m]} cells (estimate "
+                    f"{truth.error_estimate.max():.2g} > {RESOLVED})")
     kernel = ss.compile(case.sde, backend="torch", variant=variant)
     return binned_check(kernel, truth, case.p0.sample(n, seed), TIMES, n_steps, seed=seed + 1)
 
@@ -63,18 +86,22 @@ def test_the_target_matches_the_fokker_planck_truth_on_the_whole_corpus(m, famil
     _assert_unbiased(_check(case, n=2 * (40_000 if m == 1 else 20_000)), case.label)
 
 
-#: The deliberately wrong weights and the paths each needs; P and RPsi exist only for a
-#: state-dependent sigma(x). Dropping P moves the weight least (measured: 11 SE at 40 000 paths, 14
-#: at 100 000; the others 30 to 120 SE at 40 000).
-WRONG = {"first order only": (ss.Variant(first_order_only=True), 40_000),
-         "P dropped": (ss.Variant(drop="P"), 100_000),
-         "RPsi dropped": (ss.Variant(drop="RPsi"), 40_000),
-         "R with the wrong sign": (ss.Variant(negate="R"), 40_000)}
+#: The deliberately wrong weights, on a 1-D and a coupled 2-D corpus case with sigma(x) (P and RPsi
+#: exist only for a state-dependent sigma), and the paths each needs. Dropping P moves the weight
+#: least (measured in 1-D: 11 SE at 40 000 paths, 14 at 100 000; 6 in 2-D at 20 000); the others
+#: 25 to 120 SE.
+ONE_D, TWO_D = (1, "polynomial", "state"), (2, "transcendental", "state")
+WRONG = {"first order only": (ss.Variant(first_order_only=True), ONE_D, 40_000),
+         "P dropped": (ss.Variant(drop="P"), ONE_D, 100_000),
+         "RPsi dropped": (ss.Variant(drop="RPsi"), ONE_D, 40_000),
+         "R with the wrong sign": (ss.Variant(negate="R"), ONE_D, 40_000),
+         "first order only, coupled 2-D": (ss.Variant(first_order_only=True), TWO_D, 20_000),
+         "RPsi dropped, coupled 2-D": (ss.Variant(drop="RPsi"), TWO_D, 20_000),
+         "R with the wrong sign, coupled 2-D": (ss.Variant(negate="R"), TWO_D, 20_000)}
 
 
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_weights_miss_the_truth_by_more_than_10_standard_errors(name):
-    case = corpus_case(1, "polynomial", "state", seed=0)
-    variant, n = WRONG[name]
-    worst = _check(case, variant, n=n).worst()
+    variant, where, n = WRONG[name]
+    worst = _check(corpus_case(*where, seed=0), variant, n=n).worst()
     assert worst > 10, f"{name}: the check cannot tell this wrong weight apart (worst excess {worst:.1f} SE)"

@@ -89,8 +89,10 @@ class BinnedCheck:
 
     * ``mean``: the bin mean of target - s*(X_t) on the fine run (2 n_steps steps);
     * ``se``: its standard error;
-    * ``change``: the bin mean of the coarse run's residual minus the fine run's, per path on one
-      Brownian path (coarse increments are sums of fine ones), with its standard error ``change_se``.
+    * ``change``: the coarse run's bin mean minus the fine run's, each run binned by its own X_t on
+      the same edges (the coarse weight's noise has mean zero given the coarse X_t, not the fine
+      one), with its standard error ``change_se``: the two runs share one Brownian path, so the
+      covariance of the two bin means (over the paths in that bin in both runs) is subtracted.
 
     For a first-order scheme bias(2N) = bias(N) - bias(2N) to leading order, so ``|change|`` is
     the allowance for the fine run's Euler bias. ``excess`` = (|mean| - |change| - 2 change_se
@@ -120,6 +122,22 @@ class BinnedCheck:
         return float(np.nanmax(self.excess))
 
 
+def _bin_index(x, edges):
+    """The flat bin of each row of x (n, m) on per-axis ``edges`` (interior edges)."""
+    index = np.zeros(x.shape[0], dtype=np.int64)
+    for j, axis_edges in enumerate(edges):
+        index = index * (len(axis_edges) + 1) + np.searchsorted(axis_edges, x[:, j])
+    return index
+
+
+def _bin_moments(index, values, n_bins):
+    """(count (B,), mean (B, m), centred values (n, m)) of ``values`` per bin."""
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    sums = np.stack([np.bincount(index, values[:, j], n_bins) for j in range(values.shape[1])], 1)
+    mean = sums / np.maximum(count, 1)[:, None]
+    return count, mean, values - mean[index]
+
+
 def binned_check(kernel, truth, x0, times, n_steps: int, seed: int, bins: int = 16) -> BinnedCheck:
     """Simulate ``kernel`` at 2 n_steps and n_steps on one Brownian path per row and bin the residual
     target - truth.score(X_t, t) by marginal quantiles of the fine X_t (about ``bins`` bins).
@@ -142,29 +160,29 @@ def binned_check(kernel, truth, x0, times, n_steps: int, seed: int, bins: int = 
     n_bins = per_axis**m
     shape = (len(times), n_bins, m)
     mean, se, change, change_se, allowance = (np.full(shape, np.nan) for _ in range(5))
+    coarse_truth = getattr(truth, "coarse", None)
     for k, t_k in enumerate(times):
         x_fine, x_coarse = fine_paths.x[:, k], coarse_paths.x[:, k]
         score_fine = truth.score(x_fine, t_k)
-        residual = fine_paths.target[:, k] - score_fine
-        difference = coarse_paths.target[:, k] - truth.score(x_coarse, t_k) - residual
-        index = np.zeros(n, dtype=np.int64)
-        for j in range(m):
-            edges = np.quantile(x_fine[:, j], np.linspace(0, 1, per_axis + 1)[1:-1])
-            index = index * per_axis + np.searchsorted(edges, x_fine[:, j])
-        count = np.bincount(index, minlength=n_bins).astype(np.float64)
-        used = count >= 50
-        for values, out_mean, out_se in ((residual, mean, se), (difference, change, change_se)):
-            sums = np.stack([np.bincount(index, values[:, j], n_bins) for j in range(m)], 1)
-            squares = np.stack([np.bincount(index, values[:, j] ** 2, n_bins) for j in range(m)], 1)
-            bin_mean = sums / np.maximum(count, 1)[:, None]
-            variance = squares / np.maximum(count, 1)[:, None] - bin_mean**2
-            out_mean[k][used] = bin_mean[used]
-            out_se[k][used] = np.sqrt(np.maximum(variance[used], 0) / (count[used, None] - 1))
-        coarse_truth = getattr(truth, "coarse", None)
+        edges = [np.quantile(x_fine[:, j], np.linspace(0, 1, per_axis + 1)[1:-1]) for j in range(m)]
+        index_f, index_c = _bin_index(x_fine, edges), _bin_index(x_coarse, edges)
+        count_f, mean_f, centred_f = _bin_moments(index_f, fine_paths.target[:, k] - score_fine, n_bins)
+        count_c, mean_c, centred_c = _bin_moments(index_c, coarse_paths.target[:, k] - truth.score(x_coarse, t_k),
+                                                  n_bins)
+        var_f = np.stack([np.bincount(index_f, centred_f[:, j] ** 2, n_bins) for j in range(m)], 1)
+        var_c = np.stack([np.bincount(index_c, centred_c[:, j] ** 2, n_bins) for j in range(m)], 1)
+        both = index_f == index_c  # paths in the same bin in both runs carry the shared noise
+        cross = np.stack([np.bincount(index_f[both], (centred_f * centred_c)[both, j], n_bins) for j in range(m)], 1)
+        used = (count_f >= 50) & (count_c >= 50)
+        se_f2 = var_f / np.maximum(count_f * (count_f - 1), 1)[:, None]
+        se_c2 = var_c / np.maximum(count_c * (count_c - 1), 1)[:, None]
+        covariance = cross / np.maximum(count_f * count_c, 1)[:, None]
+        mean[k][used], se[k][used] = mean_f[used], np.sqrt(se_f2[used])
+        change[k][used] = (mean_c - mean_f)[used]
+        change_se[k][used] = np.sqrt(np.maximum(se_f2 + se_c2 - 2 * covariance, 0.0)[used])
         if coarse_truth is not None:
             gap = np.abs(score_fine - coarse_truth.score(x_fine, t_k))
-            sums = np.stack([np.bincount(index, gap[:, j], n_bins) for j in range(m)], 1)
-            allowance[k][used] = (sums / np.maximum(count, 1)[:, None])[used]
+            allowance[k][used] = _bin_moments(index_f, gap, n_bins)[1][used]
         else:
             allowance[k][used] = 0.0
     return BinnedCheck(times, mean, se, change, change_se, allowance, seconds)
