@@ -4,7 +4,7 @@
     symscore emit SPEC [--backend numba|torch] [-o FILE]
     symscore train SPEC --data NAME|FILE.npy --out DIR [--steps N ...]
     symscore sample DIR --n N --out FILE.npy [--plot PNG]
-    symscore check SPEC [--run DIR] [--p0 DATA] [--times T1,T2] [--n-steps N] [--target NAME] [--paths N]
+    symscore check SPEC [--run DIR] [--p0 DATA] [--times T1,T2] [--n-steps N] [--target NAME] [--paths N] [--cells N]
     symscore demo [--out DIR] [--budget S | --steps N] [--benes | --fields] [--quick]
     symscore bench SPEC [--backend numba|torch|all]
     symscore paper [--budget S] [--quick] [--out DIR] [--seeds 0,1,2] [--tails]
@@ -426,8 +426,10 @@ def _record_times(text: str | None, sde, n_steps: int):
 @click.option("--out", type=click.Path(file_okay=False), default="check", show_default=True,
               help="Folder for target_bias.png, score_error.png and check.json.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cells", type=click.IntRange(min=8), default=None,
+              help="Fokker-Planck cells per axis (a finer truth)  [default: chosen from p_0 and a short simulation].")
 @_spec_doc
-def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed):
+def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed, cells):
     """Check a regression target (and, with --run, a trained score) against the true p_t (m <= 2,
     or any m for a linear SDE from a Gaussian mixture).
 
@@ -470,7 +472,7 @@ def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed):
         target = target if TARGETS.lookup(target).has_target else "malliavin"
     p0, p0_text = _initial_law(sde, run, p0)
     record = _record_times(times, sde, n_steps)
-    truth = solve(sde, p0, record)
+    truth = solve(sde, p0, record, **({} if cells is None else {"method": "fokker-planck", "cells": cells}))
     estimate = "" if truth.kind == "closed form" else \
         f" (its score's estimated relative error: at most {truth.error_estimate.max():.2g})"
     click.echo(f"{sde.name}: m = {sde.m}; {p0_text}; truth: {truth.kind}{estimate}\n")

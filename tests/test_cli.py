@@ -203,6 +203,8 @@ def test_check_against_the_truth(tmp_path):
     assert [c["n_steps"] for c in saved["comparison"]["candidates"]] == [10, 30, 10]  # plain, at equal cost
     assert saved["target_bias"]["times"] == [0.1, 0.2, 0.5, 1.0]  # about 0.1, 0.25, 0.5, 1 T on the 10-step grid
     assert (tmp_path / "check" / "target_bias.png").read_bytes()[:4] == b"\x89PNG"
+    finer = ok("check", "ou", *small, "--times", "0.5,1", "--cells", 96, "--out", tmp_path / "grid")
+    assert "truth: Fokker-Planck" in finer.output  # --cells asks for a grid even where a closed form exists
 
     ok("train", "ou", "--data", "moons", "--out", tmp_path / "run", *TRAIN_SMALL, "--backend", "torch")
     result = ok("check", "ou", "--run", tmp_path / "run", *small, "--times", "0.5,1", "--out", tmp_path / "c2")

@@ -560,7 +560,7 @@ class TargetComparison(_Report):
         text += (f"; cheapest unbiased within noise at {cheap.n} paths: {cheap.target} at n_steps = "
                  f"{cheap.n_steps} ({self.seconds[self.cheapest_unbiased]:.3g} s)")
         if cheap.truth_limited(UNBIASED_P_VALUE):
-            text += (" (its remaining bias is within the truth's own grid error: pass finer cells to resolve it)")
+            text += (" (its remaining bias is within the truth's own grid error: finer cells would resolve it)")
         return text
 
     def table(self) -> str:
