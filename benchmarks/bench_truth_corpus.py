@@ -23,7 +23,7 @@ import numpy as np
 import symscore as ss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the corpus lives with the tests
-from test_truth_corpus import ALL_CASES, CELLS, DEFAULT_CASES, RESOLVED, TIMES, WRONG  # noqa: E402
+from test_truth_corpus import ALL_CASES, CELLS_WHOLE as CELLS, DEFAULT_CASES, RESOLVED, TIMES, WRONG  # noqa: E402
 from truth_corpus import binned_check, corpus_case  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main():
         for m, family, noise in cases:
             print(row(corpus_case(m, family, noise, seed)), flush=True)
     print(f"\n## Deliberately wrong weights (the excess must exceed 10)\n\n{header}")
-    for name, (variant, where, n) in WRONG.items():
+    for name, (variant, where, n, _) in WRONG.items():
         control = corpus_case(*where, 0)
         print(row(control, variant, n).replace(f"| {control.label} |", f"| {name} ({control.label}) |"), flush=True)
 
