@@ -22,10 +22,13 @@ def _figure(n_panels: int, size: float = 3.6, rows: int | None = None):
     return plt, fig, axes[0] if rows is None else axes
 
 
-def _save(plt, fig, path) -> Path:
+def _save(plt, fig, path, tight: bool = True) -> Path:
+    """Write ``fig`` to ``path`` (parents created) and close it; ``tight=False`` for figures with a
+    colorbar shared across axes, which tight_layout cannot place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -149,11 +152,7 @@ def plot_field_maps(fields: dict, L: int, path, n_maps: int = 3, resolution: int
                                   vmin=-limit, vmax=limit, shading="nearest")
             ax.set_title(f"{title} {column + 1}", fontsize=9)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, tight=False)
 
 
 def plot_power_spectra(spectra: dict, path, reference: dict | None = None) -> Path:
@@ -222,8 +221,4 @@ def plot_target_bias(report, path, z_limit: float = 4.0) -> Path:
                    xlabel="x1 quantile bin", ylabel="x2 quantile bin")
     fig.suptitle(f"{title}: z = bin mean(target - s*) / std. error")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, tight=False)

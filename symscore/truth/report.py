@@ -39,8 +39,8 @@ from .selection import solve
 
 __all__ = ["ScoreErrorReport", "TargetBiasReport", "TargetComparison", "score_error", "target_bias", "compare_targets"]
 
-#: rows per call of the truth's (and the score's) evaluation: a kernel-density mixture of K
-#: components holds K x rows x m numbers at once, so big draws go through in pieces
+#: rows per call of the score under test (a network's activations grow with the rows); a mixture
+#: truth bounds its own memory (GaussianMixture evaluates in row chunks)
 CHUNK_ROWS = 2048
 #: bins with fewer paths are skipped: their standard error would be too rough for a z-score
 MIN_BIN_COUNT = 20
@@ -76,8 +76,8 @@ def _truth(sde, p0, times, truth, solver_options) -> Solution:
 
 
 def _truth_score(truth: Solution, x: np.ndarray, t: float) -> np.ndarray:
-    """s*(x, t) in pieces of :data:`CHUNK_ROWS` rows; an error if the truth is not finite there."""
-    score = np.concatenate([truth.score(x[i:i + CHUNK_ROWS], t) for i in range(0, x.shape[0], CHUNK_ROWS)])
+    """s*(x, t); an error if the truth is not finite there."""
+    score = truth.score(x, t)
     if not np.isfinite(score).all():
         raise SymscoreError(f"truth: its score is not finite at {int((~np.isfinite(score)).any(axis=1).sum())} of "
                             f"{x.shape[0]} points at t = {t:g} (a grid too small for p_t?)")
