@@ -95,6 +95,40 @@ def test_resume_is_bit_identical_and_truncated_checkpoint_is_reported(tmp_path):
         ss.train(sde, small_data(), seed=3, resume=files[1], **(SMALL | {"batch_size": 16}))
 
 
+def test_checkpoints_of_the_removed_spherical_block_are_refused_clearly(tmp_path):
+    """Earlier versions wrote ``spherical_channels`` and ``spherical_depth`` (a spherical block, since
+    removed for ``architecture="sfno"``) into every run record, and into the model's config when the
+    network had the block: a run without the block resumes from such a checkpoint (the unused
+    options are dropped), one with the block is refused by name (resuming and loading its EMA
+    model), never a KeyError or TypeError; the file is not modified. ``train`` no longer takes the
+    options."""
+    from symscore.learn.checkpoints import load_checkpoint
+
+    sde = ss.library.cubic(m=2)
+    ss.train(sde, small_data(), checkpoint_dir=tmp_path / "new", checkpoint_every=12, seed=3, **SMALL)
+    (written,) = sorted((tmp_path / "new").glob("checkpoint_*.pt"))
+    payload = torch.load(written, weights_only=True)
+    assert not {"spherical_channels", "spherical_depth"} & (set(payload["run"]) | set(payload["run"]["model"]))
+    old = tmp_path / "old" / written.name
+    old.parent.mkdir()
+    payload["run"] = payload["run"] | {"spherical_channels": 0, "spherical_depth": 1}  # no block
+    torch.save(payload, old)
+    resumed = ss.train(sde, small_data(), seed=3, resume=old, **SMALL)  # the unused options are dropped
+    assert len(resumed.loss_history) == SMALL["steps"]
+    assert load_checkpoint(old).config == payload["run"]["model"]  # this version's network: it loads
+    payload["run"] = payload["run"] | {"spherical_channels": 4, "spherical_depth": 2}
+    payload["run"]["model"] = payload["run"]["model"] | {"spherical_channels": 4, "spherical_depth": 2}
+    torch.save(payload, old)
+    before = old.read_bytes()
+    with pytest.raises(ss.SymscoreError, match=r"spherical block \(spherical_channels=4, spherical_depth=2\)"):
+        ss.train(sde, small_data(), seed=3, resume=old.parent, **SMALL)
+    with pytest.raises(ss.SymscoreError, match=r"spherical block \(spherical_channels=4, spherical_depth=2\)"):
+        load_checkpoint(old)
+    assert old.read_bytes() == before
+    with pytest.raises(TypeError, match="spherical_channels"):
+        ss.train(sde, small_data(), spherical_channels=4, **SMALL)
+
+
 @pytest.mark.parametrize("target, sde", [("dsm", ss.library.vp(m=2)), ("ssm", ss.library.cubic(m=2)),
                                          ("local", ss.library.cubic(m=2))])
 def test_other_targets_train(target, sde):
@@ -371,8 +405,8 @@ def test_continued_training_keeps_the_stein_correction_and_refuses_a_bad_shape_b
         raise AssertionError("the pilot batch ran before the network's shape was checked")
 
     monkeypatch.setattr(trainer_module, "measure", no_pilot)
-    with pytest.raises(ss.SymscoreError, match="spherical_channels"):
-        ss.train(ss.library.cubic(m=2), small_data(), spherical_channels=4, **SMALL)
+    with pytest.raises(ss.SymscoreError, match="architecture: 'sfno' needs m = \\(L \\+ 1\\)\\^2"):
+        ss.train(ss.library.cubic(m=2), small_data(), architecture="sfno", **SMALL)
 
 
 def test_a_given_model_keeps_its_shape_and_the_run_record_describes_it():

@@ -15,7 +15,7 @@ import torch
 from .._checks import positive_int
 from .._errors import SymscoreError
 from ..compiler.cache import atomic_write
-from .model import ScoreModel, complete_state, load_torch_file
+from .model import REMOVED_OPTIONS, ScoreModel, check_removed_options, complete_state, load_torch_file
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "checkpoint_files", "read_checkpoint", "load_checkpoint", "restore"]
 
@@ -71,15 +71,28 @@ def load_checkpoint(source) -> ScoreModel:
     return ScoreModel.from_state(payload["run"]["model"], ema_state, payload["loss_history"]).eval()
 
 
+def _without_removed_options(record: dict) -> dict:
+    """A run record of an earlier version without the options since removed, where they were unused
+    (every record held ``spherical_channels`` 0 and ``spherical_depth`` 1 when there was no spherical
+    block); a record whose network had the block is refused (:func:`check_removed_options`)."""
+    record = dict(record)
+    if isinstance(record.get("model"), dict):
+        record["model"] = check_removed_options(record["model"])
+    if record.get("spherical_channels", 0) == 0:
+        for key in REMOVED_OPTIONS:
+            record.pop(key, None)
+    return record
+
+
 def restore(resume, run, model, ema, optimizer, scheduler) -> int:
     """Load a checkpoint's weights, EMA, optimiser and scheduler states into a run whose record
     ``run`` must equal the checkpoint's; returns the step it was written at."""
     payload = read_checkpoint(resume)
-    saved = payload["run"]
+    saved = _without_removed_options(payload["run"])
     differ = [key for key in sorted(set(run) | set(saved)) if saved.get(key) != run.get(key)]
     if differ:
         raise SymscoreError("resume: the checkpoint was written by a run with different settings: "
-                            + ", ".join(f"{k}={payload['run'].get(k)!r} (now {run.get(k)!r})" for k in differ))
+                            + ", ".join(f"{k}={saved.get(k)!r} (now {run.get(k)!r})" for k in differ))
     model.load_state_dict(complete_state(payload["model"]))
     ema.load_state_dict(complete_state(payload["ema"], prefix="module."))
     optimizer.load_state_dict(payload["optimizer"])

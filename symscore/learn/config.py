@@ -13,7 +13,8 @@ import numpy as np
 
 from .._checks import positive_float, positive_int
 from .._errors import SymscoreError
-from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel, check_spherical_channels
+from .model import ACTIVATIONS, ARCHITECTURES, PRECONDITIONINGS, ScoreModel
+from .sfno import sphere_degree
 from .targets import TARGETS
 
 __all__ = ["NetworkConfig", "TrainConfig", "NETWORK_FIELDS"]
@@ -29,13 +30,16 @@ class NetworkConfig:
     activation: str = "silu"
     preconditioning: str = "coordinate"
     gaussian_skip: bool = False
-    spherical_channels: int = 0
     architecture: str = "mlp"
-    spherical_depth: int = 1
 
     def check(self, m: int) -> None:
         """Refuse a shape that cannot be built for m coordinates before anything is measured."""
-        check_spherical_channels(m, self.spherical_channels)
+        if self.architecture == "sfno" and sphere_degree(m) < 1:
+            raise SymscoreError(f"architecture: 'sfno' needs m = (L + 1)^2 coefficients of a field with L >= 1, "
+                                f"got m = {m}")
+        if self.architecture == "sfno" and self.preconditioning != "cameron-martin":
+            raise SymscoreError(f"architecture: 'sfno' needs preconditioning='cameron-martin' (it synthesises the "
+                                f"field coloured by Q^1/2), got preconditioning={self.preconditioning!r}")
 
     def build(self, m: int, T: float, t_min: float, **measured) -> ScoreModel:
         """The ScoreModel of this shape with its measured values (``scales``, ``prior_data``,
@@ -47,8 +51,7 @@ class NetworkConfig:
         """The shape of an existing model."""
         return cls(width=model.config["width"], depth=model.config["depth"], activation=model.config["activation"],
                    preconditioning=model.preconditioning, gaussian_skip=model.gaussian_skip,
-                   spherical_channels=model.config.get("spherical_channels", 0), architecture=model.architecture,
-                   spherical_depth=model.config.get("spherical_depth", 1))
+                   architecture=model.architecture)
 
 
 #: The fields of :class:`TrainConfig` that are the network's.
@@ -69,7 +72,9 @@ class TrainConfig:
     :func:`choose_t_min` when a :class:`Trainer` starts, and the record holds the value used.
     """
 
-    # the field order is that of the run record in checkpoints written so far
+    # the field order is that of the run record in checkpoints written so far (those of earlier
+    # versions also hold spherical_channels and spherical_depth, options since removed: a run does
+    # not resume from them, :func:`~symscore.learn.checkpoints.restore` names them as differing)
     steps: int = 2000
     batch_size: int = 256
     target: str = "malliavin"
@@ -90,10 +95,8 @@ class TrainConfig:
     pilot_size: int = 2048
     preconditioning: str = "coordinate"  # network
     gaussian_skip: bool = False  # network
-    spherical_channels: int = 0  # network
     stein_calibration: bool = False
     architecture: str = "mlp"  # network
-    spherical_depth: int = 1  # network
 
     @property
     def network(self) -> NetworkConfig:
@@ -115,8 +118,6 @@ class TrainConfig:
         if self.activation not in ACTIVATIONS:
             raise SymscoreError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         checked = {
-            "spherical_channels": positive_int(self.spherical_channels, "spherical_channels", low=0),
-            "spherical_depth": positive_int(self.spherical_depth, "spherical_depth"),
             "steps": positive_int(self.steps, "steps"), "batch_size": positive_int(self.batch_size, "batch_size"),
             "seed": positive_int(self.seed, "seed", low=0), "n_times": positive_int(self.n_times, "n_times"),
             "n_steps": positive_int(self.n_steps, "n_steps"), "pilot_size": positive_int(self.pilot_size, "pilot_size", 2),

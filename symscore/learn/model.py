@@ -34,7 +34,7 @@ without the skip a field of m = 289 coefficients learns the linear score -x / va
 (slope -0.5 instead of -1 at the top degrees, measured), and the reverse SDE, whose contraction
 rests on that slope, inflates the samples' variance many times over.
 
-The network F_theta is one of two ``architecture`` choices:
+The network F_theta is one of three ``architecture`` choices:
 
 * ``"mlp"``: a plain MLP on [z, embed(t)] (``depth`` hidden layers of ``width``);
 * ``"resnet"``: the residual MLP of the toy experiments of the diffusion literature (the Malliavin
@@ -45,11 +45,11 @@ The network F_theta is one of two ``architecture`` choices:
   input, and the skip connections keep gradients O(1) with depth. It is opt-in: on the checkerboard
   with VP + DSM at 5 min on one CPU core, 256 x 4 blocks took 2754 steps against the 3 x 128 MLP's
   21540 and matched it (sliced W2 0.079 against 0.078), no better.
-
-With ``spherical_channels=C`` (fields only) F_theta is the MLP plus a spherical block
-(:mod:`symscore.learn.spherical`): synthesis to a grid, a pointwise layer per pixel, analysis. It
-carries the part of the score that is non-Gaussian pixel by pixel, which the MLP on coefficients
-hardly learns (lognormal fields at L = 16, measured).
+* ``"sfno"`` (fields of m = (L + 1)^2 coefficients only): a spherical Fourier neural operator
+  (:mod:`symscore.learn.sfno`): synthesis to a grid, spectral convolutions and pointwise layers per
+  pixel, analysis. It carries the part of the score that is non-Gaussian pixel by pixel, which an
+  MLP on coefficients hardly learns. It replaces the spherical block of earlier versions
+  (``spherical_channels``), whose files this version refuses to load.
 
 Stein corrections are linear terms kappa(t) (x - mu(t)) that calibrations add to the score, one per
 kind (:data:`~symscore.learn.measurements.CORRECTION_KINDS`): ``"forward"``, fitted on forward
@@ -73,9 +73,9 @@ from ..compiler.cache import atomic_write
 from .._errors import SymscoreError
 from .._version import __version__
 from .measurements import CORRECTION_BUFFERS, CORRECTION_KINDS, PriorData, Scales, SteinGain, compose, interpolate
-from .spherical import SphericalBlock, sphere_degree
+from .sfno import SphericalFourierNetwork
 
-__all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES", "check_spherical_channels"]
+__all__ = ["ScoreModel", "PRECONDITIONINGS", "ARCHITECTURES"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 FILE_FORMAT = "symscore.ScoreModel/1"
@@ -84,8 +84,6 @@ DATA_BUFFERS = ("precond_times", "x_mean", "x_std", "out_scale", "data_mean", "d
                 "stein_gain", "stein_times", "flow_gain", "flow_times")
 #: How the normalising scales vary across coordinates (module docstring).
 PRECONDITIONINGS = ("coordinate", "euclidean", "cameron-martin")
-#: Width of the spherical block's pointwise layer (:mod:`symscore.learn.spherical`).
-SPHERICAL_HIDDEN = 16
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -159,14 +157,7 @@ class ResidualMLP(nn.Module):
 
 
 #: The networks F_theta (module docstring), by ``architecture`` name.
-ARCHITECTURES = {"mlp": MLP, "resnet": ResidualMLP}
-
-
-def check_spherical_channels(m: int, spherical_channels: int) -> None:
-    """Refuse a spherical block (``spherical_channels`` > 0) for an m that is not (L + 1)^2 with L >= 1."""
-    if spherical_channels and sphere_degree(m) < 1:
-        raise SymscoreError(f"spherical_channels: the spherical block needs m = (L + 1)^2 coefficients of a field "
-                            f"with L >= 1, got m = {m}")
+ARCHITECTURES = {"mlp": MLP, "resnet": ResidualMLP, "sfno": SphericalFourierNetwork}
 
 
 class ScoreModel(nn.Module):
@@ -176,8 +167,8 @@ class ScoreModel(nn.Module):
         m: state dimension.
         width, depth: hidden width and number of hidden layers (``"mlp"``) or residual blocks
             (``"resnet"``).
-        architecture: ``"mlp"`` (default, and that of files without the key) or ``"resnet"``
-            (module docstring).
+        architecture: ``"mlp"`` (default, and that of files without the key), ``"resnet"`` or
+            ``"sfno"`` (module docstring).
         activation: one of ``silu`` (default), ``gelu``, ``tanh``, ``relu``, ``softplus``.
         embedding_dim: size of the sinusoidal time embedding (even).
         T: time horizon of the SDE (scales the embedding).
@@ -186,10 +177,6 @@ class ScoreModel(nn.Module):
             docstring); the last needs ``metric``, the diagonal of Q.
         gaussian_skip: add the Gaussian score -(x - mu(t)) / var(t) of X_t's measured moments
             (module docstring).
-        spherical_channels: for m = (L + 1)^2 spherical-harmonic coefficients, add to F_theta a
-            :class:`~symscore.learn.spherical.SphericalBlock` with this many channels (0: none).
-        spherical_depth: the spherical block's pointwise layers (1: one; more stack them with a
-            spectral convolution between, :mod:`symscore.learn.spherical`).
         scales: the measured :class:`~symscore.learn.measurements.Scales` (default: mean 0 and unit
             scales, an unmeasured model).
         prior_data: the data's :class:`~symscore.learn.measurements.PriorData` for the sampler's
@@ -205,12 +192,11 @@ class ScoreModel(nn.Module):
 
     def __init__(self, m: int, width: int = 128, depth: int = 3, activation: str = "silu",
                  embedding_dim: int = 32, T: float = 1.0, t_min: float = 0.0, preconditioning: str = "coordinate",
-                 gaussian_skip: bool = False, spherical_channels: int = 0, architecture: str = "mlp",
-                 spherical_depth: int = 1, *, scales: Scales | None = None, prior_data: PriorData | None = None,
-                 metric=None, corrections=()):
+                 gaussian_skip: bool = False, architecture: str = "mlp", *, scales: Scales | None = None,
+                 prior_data: PriorData | None = None, metric=None, corrections=()):
         super().__init__()
-        for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1), ("embedding_dim", embedding_dim, 2),
-                                 ("spherical_channels", spherical_channels, 0), ("spherical_depth", spherical_depth, 1)):
+        for name, value, low in (("m", m, 1), ("width", width, 1), ("depth", depth, 1),
+                                 ("embedding_dim", embedding_dim, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SymscoreError(f"{name}: expected an integer >= {low}, got {value!r}")
         if embedding_dim % 2:
@@ -237,18 +223,11 @@ class ScoreModel(nn.Module):
         if gaussian_skip:
             self.config["gaussian_skip"] = True
         self.gaussian_skip = gaussian_skip
-        check_spherical_channels(m, spherical_channels)
-        if spherical_channels:
-            self.config["spherical_channels"] = spherical_channels
-        if spherical_depth != 1:  # the default keeps the config of earlier files
-            self.config["spherical_depth"] = spherical_depth
         self.preconditioning = preconditioning
         self.m, self.T, self.t_min = m, float(T), float(t_min)
         self.embedding = SinusoidalEmbedding(embedding_dim, float(T))
         time_features = 1 + 2 * ((embedding_dim - 1) // 2)
         self.net = ARCHITECTURES[architecture](m, time_features, width, depth, ACTIVATIONS[activation])
-        self.spherical = (SphericalBlock(sphere_degree(m), spherical_channels, SPHERICAL_HIDDEN, time_features,
-                                         ACTIVATIONS[activation], spherical_depth) if spherical_channels else None)
         self._register((scales or Scales.neutral(m, float(T))).buffers())
         self._register((prior_data or PriorData.empty(m)).buffers())
         metric = torch.ones(m) if metric is None else metric
@@ -383,9 +362,7 @@ class ScoreModel(nn.Module):
                               log_values=torch.arange(3 * m, device=table.device) >= m)
         mean, std, out_scale = scales[:, :m], scales[:, m:2 * m], scales[:, 2 * m:]
         z, embedding = (x - mean) / std, self.embedding(t).to(x.dtype)
-        raw = self.net(z, embedding)
-        if self.spherical is not None:
-            raw = raw + self.spherical(z, embedding)
+        raw = self.net(z, embedding, self.metric) if self.architecture == "sfno" else self.net(z, embedding)
         return raw, out_scale
 
     def baseline(self, x: torch.Tensor, t) -> torch.Tensor | None:
@@ -454,8 +431,10 @@ class ScoreModel(nn.Module):
 
     @classmethod
     def from_state(cls, config: dict, state_dict: dict, loss_history=()) -> "ScoreModel":
-        """A model built from its config and a state dict (weights and the data-measured buffers)."""
-        model = cls(**config)
+        """A model built from its config and a state dict (weights and the data-measured buffers).
+        A config of an earlier version with a spherical block raises SymscoreError
+        (:func:`check_removed_options`)."""
+        model = cls(**check_removed_options(config))
         state_dict = complete_state(state_dict)
         for name in DATA_BUFFERS:  # measured on data: their shapes differ from a fresh model's
             model.register_buffer(name, state_dict[name].detach().clone())
@@ -465,6 +444,29 @@ class ScoreModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"T={self.T}, t_min={self.t_min}"
+
+
+#: Options of earlier versions' configs that this version no longer has, with the value that meant
+#: "not used": the spherical block (``spherical_channels`` channels of ``spherical_depth``
+#: pointwise layers), superseded by ``architecture="sfno"``.
+REMOVED_OPTIONS = {"spherical_channels": 0, "spherical_depth": 1}
+
+
+def check_removed_options(config: dict) -> dict:
+    """``config`` without the options of :data:`REMOVED_OPTIONS`; one that used them raises SymscoreError.
+
+    A file whose model had a spherical block (``spherical_channels`` > 0) cannot be loaded: its
+    weights belong to a network this version does not build, and dropping them would load a
+    different score silently. ``spherical_channels`` 0 (never written, accepted) or absent meant no
+    block, so ``spherical_depth`` (written whenever it was not 1, with or without a block) changed
+    nothing and is dropped. The config given is not modified."""
+    channels = config.get("spherical_channels", 0)
+    if channels != 0:
+        depth = f", spherical_depth={config['spherical_depth']!r}" if "spherical_depth" in config else ""
+        raise SymscoreError(f"config: this file's model has a spherical block (spherical_channels={channels!r}"
+                            f"{depth}), which this version no longer has; the field network is "
+                            f"architecture='sfno' -- retrain")
+    return {key: value for key, value in config.items() if key not in REMOVED_OPTIONS}
 
 
 def complete_state(state_dict: dict, prefix: str = "") -> dict:

@@ -303,8 +303,8 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
           weight_decay: float = 1e-4, ema_decay: float = 0.999, clip_norm: float = 1.0, ridge: float = 0.0,
           checkpoint_every: int = 500, keep_checkpoints: int = 3, pilot_size: int = 2048,
           progress: bool = True, device=None, preconditioning: str = "coordinate",
-          gaussian_skip: bool = False, spherical_channels: int = 0, stein_calibration: bool = False,
-          architecture: str = "mlp", spherical_depth: int = 1, budget: float | None = None) -> ScoreModel:
+          gaussian_skip: bool = False, stein_calibration: bool = False, architecture: str = "mlp",
+          budget: float | None = None) -> ScoreModel:
     """Train a :class:`ScoreModel` on ``data`` for the forward SDE ``sde``; returns the EMA model.
 
     A thin wrapper: ``Trainer(sde, data, TrainConfig(...), ...).run(progress)``.
@@ -341,19 +341,15 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             mode of Q alike (:mod:`symscore.learn.model`).
         gaussian_skip: the network learns the difference from the Gaussian score of X_t's measured
             per-coordinate moments (:mod:`symscore.learn.model`); use it when m exceeds ``width``.
-        spherical_channels: for a field of (L + 1)^2 spherical-harmonic coefficients, add a
-            spherical block with this many channels (synthesis, a pointwise layer per pixel,
-            analysis: :mod:`symscore.learn.spherical`); 0 (default) for none. It learns the score
-            of fields that are non-Gaussian pixel by pixel, which an MLP on coefficients hardly does.
-        spherical_depth: the spherical block's pointwise layers (default 1); more stack them with a
-            spectral convolution between (:mod:`symscore.learn.spherical`).
         stein_calibration: after training, give the returned model the linear correction that
             makes it satisfy Stein's identity E[(X_i - mu_i) s_i] = -1 on 4 ``pilot_size`` forward
             paths (:func:`~symscore.learn.stein.calibrate_stein`); it fixes the second moments the
             probability-flow ODE transports. Checkpoints hold the uncalibrated weights; a resumed run
             calibrates at its end.
-        architecture: ``"mlp"`` (default) or ``"resnet"``, residual blocks with the time fed to each
-            (:mod:`symscore.learn.model`).
+        architecture: ``"mlp"`` (default), ``"resnet"``, residual blocks with the time fed to each
+            (:mod:`symscore.learn.model`), or ``"sfno"`` for a field of (L + 1)^2 spherical-harmonic
+            coefficients, a spherical Fourier neural operator (:mod:`symscore.learn.sfno`) that learns
+            the score of fields non-Gaussian pixel by pixel, which an MLP on coefficients hardly does.
         budget: seconds of training instead of ``steps`` steps: the clock sets the step count and
             the cosine schedule ends with the budget (:meth:`Trainer.run`); for equal-time
             comparisons. Not with ``checkpoint_dir`` or ``resume``.
@@ -365,8 +361,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
                          times=times, n_times=n_times, n_steps=n_steps, width=width, depth=depth,
                          activation=activation, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay,
                          clip_norm=clip_norm, ridge=ridge, pilot_size=pilot_size, preconditioning=preconditioning,
-                         gaussian_skip=gaussian_skip, spherical_channels=spherical_channels, architecture=architecture,
-                         stein_calibration=stein_calibration, spherical_depth=spherical_depth)
+                         gaussian_skip=gaussian_skip, architecture=architecture, stein_calibration=stein_calibration)
     trainer = Trainer(sde, data, config, model=model, checkpoint_dir=checkpoint_dir,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
                       device=device)
