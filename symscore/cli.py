@@ -315,16 +315,19 @@ def _run_sde(run: Path):
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also a PNG scatter of the first two coordinates.")
 @click.option("--method", type=_Registered("symscore.learn.samplers", "SAMPLERS"), default="sde", show_default=True)
 @click.option("--n-steps", default=500, show_default=True, help="Reverse-time steps.")
+@click.option("--spacing", type=click.Choice(["uniform", "log"]), default="uniform", show_default=True,
+              help="The time grid: uniform, or log (steps of equal ratio, fine near the end; fields).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default=None, help="Step on this torch device (e.g. cuda: the model and the reverse-time "
               "iteration live there; float32). Default: numpy on the host.")
-def sample(run, n, out, plot, method, n_steps, seed, device):
+def sample(run, n, out, plot, method, n_steps, spacing, seed, device):
     """Draw samples from a model trained by 'symscore train' (DIR holds model.pt and sde.toml).
 
     \b
     Examples:
       symscore sample runs/cubic --n 5000 --out samples.npy --plot samples.png
       symscore sample runs/vp --n 1000 --out ode.npy --method ode --n-steps 100
+      symscore sample runs/fields --n 1000 --out fields.npy --method ode --n-steps 25 --spacing log
       symscore sample runs/cubic --n 100000 --out big.npy --device cuda
     """
     import numpy as np
@@ -342,7 +345,7 @@ def sample(run, n, out, plot, method, n_steps, seed, device):
     sde, model = _run_sde(run), ScoreModel.load(run / MODEL_FILE)
     if device is not None:
         model = model.to(_checked_device(device))
-    samples = draw(sde, model, n, n_steps, method=method, seed=seed, device=device)
+    samples = draw(sde, model, n, n_steps, method=method, seed=seed, device=device, spacing=spacing)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, samples)
     wrote = [str(out)]
@@ -505,20 +508,21 @@ def check(spec, run, p0, times, n_steps, target, paths, backend, out, seed, cell
 _QUICK_DEMO = {"steps": 60, "batch_size": 64, "n_samples": 300, "n_train": 1000, "sample_steps": 100, "width": 32,
                "depth": 2, "progress": False}
 _QUICK_BENES = {"n_paths": 20_000, "n_steps": 200}
-_QUICK_FIELDS = {"L": 4, "steps": 30, "batch_size": 32, "n_train": 500, "n_samples": 100, "sample_steps": 50, "width": 32,
-                 "depth": 1, "progress": False}
+_QUICK_FIELDS = {"L": 4, "steps": 20, "batch_size": 16, "n_train": 500, "n_held_out": 500, "n_samples": 100,
+                 "sample_steps": 10, "width": 8, "depth": 1, "pilot_size": 512, "progress": False}
 
 
 @main.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for PNGs and metrics.json.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds of training per model (the checkerboard demo)  [default: 85].")
+              help="Seconds of training per model (the checkerboard demo: 85; --fields: 240).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="A fixed number of training steps per model instead of --budget (--fields: default 3000).")
+              help="A fixed number of training steps per model instead of --budget.")
 @click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
 @click.option("--fields", is_flag=True,
-              help="Instead: random fields on the sphere (L = 16, Cameron-Martin preconditioning; maps, spectra).")
+              help="Instead: lognormal random fields on the sphere (L = 16, the spherical Fourier network; maps, "
+                   "spectra, a pixel statistic; about 7 min on 2 cores).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
 def demo(out, budget, steps, benes, fields, quick):
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for --budget seconds each, sample with
@@ -538,7 +542,7 @@ def demo(out, budget, steps, benes, fields, quick):
         raise click.UsageError("--benes and --fields: choose one")
     if fields:
         out = "demo_fields" if out == "demo" else out
-        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"steps": steps or 3000}))
+        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"steps": steps, "budget": budget or 240.0}))
     elif benes:
         run_benes_check(**(_QUICK_BENES if quick else {}))
     else:

@@ -13,9 +13,9 @@ the Benes SDE dX = theta tanh(theta X) dt + dB against its exact score, and agai
 first-variation-only weight, which is wrong.
 
 :func:`run_fields_demo` (``symscore demo --fields``) learns non-Gaussian random fields on the
-sphere: the forward SDE in spherical-harmonic coefficients with Whittle-Matern noise, the score
-in the Cameron-Martin geometry of Q, then Mollweide maps, power spectra and a pixel statistic of
-data and samples.
+sphere with the field recipe (:mod:`symscore.experiments.fields`: the spherical Fourier network,
+the score in the Cameron-Martin geometry of Q), then writes Mollweide maps, power spectra and a
+pixel statistic of data, samples and the data's Gaussian counterpart.
 """
 from __future__ import annotations
 
@@ -31,8 +31,6 @@ from .spec import library
 from .compiler.build import compile
 from .compiler.variant import Variant
 from .experiments import FLOOR, Cell, Network, noise_floor, ratio_to_floor, run_cell
-from .learn.samplers import sample
-from .learn.train import train
 from .data import checkerboard
 
 __all__ = ["run_demo", "run_benes_check", "run_fields_demo"]
@@ -176,60 +174,50 @@ def run_demo(out="demo", budget: float = DEMO_BUDGET, steps: int | None = None, 
     return report
 
 
-def _mean_and_error(values) -> tuple[np.ndarray, np.ndarray]:
-    values = np.asarray(values, dtype=np.float64)
-    return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
+def run_fields_demo(out="demo_fields", L: int = 16, kind: str = "lognormal", budget: float | None = 240.0,
+                    steps: int | None = None, n_train: int = 20_000, n_held_out: int = 10_000, n_samples: int = 1000,
+                    sample_steps: int = 25, kappa: float = 4.0, alpha: float = 2.0, seed: int = 0, progress: bool = True,
+                    print_fn=print, **overrides) -> dict:
+    """Learn ``kind`` fields up to degree L with the field recipe (:mod:`symscore.experiments.fields`:
+    the spherical Fourier network, Cameron-Martin preconditioning) for ``budget`` seconds of training
+    (or ``steps`` steps), sample them with the probability-flow ODE and compare spectra and the
+    fraction of area above sigma_Q with held-out data and with the data's Gaussian counterpart.
+    Writes maps, spectra, the model, the samples and ``metrics.json`` to ``out``; returns the metrics.
+    ``overrides`` go to :func:`~symscore.experiments.fields.train_fields`."""
+    from .experiments.fields import compare_fields, sample_fields, train_fields
+    from .fields import field_data, gaussian_counterpart, whittle_matern_sde, whittle_matern_spectrum
 
-
-def run_fields_demo(out="demo_fields", L: int = 16, kind: str = "lognormal", steps: int = 3000, batch_size: int = 256,
-                    n_train: int = 20_000, n_samples: int = 1000, sample_steps: int = 300, width: int = 256,
-                    depth: int = 3, kappa: float = 4.0, alpha: float = 2.0, seed: int = 0, progress: bool = True,
-                    print_fn=print) -> dict:
-    """Train on ``kind`` fields up to degree L with Cameron-Martin preconditioning, sample with the
-    reverse SDE, and compare spectra and the fraction of area above sigma_Q; returns the metrics."""
-    from .fields import (field_data, gaussian_counterpart, pixel_statistic, pixel_std, power_spectrum, whittle_matern_sde,
-                         whittle_matern_spectrum)
-
+    if steps is not None:
+        budget = None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     sde = whittle_matern_sde(L, kappa, alpha)
     data = field_data(kind, L, n_train, seed=seed, kappa=kappa, alpha=alpha)
-    held_out = field_data(kind, L, n_samples, seed=seed + 1, kappa=kappa, alpha=alpha)
-    start = time.perf_counter()
-    model = train(sde, data, steps=steps, batch_size=batch_size, width=width, depth=depth, seed=seed, t_min=0.02,
-                  n_steps=150, preconditioning="cameron-martin", gaussian_skip=True, progress=progress)
-    trained = time.perf_counter() - start
-    samples = sample(sde, model, n_samples, sample_steps, method="sde", seed=seed + 2)
-    sampled = time.perf_counter() - start - trained
-    threshold = pixel_std(L, kappa, alpha)
-    spectra = {"data (held out)": _mean_and_error(power_spectrum(held_out, L)),
-               "samples": _mean_and_error(power_spectrum(samples, L))}
-    gaussian = gaussian_counterpart(held_out, L, n_samples, seed=seed + 3)
-    fractions = {"data (held out)": _mean_and_error(pixel_statistic(held_out, L, threshold)),
-                 "samples": _mean_and_error(pixel_statistic(samples, L, threshold)),
-                 "gaussian, same C_l": _mean_and_error(pixel_statistic(gaussian, L, threshold))}
-    ratio = spectra["samples"][0] / spectra["data (held out)"][0]
-    report = {
-        "sde": sde.name, "L": L, "m": sde.m, "kind": kind, "kappa": kappa, "alpha": alpha,
-        "spectrum": {label: {"C_l": mean.tolist(), "standard_error": error.tolist()} for label, (mean, error) in spectra.items()},
-        "spectrum_ratio_samples_to_data": ratio.tolist(),
-        "max_abs_log_spectrum_ratio": float(np.abs(np.log(ratio)).max()),
-        "fraction_above_sigma_q": {label: {"value": float(mean), "standard_error": float(error)}
-                                   for label, (mean, error) in fractions.items()},
-        "seconds": {"train": round(trained, 1), "sample": round(sampled, 1)},
-    }
+    held_out = field_data(kind, L, n_held_out, seed=seed + 1, kappa=kappa, alpha=alpha)
+    drawn = time.perf_counter()
+    model = train_fields(sde, data, steps=steps, budget=budget, seed=seed, progress=progress, **overrides)
+    trained = time.perf_counter()
+    samples = sample_fields(sde, model, n_samples, sample_steps, seed=seed + 2)
+    sampled = time.perf_counter()
+    report = compare_fields(samples, held_out, L, kappa, alpha, seed=seed + 3)
+    seconds = {"data": round(drawn - start, 1), "train": round(trained - drawn, 1), "sample": round(sampled - trained, 1)}
+    metrics = {"sde": sde.name, "L": L, "m": sde.m, "kind": kind, "kappa": kappa, "alpha": alpha,
+               "network": dict(model.config), "steps": len(model.loss_history), **report.as_dict(), "seconds": seconds}
     model.save(out / "model.pt")
     np.save(out / "samples.npy", samples)
-    plots.plot_field_maps({"data": held_out, "samples": samples}, L, out / "maps.png")
-    plots.plot_power_spectra(spectra, out / "spectra.png", reference={"noise C_l (Whittle-Matern)": whittle_matern_spectrum(L, kappa, alpha)})
+    gaussian = gaussian_counterpart(held_out, L, n_samples, seed=seed + 3)
+    plots.plot_field_maps({"data (held out)": held_out, "samples": samples, "gaussian, same C_l": gaussian}, L,
+                          out / "maps.png")
+    plots.plot_power_spectra(report.spectra, out / "spectra.png",
+                             reference={"noise C_l (Whittle-Matern)": whittle_matern_spectrum(L, kappa, alpha)})
     plots.plot_loss({"cameron-martin": model.loss_history}, out / "loss.png")
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print_fn(f"{kind} fields up to degree L = {L} (m = {sde.m} coefficients), Whittle-Matern noise kappa = {kappa}, "
-             f"alpha = {alpha}; trained {trained:.0f} s, sampled {sampled:.0f} s")
-    print_fn(f"{'l':>3} {'C_l data':>11} {'C_l samples':>12} {'ratio':>7}")
-    for l in range(L + 1):
-        print_fn(f"{l:>3} {spectra['data (held out)'][0][l]:11.3e} {spectra['samples'][0][l]:12.3e} {ratio[l]:7.3f}")
-    for label, (mean, error) in fractions.items():
-        print_fn(f"fraction of area above sigma_Q = {threshold:.3f}: {label:<18} {mean:.4f} +- {error:.4f}")
+             f"alpha = {alpha}; {metrics['steps']} training steps in {seconds['train']:.0f} s, {n_samples} samples in "
+             f"{seconds['sample']:.0f} s, {seconds['total']:.0f} s in all")
+    for line in report.lines():
+        print_fn(line)
     print_fn(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
-    return report
+    return metrics

@@ -18,7 +18,7 @@ import sympy as sp
 import torch
 
 import symscore as ss
-from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data, gaussian_counterpart,
+from symscore.fields import (FIELD_KINDS, SphericalHarmonics, X, coefficient_index, field_data,
                              pixel_statistic, pixel_std, power_spectrum, whittle_matern_sde, whittle_matern_spectrum)
 from symscore.learn.calibration import calibrate_flow
 from symscore.learn.measurements import interpolate as _interpolate
@@ -328,279 +328,113 @@ def test_field_plots_are_written(tmp_path):
     assert maps.stat().st_size > 5000 and spectra.stat().st_size > 5000
 
 
-# -- the spherical block ---------------------------------------------------------------------------------
-def _block(L, channels=3, seed=0, depth=1):
-    from symscore.learn.spherical import SphericalBlock
-
-    torch.manual_seed(seed)
-    block = SphericalBlock(L, channels, hidden=8, embedding_size=5, activation=torch.nn.Tanh, depth=depth).double()
-    with torch.no_grad():  # the output filters start at zero: give them values
-        block.filters_out.normal_()
-    return block
-
-
-def _rotate_about_the_axis(coeffs, L, angle):
-    """The coefficients of the field f(theta, phi - angle): (a_lm, a_l,-m) rotate by m * angle."""
-    out = coeffs.clone()
-    for l in range(L + 1):
-        for m in range(1, l + 1):
-            c, s = coefficient_index(l, m), coefficient_index(l, -m)
-            out[:, c] = np.cos(m * angle) * coeffs[:, c] - np.sin(m * angle) * coeffs[:, s]
-            out[:, s] = np.sin(m * angle) * coeffs[:, c] + np.cos(m * angle) * coeffs[:, s]
-    return out
-
-
-@pytest.mark.parametrize("depth", [1, 2])
-def test_spherical_block_commutes_with_rotations_by_grid_steps(depth):
-    """A rotation about the polar axis by k longitude steps maps the grid onto itself, so the
-    pointwise layer commutes with it exactly and so must the whole block: this ties the block's
-    dense synthesis and analysis to the coefficients' ordering and orientation (with depth 2 also
-    the spectral convolution's per-degree mixing). A rotation by half a step leaves the grid and
-    breaks it (the check can fail)."""
-    L = 5
-    block, sh = _block(L, depth=depth), SphericalHarmonics(L)
-    z, embedding = torch.randn(4, sh.m, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
-    # the rotation itself, checked on the grid: f(theta, phi - angle) is the field shifted by k columns
-    step = 2 * np.pi / sh.nlon
-    rotated = _rotate_about_the_axis(z, L, 3 * step)
-    np.testing.assert_allclose(sh.synthesis(rotated), np.roll(sh.synthesis(z), 3, axis=-1), atol=1e-12)
-    with torch.no_grad():
-        np.testing.assert_allclose(block(rotated, embedding), _rotate_about_the_axis(block(z, embedding), L, 3 * step),
-                                   atol=1e-10)
-        off_grid = _rotate_about_the_axis(z, L, 0.5 * step)
-        gap = block(off_grid, embedding) - _rotate_about_the_axis(block(z, embedding), L, 0.5 * step)
-    assert gap.abs().max() > 1e-3
-
-
-def test_spherical_block_is_the_gradient_of_a_pixel_potential():
-    """With one channel, unit filters and a pointwise layer v = g(t) V'(u), the block is the gradient in
-    the coefficients of the quadrature integral of V(f) over the sphere, sum_p w_p V(f_p) (module
-    docstring): checked against autograd through torch-harmonics' own synthesis (a vector-Jacobian
-    product with w V'(f)), independent of the block's dense matrices."""
-    L = 4
-    block, sh = _block(L, channels=1), SphericalHarmonics(L)
-    with torch.no_grad():
-        block.filters_in.fill_(1.0)
-        block.filters_out.fill_(1.0)
-        block.time_gain.weight.normal_()  # a time-dependent gain scales V' (the potential) by g(t)
-    z, embedding = torch.randn(3, sh.m, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, dtype=torch.float64)
-    field = sh.synthesis(z)  # (3, nlat, nlon), differentiable
-    with torch.no_grad():  # V'(f): the pointwise layer with one input and one output channel
-        hidden = block.pointwise_in(field.reshape(3, -1, 1)) + block.time_in(embedding).unsqueeze(1)
-        gain = block.time_gain(embedding).reshape(3, 1, 1)
-        derivative = gain * block.pointwise_out(block.activation(hidden)).reshape(field.shape)
-    weights = torch.as_tensor(sh.weights)
-    (expected,) = torch.autograd.grad(field, z, grad_outputs=weights * derivative)
-    with torch.no_grad():
-        np.testing.assert_allclose(block(z.detach(), embedding), expected, rtol=1e-9, atol=1e-12)
-
-
-def test_two_layer_block_is_its_formula_through_torch_harmonics():
-    """Depth 2 (module docstring of symscore.learn.spherical): layer 2 sees the input fields u and
-    the spectral convolution of layer 1's output v, S(M[l] A v). Recomputed here with
-    torch-harmonics' transforms and a loop over degrees, not the block's dense matrices or einsum; a
-    mixing that ignored the degree (M[0] everywhere) would differ (the check can fail)."""
-    L, C = 4, 2
-    block, sh = _block(L, channels=C, depth=2), SphericalHarmonics(L)
-    with torch.no_grad():
-        block.mixing[0].normal_()  # distinct per degree and channel pair
-    z, embedding = torch.randn(3, sh.m, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
-    degrees = torch.as_tensor(sh.degrees)
-
-    def pointwise(layer, inputs):  # (3, C_in, nlat, nlon) -> (3, C, nlat, nlon)
-        hidden = layer["pointwise_in"](inputs.movedim(1, -1)) + layer["time_in"](embedding)[:, None, None, :]
-        return layer["pointwise_out"](block.activation(hidden)).movedim(-1, 1)
-
-    def expected(mixing):
-        fields = torch.stack([sh.synthesis(z * block.filters_in[k, degrees]) for k in range(C)], dim=1)
-        first = pointwise({"pointwise_in": block.pointwise_in, "time_in": block.time_in,
-                           "pointwise_out": block.pointwise_out}, fields)
-        spectra = torch.stack([sh.analysis(first[:, k]) for k in range(C)], dim=1)  # (3, C, m)
-        mixed = torch.zeros_like(spectra)
-        for l in range(L + 1):
-            mixed[:, :, degrees == l] = torch.einsum("kc,ncj->nkj", mixing(l), spectra[:, :, degrees == l])
-        spectral = torch.stack([sh.synthesis(mixed[:, k]) for k in range(C)], dim=1)
-        second = pointwise(block.layers[0], torch.cat([fields, spectral], dim=1))
-        second = second * block.time_gain(embedding)[:, :, None, None]
-        return sum(sh.analysis(second[:, k]) * block.filters_out[k, degrees] for k in range(C))
-
-    with torch.no_grad():
-        out = block(z, embedding)
-        np.testing.assert_allclose(out, expected(lambda l: block.mixing[0][:, :, l]), rtol=1e-9, atol=1e-12)
-        assert (out - expected(lambda l: block.mixing[0][:, :, 0])).abs().max() > 1e-3
-    # one layer keeps the state dict it always had: files saved before depth existed still load
-    assert set(_block(L, depth=1).state_dict()) == {"filters_in", "filters_out", "pointwise_in.weight",
-                                                     "pointwise_in.bias", "time_in.weight", "time_in.bias",
-                                                     "pointwise_out.weight", "pointwise_out.bias",
-                                                     "time_gain.weight", "time_gain.bias"}
-
-
-def test_spherical_channels_train_save_and_load(tmp_path):
+# -- files of the removed spherical block ----------------------------------------------------------------
+def test_a_file_with_the_removed_spherical_block_is_refused(tmp_path):
+    """Earlier versions' spherical block (``spherical_channels`` channels of ``spherical_depth``
+    layers, replaced by ``architecture="sfno"``) is gone: a file whose model had one raises
+    SymscoreError naming the key instead of loading without the block's weights (a different score),
+    and the file is left as it was. A config that says there was no block (channels 0, or only a
+    depth, which earlier versions wrote with or without a block) loads as the network it was."""
     L = 3
-    sde = whittle_matern_sde(L)
-    data = field_data("lognormal", L, 300, seed=0)
-    model = ss.train(sde, data, steps=3, batch_size=32, width=16, depth=1, progress=False, spherical_channels=2,
-                     preconditioning="cameron-martin", gaussian_skip=True, pilot_size=128)
-    assert model.config["spherical_channels"] == 2
-    assert model.spherical.filters_out.abs().max() > 0  # trained from zero
-    loaded = ss.ScoreModel.load(model.save(tmp_path / "m.pt"))
-    np.testing.assert_allclose(loaded(data[:5], 0.3), model(data[:5], 0.3), rtol=1e-6)
-    with pytest.raises(ss.SymscoreError, match="spherical_channels"):
-        ss.ScoreModel(10, spherical_channels=2)  # 10 is not (L + 1)^2
-    for bad in (-1, 1.5, True):
-        with pytest.raises(ss.SymscoreError, match="spherical_channels"):
-            ss.train(sde, data, steps=1, spherical_channels=bad, progress=False)
-    for bad in (0, 1.5, True):
-        with pytest.raises(ss.SymscoreError, match="spherical_depth"):
-            ss.train(sde, data, steps=1, spherical_channels=2, spherical_depth=bad, progress=False)
-    deep = ss.train(sde, data, steps=3, batch_size=32, width=16, depth=1, progress=False, spherical_channels=2,
-                    spherical_depth=2, preconditioning="cameron-martin", gaussian_skip=True, pilot_size=128)
-    assert deep.config["spherical_depth"] == 2 and len(deep.spherical.layers) == 1
-    loaded = ss.ScoreModel.load(deep.save(tmp_path / "deep.pt"))
-    np.testing.assert_allclose(loaded(data[:5], 0.3), deep(data[:5], 0.3), rtol=1e-6)
+    model = ss.ScoreModel((L + 1) ** 2, width=8, depth=1, preconditioning="cameron-martin", gaussian_skip=True)
+    path = model.save(tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = payload["config"] | {"spherical_channels": 4}
+    payload["state_dict"] = payload["state_dict"] | {"spherical.filters_out": torch.ones(4, L + 1)}
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    before = old.read_bytes()
+    with pytest.raises(ss.SymscoreError, match=r"config: this file's model has a spherical block "
+                                               r"\(spherical_channels=4\).*architecture='sfno' -- retrain"):
+        ss.ScoreModel.load(old)
+    assert old.read_bytes() == before
+    x = field_data("lognormal", L, 5, seed=0)
+    for config in ({"spherical_channels": 0}, {"spherical_depth": 2}, {"spherical_channels": 0, "spherical_depth": 1}):
+        payload = torch.load(path, weights_only=True)
+        payload["config"] = payload["config"] | config
+        torch.save(payload, old)
+        loaded = ss.ScoreModel.load(old)
+        assert loaded.config == model.config
+        np.testing.assert_array_equal(loaded(x, 0.3), model(x, 0.3))
+    with pytest.raises(TypeError, match="spherical_channels"):
+        ss.ScoreModel((L + 1) ** 2, spherical_channels=2)
 
 
-# -- the learned, preconditioned score (slow: trains for many minutes) --------------------------------
-# Settings measured on 2 cores (2026-12-01): one record time per path (n_times=1), batch 1024, 300
-# Euler steps per target and 200k training fields (20k fields with n_times=4 gave spectrum ratios of
-# 0.70-0.83 at L = 8). The reverse ODE reproduces the spectrum; the reverse SDE loses a few percent of
-# variance (it is sensitive to the score's scale: a 2% larger score gives about -9%).
-LEARNED = {8: dict(steps=1500), 16: dict(steps=1500)}
-N_SAMPLES = 2000
+# -- the learned score (slow: trains for minutes) --------------------------------------------------------
+# The field recipe (symscore.experiments.fields) at L = 16 for a fixed number of steps (about what
+# the benchmark's 300 s budget took on 2 cores: 415 and 338 steps), judged by compare_fields: the
+# fraction above sigma_Q within 4 SE plus 10% of the data's and (a known gap, strict xfail) the
+# spectrum ratio within 0.1 of 1 at every degree, on 1000 samples against 10 000 held-out fields.
+# Measured figures: docs/results/fields.md.
+RECIPE_STEPS = 400
+N_SAMPLES = 1000
 
 
-@pytest.fixture(scope="module")
-def lognormal_fields():
-    """lognormal_fields(L) -> (200k training fields, 20k held-out fields): drawn once per degree
-    for this module (about 2 minutes at L = 16)."""
-    cache = {}
+def _learned(kind, seed, **overrides):
+    from symscore.experiments.fields import compare_fields, sample_fields, train_fields
 
-    def get(L):
-        if L not in cache:
-            cache[L] = field_data("lognormal", L, 200_000, seed=0), field_data("lognormal", L, 20_000, seed=1)
-        return cache[L]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def learned_fields(lognormal_fields):
-    """learned_fields(L) -> (samples, held_out): trained once per degree for this module."""
-    cache = {}
-
-    def get(L):
-        if L not in cache:
-            sde = whittle_matern_sde(L)
-            data, held_out = lognormal_fields(L)
-            model = ss.train(sde, data, batch_size=1024, width=256, t_min=0.02, n_steps=300, n_times=1,
-                             preconditioning="cameron-martin", gaussian_skip=True, progress=False, **LEARNED[L])
-            cache[L] = ss.sample(sde, model, N_SAMPLES, 300, seed=2, method="ode"), held_out
-        return cache[L]
-
-    return get
-
-
-def _ratio_and_error(samples, held_out, L):
-    """Sample/data spectrum ratio per degree and its standard error (delta method, both samples'
-    empirical variances: the per-degree estimates of lognormal fields are heavy-tailed)."""
-    ours, theirs = power_spectrum(samples, L), power_spectrum(held_out, L)
-    ratio = ours.mean(0) / theirs.mean(0)
-    error = ratio * np.sqrt(ours.var(0) / (len(ours) * ours.mean(0) ** 2)
-                            + theirs.var(0) / (len(theirs) * theirs.mean(0) ** 2))
-    return ratio, error
-
-
-def _fraction_gap(fields, held_out, L):
-    """(difference of the fraction of area above sigma_Q, its standard error, data's value)."""
-    ours, theirs = pixel_statistic(fields, L, pixel_std(L)), pixel_statistic(held_out, L, pixel_std(L))
-    error = np.hypot(ours.std(ddof=1) / np.sqrt(len(ours)), theirs.std(ddof=1) / np.sqrt(len(theirs)))
-    return ours.mean() - theirs.mean(), error, theirs.mean()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("L", [8, 16])
-def test_learned_preconditioned_score_reproduces_the_spectrum(learned_fields, L):
-    """Lognormal fields, Cameron-Martin preconditioning with the Gaussian skip, reverse ODE.
-
-    Stated tolerance: the sample/data spectrum ratio within 0.1 + 4 SE_l of 1 at every degree (SE_l
-    from 2000 samples and 20000 held-out fields, 1-3%); 0.1 allows for the learned score's bias at
-    this budget. Measured: L = 8 ratios 0.93-1.04, L = 16 0.93-1.09 (mean 0.996 at both).
-    """
-    samples, held_out = learned_fields(L)
-    ratio, error = _ratio_and_error(samples, held_out, L)
-    assert np.all(np.abs(ratio - 1) < 0.1 + 4 * error), (ratio, error)
-
-
-PIXEL_GAP = pytest.mark.xfail(strict=True, reason="known gap at L = 16: the samples' pixels are nearly Gaussian "
-                                                  "(fraction above sigma_Q 0.150; data 0.095, Gaussian counterpart 0.158)")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("L", [8, pytest.param(16, marks=PIXEL_GAP)])
-def test_learned_preconditioned_score_reproduces_the_pixel_statistic(learned_fields, L):
-    """The fraction of area above sigma_Q within 4 standard errors of the data's plus 10% of its value.
-
-    L = 8: the samples close most of the distance from the Gaussian counterpart (0.159) to the data
-    (0.105). L = 16, measured with the settings above: 0.150 against 0.095 (z = 40), next to the
-    Gaussian counterpart's 0.158: the spectrum is learned, the non-Gaussian part of the score hardly.
-    Strict: the day it passes, the marker must go.
-    """
-    samples, held_out = learned_fields(L)
-    gap, error, value = _fraction_gap(samples, held_out, L)
-    assert abs(gap) < 4 * error + 0.1 * value, (gap, error, value)
-
-
-def _times_weighted_to_large_t(dt):
-    """161 record times on the grid of step dt: 60 log-spaced in [0.02, 0.5], every other step above."""
-    low = np.unique(np.round(np.geomspace(0.02, 0.5, 60) / dt).astype(int))
-    return np.unique(np.concatenate([low, np.arange(int(round(0.52 / dt)), int(round(3.0 / dt)) + 1, 2)])) * dt
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1], ids=["seed0", "seed1"])
-def test_two_layer_spherical_block_meets_both_tolerances_at_l16(lognormal_fields, seed):
-    """L = 16 with the spherical block of two pointwise layers (``spherical_depth=2``), forward Stein
-    calibration and Stein calibration along the ODE's path (``calibrate_flow``, 1024 particles): the
-    spectrum within 0.1 + 4 SE_l at every degree *and* the fraction above sigma_Q within 4 SE + 10%,
-    the pair the plain model above cannot reach (its pixels are nearly Gaussian). Two training and
-    sampling seeds, so one lucky run cannot stand for the tolerance. Measured 2026-12-04 with these
-    settings by the same steps in a script (training on one thread, the path calibration on 20 000
-    of the training fields; 1.6 h training, 0.3 h calibration, 0.7 h sampling per seed with the two
-    seeds side by side on 2 cores): seed 0 spectrum ratio 0.929 (0.88-0.96, worst z 0.6 beyond 0.1),
-    fraction 0.0987 against 0.0954 (+3.1 SE); seed 1 1.006 (0.98-1.04; degree 0 0.991), fraction
-    0.1078 (+10.9 SE). Without the path calibration seed 1 missed the spectrum at degree 0 (0.777
-    against 0.780). Run through pytest (2026-12-05, alone on 2 cores, 43 minutes per seed): seed 0
-    0.929 (0.90-0.95, worst z -0.0), fraction 0.0988 (+3.1 SE); seed 1 1.000 (0.97-1.05, worst z
-    -1.9), fraction 0.1076 (+10.6 SE); both pass. ``pytest -s`` prints the line.
-    """
     L = 16
     sde = whittle_matern_sde(L)
-    data, held_out = lognormal_fields(L)
-    model = ss.train(sde, data, steps=1500, batch_size=1024, width=256, t_min=0.02, n_steps=300, n_times=1,
-                     times=_times_weighted_to_large_t(sde.T / 300), preconditioning="cameron-martin",
-                     gaussian_skip=True, spherical_channels=4, spherical_depth=2, stein_calibration=True,
-                     progress=False, seed=seed)
-    calibrate_flow(model, sde, data, 300, n=1024, seed=seed)
-    samples = ss.sample(sde, model, N_SAMPLES, 300, seed=2 + seed, method="ode")
-    ratio, ratio_error = _ratio_and_error(samples, held_out, L)
-    gap, error, value = _fraction_gap(samples, held_out, L)
-    print(f"seed {seed}: spectrum ratio {ratio.mean():.3f} ({ratio.min():.2f}-{ratio.max():.2f}, worst z "
-          f"{np.max((np.abs(ratio - 1) - 0.1) / ratio_error):.1f} beyond 0.1), fraction {value + gap:.4f} "
-          f"against {value:.4f} ({gap / error:+.1f} SE)")  # shown with pytest -s
-    assert np.all(np.abs(ratio - 1) < 0.1 + 4 * ratio_error), (ratio, ratio_error)
-    assert abs(gap) < 4 * error + 0.1 * value, (gap, error, value)
+    data, held_out = field_data(kind, L, 20_000, seed=seed), field_data(kind, L, 10_000, seed=seed + 1)
+    model = train_fields(sde, data, steps=RECIPE_STEPS, seed=seed, progress=False, **overrides)
+    report = compare_fields(sample_fields(sde, model, N_SAMPLES, seed=seed + 2), held_out, L, seed=seed + 3)
+    print("\n".join(report.lines()))  # shown with pytest -s
+    return report
 
 
-def test_the_pixel_check_rejects_the_datas_gaussian_counterpart():
-    """The check above is not vacuous: Gaussian fields with the data's spectrum per degree fail it,
-    while a fresh draw of the data passes it (2000 fields each, L = 8)."""
-    L, n = 8, 2000
-    held_out = field_data("lognormal", L, n, seed=1)
-    gaussian = gaussian_counterpart(held_out, L, n, seed=3)
-    fresh = field_data("lognormal", L, n, seed=4)
-    for fields, should_pass in ((fresh, True), (gaussian, False)):
-        gap, error, value = _fraction_gap(fields, held_out, L)
-        assert (abs(gap) < 4 * error + 0.1 * value) == should_pass, (gap, error, value)
+@pytest.fixture(scope="module")
+def recipe_reports():
+    """recipe_reports(kind, seed) -> the FieldReport of the recipe, trained once per pair for this module."""
+    cache = {}
+
+    def get(kind, seed):
+        if (kind, seed) not in cache:
+            cache[kind, seed] = _learned(kind, seed)
+        return cache[kind, seed]
+
+    return get
+
+
+RECIPE_RUNS = [("lognormal", 0), ("lognormal", 1), ("threshold", 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, seed", RECIPE_RUNS)
+def test_the_field_recipe_learns_the_pixel_statistic_at_l16(recipe_reports, kind, seed):
+    """Two seeds of the lognormal family and one of the thresholded family: the fraction above
+    sigma_Q within 4 SE plus 10% of the data's, and more than half of the Gaussian counterpart's
+    excess area below -sigma_Q avoided, without any calibration after training (measured with the
+    budget run of 415 / 338 steps, seed 0: -1.6 / -2.4 SE, 0.89 / 0.84; docs/results/fields.md)."""
+    report = recipe_reports(kind, seed)
+    gap, error = report.fraction_gap
+    assert abs(gap) <= 4 * error + 0.1 * report.fractions["data"][0], report.lines()
+    # the floor: the fraction above sigma_Q hardly tells thresholded fields from Gaussian ones
+    assert report.floor_recovered > 0.5, report.lines()
+
+
+SPECTRUM_GAP = pytest.mark.xfail(strict=True, reason="known gap: degree 0 about 28% low (both families), lognormal "
+                                                     "degrees 1-16 5-12% low (the score's linear part at large t)")
+
+
+@pytest.mark.slow
+@SPECTRUM_GAP
+@pytest.mark.parametrize("kind, seed", RECIPE_RUNS)
+def test_the_field_recipe_meets_the_spectrum_at_l16(recipe_reports, kind, seed):
+    """The spectrum ratio within 0.1 of 1 at every degree. Strict: the day it passes, the marker
+    must go."""
+    report = recipe_reports(kind, seed)
+    assert report.spectrum_deviation <= 0.1, report.lines()
+
+
+@pytest.mark.slow
+def test_an_mlp_on_coefficients_misses_the_pixel_statistic_at_l16():
+    """The negative control: the same recipe and steps with an MLP on the coefficients (width 256)
+    instead of the spherical network. Such MLPs learned next to nothing of the pixels' non-Gaussian
+    part even with 1500 steps of 1024 fields (fraction above sigma_Q 0.150-0.155, the Gaussian
+    counterpart's 0.158; docs/results/fields.md), so the pixel check must fail it."""
+    report = _learned("lognormal", 0, architecture="mlp", width=256, depth=3)
+    gap, error = report.fraction_gap
+    assert gap > 4 * error + 0.1 * report.fractions["data"][0], report.lines()
 
 
 def _benchmark(name):
