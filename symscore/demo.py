@@ -200,13 +200,13 @@ def run_fields_demo(out="demo_fields", L: int = 16, kind: str = "lognormal", bud
     trained = time.perf_counter()
     samples = sample_fields(sde, model, n_samples, sample_steps, seed=seed + 2)
     sampled = time.perf_counter()
-    report = compare_fields(samples, held_out, L, kappa, alpha, seed=seed + 3)
+    gaussian = gaussian_counterpart(held_out, L, n_samples, seed=seed + 3)  # compared and mapped
+    report = compare_fields(samples, held_out, L, kappa, alpha, gaussian=gaussian)
     seconds = {"data": round(drawn - start, 1), "train": round(trained - drawn, 1), "sample": round(sampled - trained, 1)}
     metrics = {"sde": sde.name, "L": L, "m": sde.m, "kind": kind, "kappa": kappa, "alpha": alpha,
                "network": dict(model.config), "steps": len(model.loss_history), **report.as_dict(), "seconds": seconds}
     model.save(out / "model.pt")
     np.save(out / "samples.npy", samples)
-    gaussian = gaussian_counterpart(held_out, L, n_samples, seed=seed + 3)
     plots.plot_field_maps({"data (held out)": held_out, "samples": samples, "gaussian, same C_l": gaussian}, L,
                           out / "maps.png")
     plots.plot_power_spectra(report.spectra, out / "spectra.png",

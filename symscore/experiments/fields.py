@@ -173,10 +173,12 @@ def _mean_and_error(values: np.ndarray):
     return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
 
 
-def compare_fields(samples, held_out, L: int, kappa: float = 4.0, alpha: float = 2.0, seed: int = 0) -> FieldReport:
+def compare_fields(samples, held_out, L: int, kappa: float = 4.0, alpha: float = 2.0, seed: int = 0,
+                   gaussian=None) -> FieldReport:
     """Judge ``samples`` (n, (L + 1)^2) against ``held_out`` data of the same shape (the module
     docstring's two statistics; the threshold sigma_Q is that of the Whittle-Matern noise with
-    ``kappa``, ``alpha``; ``seed`` draws the Gaussian counterpart, as many fields as samples)."""
+    ``kappa``, ``alpha``). ``gaussian``: the data's Gaussian counterpart, when the caller has drawn
+    it (for its maps); by default ``seed`` draws it here, as many fields as samples."""
     samples, held_out = np.asarray(samples, dtype=np.float64), np.asarray(held_out, dtype=np.float64)
     for name, value in (("samples", samples), ("held_out", held_out)):
         if value.ndim != 2 or value.shape[1] != (L + 1) ** 2 or value.shape[0] < 2:
@@ -189,7 +191,8 @@ def compare_fields(samples, held_out, L: int, kappa: float = 4.0, alpha: float =
     ratio_error = ratio * np.sqrt(ours.var(0, ddof=1) / (len(ours) * ours.mean(0) ** 2)
                                   + theirs.var(0, ddof=1) / (len(theirs) * theirs.mean(0) ** 2))
     threshold = pixel_std(L, kappa, alpha)
-    gaussian = gaussian_counterpart(held_out, L, len(samples), seed=seed)
+    if gaussian is None:
+        gaussian = gaussian_counterpart(held_out, L, len(samples), seed=seed)
     sets = (("data", held_out), ("samples", samples), ("gaussian, same C_l", gaussian))
     fractions, below = ({label: tuple(float(v) for v in _mean_and_error(pixel_statistic(sign * fields, L, threshold)))
                          for label, fields in sets} for sign in (1.0, -1.0))

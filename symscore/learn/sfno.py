@@ -98,6 +98,7 @@ class GridTransforms(nn.Module):
         # float64-accurate, a float32 one pays no conversion of its activations
         as_float = dict(dtype=torch.float64)
         self.L, self.m, self.nlat, self.nlon = L, m, nlat, nlon
+        self.degrees = harmonics.degrees  # (m,) the degree l of each coefficient
         self.register_buffer("gather", torch.as_tensor(gather.ravel()), persistent=False)
         self.register_buffer("scatter", torch.as_tensor(scatter), persistent=False)
         self.register_buffer("legendre", torch.as_tensor(legendre, **as_float), persistent=False)  # (O, L+1, nlat)
@@ -201,7 +202,7 @@ class SphericalFourierNetwork(nn.Module):
         nlat = math.ceil(oversampling * (L + 1))
         nlon = 2 * nlat
         self.transforms = GridTransforms(L, nlat, nlon)
-        degrees = torch.as_tensor(np.concatenate([np.full(2 * l + 1, l) for l in range(L + 1)]))
+        degrees = torch.as_tensor(self.transforms.degrees)
         self.register_buffer("degrees", degrees, persistent=False)
         self.lift = PointwiseLinear(1, width)
         self.lift_time = nn.Linear(time_features, width)
