@@ -154,6 +154,7 @@ class NumericSDE:
         self._drift = lambdify((t, *x), list(drift))
         self._divergence = lambdify((t, *x), jacobian.trace())
         self.time_invariant = False  # set below for sigma(t); LinearMoments' exponential route
+        self.diagonal_linear = False
         if self.state_dependent:
             D = sigma * sigma.T
             div_D = [sum(sp.diff(D[i, j], x[j]) for j in range(self.m)) for i in range(self.m)]
@@ -164,10 +165,15 @@ class NumericSDE:
             self._sigma = lambdify((t,), sigma if device is None else list(sigma))
             if self.derivation.is_linear:  # b = B(t) x + c(t); elsewhere b(t, 0) may not even exist (1 / x)
                 offset = drift.xreplace({xi: 0 for xi in x})
-                self._linear_parts = (sp.lambdify((t,), jacobian, "numpy"),
+                #: B(t) and sigma(t) diagonal: m independent scalar linear SDEs (LinearMoments' diagonal
+                #: route); only B's diagonal is then compiled (a field at L = 32 has m^2 = 1.2e6 entries)
+                self.diagonal_linear = (sigma.shape[0] == sigma.shape[1] and jacobian.is_diagonal()
+                                        and sigma.is_diagonal())
+                slope = jacobian.diagonal() if self.diagonal_linear else jacobian
+                self._linear_parts = (sp.lambdify((t,), list(slope) if self.diagonal_linear else slope, "numpy"),
                                       sp.lambdify((t,), list(offset), "numpy"))
                 #: B, c and sigma free of t: LinearMoments can use the matrix exponential, not RK4
-                self.time_invariant = all(t not in e.free_symbols for e in (*jacobian, *sigma, *offset))
+                self.time_invariant = all(t not in e.free_symbols for e in (*slope, *sigma, *offset))
 
     @cached_property
     def derivation(self):
@@ -237,8 +243,11 @@ class NumericSDE:
             raise SymscoreError(f"sde: {self.sde.name!r} has no linear parts B(t), c(t): its drift is "
                                 f"{self.derivation.structure}" + (" and its sigma depends on the state"
                                                                   if self.state_dependent else ""))
-        B = np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).reshape(self.m, self.m)
         c = np.broadcast_to(np.asarray(self._linear_parts[1](float(t)), dtype=np.float64).ravel(), (self.m,))
+        if self.diagonal_linear:
+            return np.diag(np.broadcast_to(np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).ravel(),
+                                           (self.m,))), c
+        B = np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).reshape(self.m, self.m)
         return B, c
 
     # -- the vector fields of the reverse-time equations ----------------------------------------

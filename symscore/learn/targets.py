@@ -7,6 +7,15 @@ regression targets, a per-sample vector whose conditional mean given X_t is the 
   the Euler bias O(dt) of the weight.
 * ``dsm``: denoising score matching with the exact Gaussian transition of a linear SDE:
   X_t = Phi_t x0 + o_t + L_t z (Sigma_t = L_t L_t^T), target = -Sigma_t^-1 (X_t - Phi_t x0 - o_t).
+* ``stf``: the ``dsm`` target averaged over a reference set (the stable target field of Xu et
+  al., ICLR 2023): the row's own x0 and R other data points x0_i, weighted by the posterior
+  w_i ∝ p_t(X_t | x0_i): target = -Sigma_t^-1 (X_t - Phi_t sum_i w_i x0_i - o_t). With the others
+  drawn independently of the row, its conditional mean is exactly the score (:class:`StableTargetSource`);
+  near t = 0 the weights collapse onto the row's own x0 and it is the ``dsm`` target, while at large
+  t, where the ``dsm`` target's noise is the size of the score and the score's non-Gaussian part is
+  small, it averages the noise over the points the posterior spreads over (1 / sum w_i^2 of
+  them: many in low dimension or at large t, about one for a field of m = 289 up to t = 1.5).
+  Linear SDEs only, and it needs the training data.
 * ``local``: the one-step Euler transition from X_{t-h} (any SDE, needs sigma sigma^T invertible):
   target = -(sigma sigma^T h)^-1 (X_t - X_{t-h} - b(t-h, X_{t-h}) h) with h = dt. Its conditional
   mean is the score up to O(h), but its variance grows like 1/h.
@@ -30,8 +39,11 @@ regression targets, a per-sample vector whose conditional mean given X_t is the 
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
+from .._checks import positive_int
 from .._errors import SymscoreError
+from ..data import check_data
 from .._registry import Registry
 from .linear_moments import LinearMoments
 from .numeric_sde import NumericSDE
@@ -48,8 +60,8 @@ class TargetSource:
     """Draws (X_t, target) for record steps; ``batch`` returns arrays of shape (K, n, m) (numpy, or
     torch tensors on the training device).
 
-    A subclass is constructed as ``cls(sde, n_steps, backend=..., ridge=..., device=...)`` (a
-    source takes the options it uses) and registered with :func:`register_target`.
+    A subclass is constructed as ``cls(sde, n_steps, backend=..., ridge=..., device=..., data=...)``
+    (a source takes the options it uses and ignores the others through ``**options``) and registered with :func:`register_target`.
     """
 
     has_target = True
@@ -98,15 +110,25 @@ class MalliavinSource(TargetSource):
 
 @register_target("dsm")
 class DenoisingSource(TargetSource):
+    name = "dsm"
+
     def __init__(self, sde, n_steps, **options):
         super().__init__(sde, n_steps)
         derivation = sde.derive()
         if not derivation.is_linear:
             why = ("its diffusion depends on the state" if derivation.state_dependent_diffusion
                    else f"it is {derivation.structure}")
-            raise SymscoreError(f"target: 'dsm' needs a linear SDE with sigma(t) (a Gaussian transition); "
+            raise SymscoreError(f"target: '{self.name}' needs a linear SDE with sigma(t) (a Gaussian transition); "
                                 f"{sde.name!r} is not: {why}. Use target='malliavin', 'local' or 'ssm'.")
-        self.phi, self.offset, cov = LinearMoments(NumericSDE(sde))(np.arange(n_steps + 1) * self.dt)
+        moments, times = LinearMoments(NumericSDE(sde)), np.arange(n_steps + 1) * self.dt
+        #: Phi_t and Sigma_t diagonal: kept as (K, m) diagonals (a field at L = 32 has m = 1089)
+        self.diagonal = moments.diagonal
+        if self.diagonal:
+            self.phi, self.offset, variance = moments.diagonal_moments(times)
+            with np.errstate(invalid="ignore"):
+                self.chol = np.where(variance > 0, np.sqrt(variance), np.nan)  # the Cholesky factor's diagonal
+            return
+        self.phi, self.offset, cov = moments(times)
         self.chol = np.full_like(cov, np.nan)  # NaN marks a singular Sigma_t (t = 0 always)
         for k in range(1, n_steps + 1):
             try:
@@ -120,11 +142,86 @@ class DenoisingSource(TargetSource):
             raise SymscoreError("target: the transition covariance Sigma_t is singular at a record time; "
                                 "raise t_min")
         z = rng.standard_normal((len(record_steps), x0.shape[0], self.sde.m))
-        mean = np.einsum("kij,nj->kni", self.phi[record_steps], x0) + self.offset[record_steps][:, None, :]
-        x = mean + np.einsum("kij,knj->kni", self.chol[record_steps], z)
+        x = np.stack([self.transported(k, x0) + self.offset[k] + self.colour(k, zk) for k, zk in zip(record_steps, z)])
         # -Sigma^-1 (x - mean) = -L^-T z
-        target = -np.stack([np.linalg.solve(self.chol[k].T, zk.T).T for k, zk in zip(record_steps, z)])
-        return x, target
+        return x, -np.stack([self.whiten(k, zk, transpose=True) for k, zk in zip(record_steps, z)])
+
+    def transported(self, k: int, points: np.ndarray) -> np.ndarray:
+        """Phi_t x0 for each row of ``points`` at step k."""
+        return points * self.phi[k] if self.diagonal else points @ self.phi[k].T
+
+    def colour(self, k: int, rows: np.ndarray) -> np.ndarray:
+        """L_t z for each row z (Sigma_t = L_t L_t^T)."""
+        return rows * self.chol[k] if self.diagonal else rows @ self.chol[k].T
+
+    def whiten(self, k: int, rows: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """L_t^-1 applied to each row (L_t^-T with ``transpose``)."""
+        if self.diagonal:
+            return rows / self.chol[k]
+        return solve_triangular(self.chol[k], rows.T, lower=True, trans="T" if transpose else "N").T
+
+
+@register_target("stf")
+class StableTargetSource(DenoisingSource):
+    """The denoising target averaged over a reference set of data points (module docstring).
+
+    Each row (x0, X_t) gets the reference set {x0} ∪ D, where D is ``reference_size`` points drawn
+    from ``data`` once per batch (independent of every row). With g_i = -Sigma_t^-1 (X_t - Phi_t x0_i
+    - o_t) the denoising target of x0_i and weights w_i = p_t(X_t | x0_i) / sum_j p_t(X_t | x0_j),
+    the target is sum_i w_i g_i.
+
+    Why its conditional mean is the score: the joint density of (X_t, x0, x0_1..x0_R) is
+    p(X_t | x0) prod p_data; the target is symmetric in the R + 1 points, so p(X_t | x0) may be
+    replaced by its average over them, and then E[sum_i w_i g_i | X_t] = E[g | X_t] = grad log p_t.
+    A set without the row's own x0 (all weights on independent points) is a self-normalised
+    importance estimate instead, biased by O(1 / R); tests check that this variant fails.
+
+    The weights use the whitened distance |L_t^-1 (X_t - o_t - Phi_t x0_i)|^2 (Sigma_t = L_t L_t^T),
+    computed as cross terms (element-wise for a diagonal SDE, by triangular solves otherwise). Rows go in chunks, so a pilot batch of
+    thousands of rows holds one chunk's weights at a time.
+    """
+
+    name = "stf"
+    chunk = 1024
+    #: the source takes the training data (``make_target_source(..., data=)``)
+    needs_data = True
+
+    def __init__(self, sde, n_steps, data=None, reference_size: int = 4096, **options):
+        super().__init__(sde, n_steps)
+        if data is None:
+            raise SymscoreError("target: 'stf' averages over the training data and needs data (symscore.train "
+                                "passes it)")
+        self.data = check_data(data, sde.m)
+        self.reference_size = positive_int(reference_size, "reference_size")
+
+    def batch(self, x0, record_steps, seed):
+        x, _ = super().batch(x0, record_steps, seed)
+        draws = np.random.default_rng([seed, 1]).integers(0, len(self.data), self.reference_size)
+        return x, np.stack([self.target(k, xk, x0, self.data[draws]) for k, xk in zip(record_steps, x)])
+
+    def target(self, k: int, x: np.ndarray, own: np.ndarray | None, reference: np.ndarray) -> np.ndarray:
+        """sum_i w_i g_i at step k for states x (n, m) whose row j has the reference set
+        {own[j]} ∪ reference (``own`` None: the reference set alone, the biased variant the tests
+        use). In whitened coordinates u = L^-1 (x - o), v_i = L^-1 Phi x0_i:
+        log w_i = u.v_i - |v_i|^2 / 2 + const and target = -L^-T (u - sum_i w_i v_i)."""
+        u = self.whiten(k, x - self.offset[k])
+        v = self.whiten(k, self.transported(k, reference))
+        half_norms = 0.5 * np.einsum("ij,ij->i", v, v)
+        residual = np.empty_like(u)
+        for rows in (slice(i, i + self.chunk) for i in range(0, len(u), self.chunk)):
+            logits = u[rows] @ v.T - half_norms
+            if own is None:
+                top = logits.max(axis=1, keepdims=True)
+                weights = np.exp(logits - top)
+                residual[rows] = u[rows] - weights @ v / weights.sum(axis=1, keepdims=True)
+                continue
+            v_own = self.whiten(k, self.transported(k, own[rows]))
+            logit_own = np.einsum("ij,ij->i", u[rows], v_own) - 0.5 * np.einsum("ij,ij->i", v_own, v_own)
+            top = np.maximum(logits.max(axis=1), logit_own)[:, None]
+            weights, weight_own = np.exp(logits - top), np.exp(logit_own[:, None] - top)
+            total = weights.sum(axis=1, keepdims=True) + weight_own
+            residual[rows] = u[rows] - (weights @ v + weight_own * v_own) / total
+        return -self.whiten(k, residual, transpose=True)
 
 
 @register_target("local")
@@ -257,6 +354,7 @@ def leave_one_out_coefficient(values, control):
 
 
 def make_target_source(target: str, sde, n_steps: int, backend: str = "numba", ridge: float = 0.0,
-                       device=None) -> TargetSource:
-    """The :class:`TargetSource` registered as ``target`` (an unknown name lists the registered ones)."""
-    return TARGETS.lookup(target)(sde, n_steps, backend=backend, ridge=ridge, device=device)
+                       device=None, data=None) -> TargetSource:
+    """The :class:`TargetSource` registered as ``target`` (an unknown name lists the registered ones);
+    ``data``: the training data, for a source that averages over it (``stf``)."""
+    return TARGETS.lookup(target)(sde, n_steps, backend=backend, ridge=ridge, device=device, data=data)

@@ -154,7 +154,8 @@ class Trainer:
             device = torch.device("cuda", self.group.local_rank)
         # a torch or triton kernel simulates on the network's device (its targets never visit the host)
         self.source = make_target_source(config.target, sde, config.n_steps, backend=config.backend,
-                                         ridge=config.ridge, device=None if config.backend == "numba" else device)
+                                         ridge=config.ridge, device=None if config.backend == "numba" else device,
+                                         data=self.data)
         if model is not None:
             if not isinstance(model, ScoreModel) or model.m != sde.m:
                 raise SymscoreError(f"model: expected a ScoreModel with m = {sde.m}, got {model!r}")
@@ -316,7 +317,7 @@ def train(sde: SDE, data, steps: int = 2000, batch_size: int = 256, target: str 
             torchrun (or ``symscore train --nproc N``) N processes share a global batch of
             N batch_size and follow one process with that batch (:mod:`symscore.learn.distributed`).
         target: a name in :data:`symscore.learn.targets.TARGETS`: ``"malliavin"`` (default, any
-            SDE), ``"dsm"`` (linear SDEs), ``"ssm"`` or ``"local"`` (see :mod:`symscore.learn.targets`).
+            SDE), ``"dsm"`` or ``"stf"`` (linear SDEs), ``"ssm"`` or ``"local"`` (see :mod:`symscore.learn.targets`).
         backend: kernel backend of the malliavin target (``"numba"``, ``"torch"`` or ``"triton"``).
         t_min: smallest record time (a bias; see the module docstring). Default: chosen from how the
             noise reaches the coordinates (:func:`choose_t_min`): 1e-3 when it acts on all of them

@@ -345,8 +345,20 @@ def _check_record_times(times, sde, n_steps: int) -> tuple[np.ndarray, np.ndarra
     return times, rounded.astype(np.int64)
 
 
-def _target_runner(target, sde, n_steps: int, backend: str):
-    """(name, run(x0, record_steps, seed) -> (x, target) of shape (K, n, m) as numpy)."""
+#: Draws of p0, independent of the rows, that a target averaging over data (``stf``) takes as its data.
+REFERENCE_DRAWS = 65536
+
+
+def _needs_data(target) -> bool:
+    """A registered target name whose source averages over data (``stf``)."""
+    from ..learn.targets import TARGETS
+
+    return isinstance(target, str) and getattr(TARGETS.lookup(target), "needs_data", False)
+
+
+def _target_runner(target, sde, n_steps: int, backend: str, reference=None):
+    """(name, run(x0, record_steps, seed) -> (x, target) of shape (K, n, m) as numpy); ``reference``:
+    draws of p0 independent of x0, the data of a target that averages over data (``stf``)."""
     from ..learn.targets import TargetSource, make_target_source
 
     if isinstance(target, Kernel):
@@ -360,7 +372,7 @@ def _target_runner(target, sde, n_steps: int, backend: str):
 
         return f"kernel {target.sde.name} ({target.backend})", run
     if isinstance(target, str):
-        source = make_target_source(target, sde, n_steps, backend=backend)
+        source = make_target_source(target, sde, n_steps, backend=backend, data=reference)
         name = target
     elif isinstance(target, TargetSource):
         source, name = target, type(target).__name__
@@ -464,13 +476,16 @@ def target_bias(sde, p0, times, n_steps: int, target="malliavin", n: int = 50000
     if bins is None:
         bins = max(2, min(20, n // 100)) if len(axes) == 1 else max(2, min(6, math.isqrt(n // 100)))
     bins = positive_int(bins, "bins", low=2)
-    name, run = _target_runner(target, sde, n_steps, backend)
     if isinstance(p0, GaussianMixture):
         truth = _truth(sde, p0, times, truth, solver_options)
         x0 = p0.sample(n, seed=_stream(seed, 0))
+        draw_reference = lambda: p0.sample(REFERENCE_DRAWS, seed=_stream(seed, 5))  # noqa: E731
     else:  # x0 from the truth's own p_0 (a grid's, for a callable density)
         truth = _truth(sde, p0, np.concatenate([[0.0], times]), truth, solver_options)
         x0 = check_points(truth.sample(n, 0.0, seed=_stream(seed, 0)), sde.m, "truth.sample")
+        draw_reference = lambda: check_points(truth.sample(REFERENCE_DRAWS, 0.0, seed=_stream(seed, 5)),  # noqa: E731
+                                              sde.m, "truth.sample")
+    name, run = _target_runner(target, sde, n_steps, backend, draw_reference() if _needs_data(target) else None)
 
     run(x0[: min(n, 16)], steps, seed)  # warm-up (compilation, caches): not part of the timed cost
     start = clock.perf_counter()
