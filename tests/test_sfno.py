@@ -167,7 +167,7 @@ class _LatitudeModulatedLift(nn.Module):
         super().__init__()
         transforms = net.transforms
         latitude = np.radians(SphericalHarmonics(transforms.L, nlat=transforms.nlat, nlon=transforms.nlon).lat)
-        profile = np.repeat(1 + 0.5 * np.sin(latitude), transforms.nlon)  # rows first, as the grid is flattened
+        profile = (1 + 0.5 * np.sin(latitude))[:, None, None, None]  # the grid is (nlat, n, 1, nlon) here
         self.lift, self.profile = lift, torch.as_tensor(profile, dtype=torch.float32)
 
     @property
@@ -201,10 +201,10 @@ def test_network_commutes_with_a_rotation_by_one_grid_step(L, oversampling):
     assert np.abs(np.linalg.matrix_power(rotation, net.transforms.nlon) - np.eye(m)).max() < 1e-10
     assert _equivariance_error(net, z, embedding, metric, rotation) < FLOAT32_BOUND
 
+    # the wrong variant: a channel mixing that also depends on the order (per coefficient, not per degree)
     spectral = net.blocks[0].spectral
-    with torch.no_grad():
-        spectral.weight = nn.Parameter(torch.randn(4, 4, m) / 2)
-        spectral.degrees = torch.arange(m)
+    by_order = torch.randn(2 * L + 1, L + 1, 4, 4) / 2
+    spectral.forward = lambda slots: torch.matmul(slots, by_order)
     assert _equivariance_error(net, z, embedding, metric, rotation) > 1e-3
 
 
@@ -258,7 +258,9 @@ def test_white_input_is_a_field_of_unit_pixel_variance():
     net = _network(L, 1.5)
     _, embedding, metric = _inputs(L)
     seen = []
-    net.lift.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0][:, 0].double()))
+    # the lift's input is the latitude-major grid (nlat, n, 1, nlon): as (n, nlat nlon)
+    net.lift.register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0][:, :, 0].transpose(0, 1).reshape(inputs[0].shape[1], -1).double()))
 
     def fields(metric):  # (m, nlat nlon): the lift's input for z = e_i, row i
         with torch.no_grad():
