@@ -120,6 +120,9 @@ def main():
       symscore bench cubic
       symscore paper --quick
     """
+    from ._memory import reuse_large_allocations
+
+    reuse_large_allocations()  # a command trains or samples for minutes: see symscore._memory
 
 
 @main.command()
@@ -522,9 +525,11 @@ _QUICK_FIELDS = {"L": 4, "steps": 20, "batch_size": 16, "n_train": 500, "n_held_
 @click.option("--benes", is_flag=True, help="Instead: the Benes kernel check (target against the exact score).")
 @click.option("--fields", is_flag=True,
               help="Instead: lognormal random fields on the sphere (L = 16, the spherical Fourier network; maps, "
-                   "spectra, a pixel statistic; about 7 min on 2 cores).")
+                   "spectra, a pixel statistic; about 6 min on 2 cores).")
+@click.option("--degree", type=click.IntRange(min=1), default=16, show_default=True,
+              help="--fields: the fields' degree L ((L + 1)^2 coefficients; 32: about 25 min with --budget 900).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
-def demo(out, budget, steps, benes, fields, quick):
+def demo(out, budget, steps, benes, fields, degree, quick):
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for --budget seconds each, sample with
     the reverse SDE and predictor-corrector, and compare with held-out data (about 4 min on 2 cores).
 
@@ -534,15 +539,18 @@ def demo(out, budget, steps, benes, fields, quick):
       symscore demo --out /tmp/demo --budget 60
       symscore demo --benes
       symscore demo --fields --out demo_fields
+      symscore demo --fields --degree 32 --budget 900
       symscore demo --quick --out /tmp/smoke
     """
     from .demo import run_benes_check, run_demo, run_fields_demo
 
     if benes and fields:
         raise click.UsageError("--benes and --fields: choose one")
+    if degree != 16 and (quick or not fields):
+        raise click.UsageError("--degree: only with --fields, and not with --quick (its degree is 4)")
     if fields:
         out = "demo_fields" if out == "demo" else out
-        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"steps": steps, "budget": budget or 240.0}))
+        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"L": degree, "steps": steps, "budget": budget or 240.0}))
     elif benes:
         run_benes_check(**(_QUICK_BENES if quick else {}))
     else:

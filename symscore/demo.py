@@ -184,9 +184,11 @@ def run_fields_demo(out="demo_fields", L: int = 16, kind: str = "lognormal", bud
     fraction of area above sigma_Q with held-out data and with the data's Gaussian counterpart.
     Writes maps, spectra, the model, the samples and ``metrics.json`` to ``out``; returns the metrics.
     ``overrides`` go to :func:`~symscore.experiments.fields.train_fields`."""
+    from ._memory import reuse_large_allocations
     from .experiments.fields import compare_fields, sample_fields, train_fields
     from .fields import field_data, gaussian_counterpart, whittle_matern_sde, whittle_matern_spectrum
 
+    reuse_large_allocations()  # the grid's activations: see symscore._memory
     if steps is not None:
         budget = None
     out = Path(out)

@@ -117,3 +117,37 @@ def test_fields_demo_quick_writes_its_report(tmp_path):
     assert {"maps.png", "spectra.png", "model.pt", "samples.npy"} <= {p.name for p in tmp_path.iterdir()}
     assert "fraction of area above sigma_Q" in result.output
 
+
+
+def test_a_fields_transition_is_kept_as_diagonals():
+    """The field SDE is m independent scalar OU processes: the denoising source keeps Phi_t and
+    Sigma_t as (K, m) diagonals, the closed form exp(-t) and C_l (1 - exp(-2 t)) (at L = 32,
+    m = 1089, the dense route held 301 matrices of 1089^2 per quantity and took minutes)."""
+    from symscore.fields import whittle_matern_spectrum
+    from symscore.learn.targets import make_target_source
+
+    L = 10
+    source = make_target_source("dsm", whittle_matern_sde(L), 300)
+    spectrum = whittle_matern_spectrum(L)[np.repeat(np.arange(L + 1), 2 * np.arange(L + 1) + 1)]
+    assert source.diagonal and source.phi.shape == source.chol.shape == (301, (L + 1) ** 2)
+    t = np.arange(301) * 0.01
+    np.testing.assert_allclose(source.phi, np.exp(-t)[:, None] * np.ones_like(spectrum), rtol=1e-12)
+    np.testing.assert_allclose(source.chol[1:] ** 2, 2 * spectrum * (1 - np.exp(-2 * t[1:, None])) / 2, rtol=1e-12)
+
+
+def test_reuse_large_allocations(monkeypatch):
+    """glibc: the allocator is changed (in a child process: the setting is process-wide); a system
+    without a C library named: nothing happens."""
+    import ctypes.util
+    import platform
+    import subprocess
+    import sys
+
+    from symscore._memory import reuse_large_allocations
+
+    if platform.libc_ver()[0] == "glibc":
+        child = "from symscore._memory import reuse_large_allocations as r; print(r())"
+        assert subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                              check=True).stdout.strip() == "True"
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert reuse_large_allocations() is False

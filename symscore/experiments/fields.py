@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import positive_int
+from .._memory import reuse_large_allocations
 from .._errors import SymscoreError
 from ..fields import gaussian_counterpart, pixel_statistic, pixel_std, power_spectrum
 from ..fields.sde import whittle_matern_spectrum
@@ -38,7 +39,7 @@ from ..learn.train import train
 from ..spec.sde import SDE
 
 __all__ = ["FIELD_NETWORK", "FIELD_TRAINING", "field_record_times", "train_fields", "sample_fields", "FieldReport",
-           "compare_fields"]
+           "compare_fields", "reuse_large_allocations"]
 
 #: The network of field models (keywords of :func:`symscore.train`).
 FIELD_NETWORK = {"architecture": "sfno", "width": 16, "depth": 4, "preconditioning": "cameron-martin",
