@@ -5,11 +5,11 @@ tens to hundreds of MB. glibc serves blocks above its mmap threshold (at most 32
 dynamically) with fresh mmap calls and returns them on free, so every step page-faults its
 activations in again: on 2 cores a forward and backward pass of 256 fields at L = 32 took 3.0 s
 that way and 1.85 s with the blocks kept in the heap (benchmarks/bench_allocator.py,
-docs/results/fields.md). The fix is glibc's
-own ``mallopt``: a 1 GiB mmap threshold and no trimming. It changes the whole process (memory once
-used stays with it, as with jemalloc or tcmalloc, the usual preloads for PyTorch on the CPU), so
-the library never calls it on import: the ``symscore`` command and :func:`symscore.demo.run_fields_demo`
-do, and a user's own script may.
+docs/results/fields.md). The fix is glibc's own ``mallopt``: a 1 GiB mmap threshold and no
+trimming. It changes the whole process (memory once used stays with it, as with jemalloc or
+tcmalloc, the usual preloads for PyTorch on the CPU), so the library never calls it on import: the
+``symscore`` command and :func:`symscore.demo.run_fields_demo` do, and a user's own script may
+(:func:`symscore.experiments.fields.reuse_large_allocations`).
 """
 from __future__ import annotations
 

@@ -526,8 +526,9 @@ _QUICK_FIELDS = {"L": 4, "steps": 20, "batch_size": 16, "n_train": 500, "n_held_
 @click.option("--fields", is_flag=True,
               help="Instead: lognormal random fields on the sphere (L = 16, the spherical Fourier network; maps, "
                    "spectra, a pixel statistic; about 6 min on 2 cores).")
-@click.option("--degree", type=click.IntRange(min=1), default=16, show_default=True,
-              help="--fields: the fields' degree L ((L + 1)^2 coefficients; 32: about 25 min with --budget 900).")
+@click.option("--degree", type=click.IntRange(min=1), default=None,
+              help="--fields: the fields' degree L ((L + 1)^2 coefficients; 32: about 25 min with --budget 900) "
+                   "[default: 16].")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run of seconds (figures are not meaningful).")
 def demo(out, budget, steps, benes, fields, degree, quick):
     """Train cauchy/Malliavin and VP/DSM on the checkerboard for --budget seconds each, sample with
@@ -546,11 +547,12 @@ def demo(out, budget, steps, benes, fields, degree, quick):
 
     if benes and fields:
         raise click.UsageError("--benes and --fields: choose one")
-    if degree != 16 and (quick or not fields):
+    if degree is not None and (quick or not fields):
         raise click.UsageError("--degree: only with --fields, and not with --quick (its degree is 4)")
     if fields:
         out = "demo_fields" if out == "demo" else out
-        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else {"L": degree, "steps": steps, "budget": budget or 240.0}))
+        options = {"L": degree or 16, "steps": steps, "budget": budget or 240.0}
+        run_fields_demo(out=out, **(_QUICK_FIELDS if quick else options))
     elif benes:
         run_benes_check(**(_QUICK_BENES if quick else {}))
     else:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import positive_int
-from .._memory import reuse_large_allocations
 from .._errors import SymscoreError
+from .._memory import reuse_large_allocations
 from ..fields import gaussian_counterpart, pixel_statistic, pixel_std, power_spectrum
 from ..fields.sde import whittle_matern_spectrum
 from ..learn.model import ScoreModel

@@ -50,8 +50,8 @@ class LinearMoments:
             raise SymscoreError(f"sde: {self.numeric.sde.name!r} is not diagonal (B(t) and sigma(t) diagonal)")
         times = _check_times(times)
         if self.numeric.time_invariant:
-            B, c = self.numeric.linear_parts(0.0)
-            b, d = np.diag(B)[None, :], np.diag(self.numeric.diffusion_matrix(0.0))[None, :]
+            b, c = self.numeric.diagonal_linear_parts(0.0)
+            b, d = b[None, :], np.diag(self.numeric.diffusion_matrix(0.0))[None, :]
             t = times[:, None]
             # expm1(b t) / b, written to be exact at b = 0 (then it is t)
             growth = np.where(b == 0, t, np.expm1(b * t) / np.where(b == 0, 1.0, b))
@@ -59,8 +59,7 @@ class LinearMoments:
             return np.exp(b * t), c * growth, d * growth2
 
         def rhs(t, state):
-            B, c = self.numeric.linear_parts(t)
-            b = np.diag(B)
+            b, c = self.numeric.diagonal_linear_parts(t)
             phi, offset, var = state
             return b * phi, b * offset + c, 2 * b * var + np.diag(self.numeric.diffusion_matrix(t))
 

@@ -243,12 +243,21 @@ class NumericSDE:
             raise SymscoreError(f"sde: {self.sde.name!r} has no linear parts B(t), c(t): its drift is "
                                 f"{self.derivation.structure}" + (" and its sigma depends on the state"
                                                                   if self.state_dependent else ""))
-        c = np.broadcast_to(np.asarray(self._linear_parts[1](float(t)), dtype=np.float64).ravel(), (self.m,))
         if self.diagonal_linear:
-            return np.diag(np.broadcast_to(np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).ravel(),
-                                           (self.m,))), c
+            b, c = self.diagonal_linear_parts(t)
+            return np.diag(b), c
         B = np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).reshape(self.m, self.m)
-        return B, c
+        return B, self._offset(t)
+
+    def diagonal_linear_parts(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(diag B(t), c(t)), vectors, of a diagonal linear SDE (``diagonal_linear``)."""
+        if not self.diagonal_linear:
+            raise SymscoreError(f"sde: {self.sde.name!r} is not a diagonal linear SDE (B(t) and sigma(t) diagonal)")
+        b = np.broadcast_to(np.asarray(self._linear_parts[0](float(t)), dtype=np.float64).ravel(), (self.m,))
+        return b, self._offset(t)
+
+    def _offset(self, t: float) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self._linear_parts[1](float(t)), dtype=np.float64).ravel(), (self.m,))
 
     # -- the vector fields of the reverse-time equations ----------------------------------------
     def reverse_drift(self, t: float, x, score):

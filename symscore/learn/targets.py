@@ -43,8 +43,8 @@ from scipy.linalg import solve_triangular
 
 from .._checks import positive_int
 from .._errors import SymscoreError
-from ..data import check_data
 from .._registry import Registry
+from ..data import check_data
 from .linear_moments import LinearMoments
 from .numeric_sde import NumericSDE
 
@@ -61,7 +61,8 @@ class TargetSource:
     torch tensors on the training device).
 
     A subclass is constructed as ``cls(sde, n_steps, backend=..., ridge=..., device=..., data=...)``
-    (a source takes the options it uses and ignores the others through ``**options``) and registered with :func:`register_target`.
+    (a source takes the options it uses and ignores the others through ``**options``) and
+    registered with :func:`register_target`.
     """
 
     has_target = True
@@ -137,14 +138,18 @@ class DenoisingSource(TargetSource):
                 pass
 
     def batch(self, x0, record_steps, seed):
-        rng = np.random.default_rng(seed)
+        x, z = self.states(x0, record_steps, seed)
+        # -Sigma^-1 (x - mean) = -L^-T z
+        return x, -np.stack([self.whiten(k, zk, transpose=True) for k, zk in zip(record_steps, z)])
+
+    def states(self, x0, record_steps, seed):
+        """(X_t, z) (K, n, m): X_t = Phi_t x0 + o_t + L_t z at each record step, z standard normal."""
         if np.isnan(self.chol[record_steps]).any():
             raise SymscoreError("target: the transition covariance Sigma_t is singular at a record time; "
                                 "raise t_min")
-        z = rng.standard_normal((len(record_steps), x0.shape[0], self.sde.m))
+        z = np.random.default_rng(seed).standard_normal((len(record_steps), x0.shape[0], self.sde.m))
         x = np.stack([self.transported(k, x0) + self.offset[k] + self.colour(k, zk) for k, zk in zip(record_steps, z)])
-        # -Sigma^-1 (x - mean) = -L^-T z
-        return x, -np.stack([self.whiten(k, zk, transpose=True) for k, zk in zip(record_steps, z)])
+        return x, z
 
     def transported(self, k: int, points: np.ndarray) -> np.ndarray:
         """Phi_t x0 for each row of ``points`` at step k."""
@@ -177,8 +182,8 @@ class StableTargetSource(DenoisingSource):
     importance estimate instead, biased by O(1 / R); tests check that this variant fails.
 
     The weights use the whitened distance |L_t^-1 (X_t - o_t - Phi_t x0_i)|^2 (Sigma_t = L_t L_t^T),
-    computed as cross terms (element-wise for a diagonal SDE, by triangular solves otherwise). Rows go in chunks, so a pilot batch of
-    thousands of rows holds one chunk's weights at a time.
+    computed as cross terms (element-wise for a diagonal SDE, by triangular solves otherwise). Rows
+    go in chunks, so a pilot batch of thousands of rows holds one chunk's weights at a time.
     """
 
     name = "stf"
@@ -195,7 +200,7 @@ class StableTargetSource(DenoisingSource):
         self.reference_size = positive_int(reference_size, "reference_size")
 
     def batch(self, x0, record_steps, seed):
-        x, _ = super().batch(x0, record_steps, seed)
+        x, _ = self.states(x0, record_steps, seed)
         draws = np.random.default_rng([seed, 1]).integers(0, len(self.data), self.reference_size)
         return x, np.stack([self.target(k, xk, x0, self.data[draws]) for k, xk in zip(record_steps, x)])
 

@@ -478,14 +478,17 @@ def target_bias(sde, p0, times, n_steps: int, target="malliavin", n: int = 50000
     bins = positive_int(bins, "bins", low=2)
     if isinstance(p0, GaussianMixture):
         truth = _truth(sde, p0, times, truth, solver_options)
-        x0 = p0.sample(n, seed=_stream(seed, 0))
-        draw_reference = lambda: p0.sample(REFERENCE_DRAWS, seed=_stream(seed, 5))  # noqa: E731
-    else:  # x0 from the truth's own p_0 (a grid's, for a callable density)
+
+        def draw_p0(count, key):
+            return p0.sample(count, seed=_stream(seed, key))
+    else:  # from the truth's own p_0 (a grid's, for a callable density)
         truth = _truth(sde, p0, np.concatenate([[0.0], times]), truth, solver_options)
-        x0 = check_points(truth.sample(n, 0.0, seed=_stream(seed, 0)), sde.m, "truth.sample")
-        draw_reference = lambda: check_points(truth.sample(REFERENCE_DRAWS, 0.0, seed=_stream(seed, 5)),  # noqa: E731
-                                              sde.m, "truth.sample")
-    name, run = _target_runner(target, sde, n_steps, backend, draw_reference() if _needs_data(target) else None)
+
+        def draw_p0(count, key):
+            return check_points(truth.sample(count, 0.0, seed=_stream(seed, key)), sde.m, "truth.sample")
+    x0 = draw_p0(n, 0)
+    reference = draw_p0(REFERENCE_DRAWS, 5) if _needs_data(target) else None
+    name, run = _target_runner(target, sde, n_steps, backend, reference)
 
     run(x0[: min(n, 16)], steps, seed)  # warm-up (compilation, caches): not part of the timed cost
     start = clock.perf_counter()
