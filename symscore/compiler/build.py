@@ -51,7 +51,8 @@ def compile(sde: SDE, backend: str = "numba", dtype: str = "float64", device=Non
     record = _backend_of(sde, backend, form, variant)
     options = record.check_options(dtype, device, compile)
     key = module_key(sde, backend, variant, form)
-    module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, variant=variant, form=form))
+    module, path, cached = load_or_write_module(key, lambda: generate_source(sde, backend, variant=variant, form=form,
+                                                                                   standalone=False))
     return record.kernel()(sde, module, Path(path), cached, **options)
 
 
@@ -75,8 +76,10 @@ def module_key(sde: SDE, backend: str, variant: Variant = Variant(), form: str =
     return f"{backend}_{sde.slug}_{hashlib.sha256(key_text.encode()).hexdigest()[:20]}"
 
 
-def generate_source(sde: SDE, backend: str, *, variant: Variant = Variant(), form: str = "auto") -> str:
-    """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes)."""
+def generate_source(sde: SDE, backend: str, *, variant: Variant = Variant(), form: str = "auto",
+                    standalone: bool = True) -> str:
+    """The module source of ``sde`` for ``backend`` (deterministic: the same SDE gives the same bytes);
+    ``standalone`` as for :func:`~symscore.compiler.codegen.render_source`."""
     ir = build_ir(sde.derive(), variant=variant, form=form)
     forms = get_backend(backend).forms
     for b, block in enumerate(ir.blocks):
@@ -86,7 +89,7 @@ def generate_source(sde: SDE, backend: str, *, variant: Variant = Variant(), for
                 f"({block.description}) needs the {block.form} form (its unrolled code would have about "
                 f"{block.estimated_terms} terms). Use another backend for this SDE, or "
                 f"form={forms[0]!r} to force it (large code, slow to compile)")
-    return render_source(sde, ir, backend, module_key(sde, backend, variant, form))
+    return render_source(sde, ir, backend, module_key(sde, backend, variant, form), standalone=standalone)
 
 
 def emit(sde: SDE, backend: str = "numba", path=None, *, form: str = "auto") -> str:

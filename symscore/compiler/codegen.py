@@ -209,8 +209,14 @@ def _one_line(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
-    """The module source of ``ir`` for ``backend`` (a name in the backend registry)."""
+def render_source(sde, ir: KernelIR, backend: str, fingerprint: str, *, standalone: bool = True) -> str:
+    """The module source of ``ir`` for ``backend`` (a name in the backend registry).
+
+    ``standalone`` (the default, what :func:`~symscore.emit` writes): the module imports nothing of
+    symscore, every piece of host and loop-form code rendered into it. False (the package's own
+    cached modules): a numba module imports the loop form's recursion from
+    :mod:`symscore.compiler.dense`, compiled once for every SDE, instead of compiling its own copy.
+    """
     record = get_backend(backend)
     printer = record.printer()
     template = _environment().get_template(record.template)
@@ -218,5 +224,6 @@ def render_source(sde, ir: KernelIR, backend: str, fingerprint: str) -> str:
         name=safe_text(sde.name), version=__version__, header=[safe_text(line) for line in header_lines(sde, ir.structure)],
         m=ir.m, d=ir.d, horizon=repr(float(sde.T)), runtime=runtime_text(), verbatim=verbatim_text,
         loop_threshold=LOOP_FORM_TERMS, any_loop=any(b.form == "loop" for b in ir.blocks),
+        any_unrolled=any(b.form != "loop" for b in ir.blocks), standalone=standalone,
         fingerprint=fingerprint, blocks=[_printed_block(b, printer) for b in ir.blocks],
     )

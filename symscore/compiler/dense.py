@@ -1,4 +1,4 @@
-"""The loop form of a block: the recursion of docs/math.md on small per-path arrays.
+"""The loop form of a block: the recursion of docs/math.md on blocks of paths, paths innermost.
 
 A coupled component of width w unrolls into O(w^4) scalar statements (the second-order terms
 contract 3-tensors with matrices), which compilers cannot digest beyond w of about 5. A block
@@ -11,18 +11,27 @@ loops over index ranges. Where H is a short sum of rank-one terms (a ridge drift
 or a sum of a few), the second variation's Yi H[Y., Y.] is summed term by term, O(K w^3) instead
 of the O(w^4) contraction.
 
+**Layout: paths innermost.** Every array carries a last axis of :data:`PATHS` paths stepped
+together: x (w, PATHS), Y (w, w, PATHS), Zh (w, w, w, PATHS). Each contraction is then a loop
+over index ranges whose innermost statement is the same update of PATHS contiguous numbers (one
+AVX-512 register of float64), which the compiler turns into vector instructions with no
+remainder loop; a per-path layout would vectorize over an index of length w (short, and with
+ragged triangular ranges). The cost per path-step is dominated by R's increment, a product of
+w^2 x w by w x w matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
+
 One function per formula, as the unrolled form has one per formula; they pass small tuples:
 
 * ``coefficients`` = (b, J, H, sigma, G, Hs) at (t_k, X_k): (w,), (w, w), (w, w, w), (w, e),
-  (e, w, w), (e, w, w, w), filled by :func:`scatter` from the block's tables;
+  (e, w, w), (e, w, w, w), each with the PATHS axis, filled by :func:`scatter` from the tables;
 * ``state`` = (x, Y, Yi, M, C, Zh, Ht, R, P): the carried processes, x, M (w,), Y, Yi, C (w, w),
-  Zh, Ht, R, P (w, w, w), from :func:`dense_state`;
-* ``scratch``: the step's work arrays, each at its own shape, from :func:`dense_scratch`; the
-  weight's (mats, vecs) from :func:`weight_scratch`;
-* ``flags`` = (second_order, state_dependent, keep_p, keep_psi): keep_p/keep_psi False leave out
-  P or Psi (wrong targets, for tests);
+  Zh, Ht, R, P (w, w, w), each with the PATHS axis, from :func:`dense_state`;
+* ``scratch``: the step's work arrays from :func:`dense_scratch`; the weight works on one path's
+  contiguous copy (:func:`path_weight`);
+* ``flags`` (int64 array) = (second_order, state_dependent, keep_p, keep_psi): keep_p/keep_psi 0
+  leave out P or Psi (wrong targets, for tests). An array, not a tuple of booleans, so that every
+  SDE calls these functions with the same types and one compiled copy serves them all;
 * ``rank_one`` = (factor, which, U, V, V2): H = sum_k g_k U[k] (x) V[k] (x) V2[k] with
-  g_k = factor[which[k]] (1 where which[k] = -1); no terms: which is empty.
+  g_k = factor[which[k]] (one value per path; 1 where which[k] = -1); no terms: which is empty.
 
 **The carried state.** The loop form carries Ht = C Zh - Q in place of docs/math.md's Q
 (Q += S Zh dt): on the grid the two agree exactly, since
@@ -30,93 +39,139 @@ C_{k+1} Zh_{k+1} - Q_{k+1} = Ht_k + C_{k+1} dZh_k, which is one contraction per 
 Ht took two; :func:`dense_weight` recovers what it needs of Q. The torch loop form
 (:mod:`~symscore.compiler.dense_torch`) carries the same state.
 
-The functions are plain Python over numpy arrays: the numba template compiles them (this text is
-rendered verbatim into its modules and every function of :data:`LOOP_FORM_FUNCTIONS` registered
-as jitable), and they run as they are in Python. The step is the same left-point Euler step as
-the unrolled form and the dense reference (every right-hand side at t_k), so with shared
-increments all three agree to rounding.
+**Compiled once.** The functions are numba-compiled with ``cache=True`` here, and the package's
+generated modules import them: every SDE's kernel calls the same compiled code with the same
+types, so a new SDE compiles only its factors and its driver. An emitted (standalone) module
+renders this text verbatim instead. The step is the same left-point Euler step as the unrolled
+form and the dense reference (every right-hand side at t_k), so with shared increments all three
+agree to rounding.
 """
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-__all__ = ["scatter", "dense_init", "dense_state", "dense_scratch", "weight_scratch", "dense_step",
-           "dense_weight", "dense_health", "LOOP_FORM_FUNCTIONS"]
+from .philox_numba import philox_normals4_jit
+
+__all__ = ["PATHS", "FACTORS_SIGNATURE", "loop_kernel", "block_paths", "scatter", "dense_init", "dense_state",
+           "dense_scratch", "dense_step", "dense_health", "path_weight", "weight_scratch", "dense_weight"]
+
+#: Paths stepped together, the last axis of every array: 8 float64 fill one AVX-512 register.
+PATHS = 8
+
+#: How every function here is compiled: cached on disk; 'contract' lets a multiply and an add fuse.
+jit = numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 
 
-# ---- coefficient tables and per-path arrays
-def scatter(factor, index, coefficient, which, out):
-    """out.flat[index[k]] = coefficient[k] * factor[which[k]] for the non-constant entries (which >= 0)."""
+# ---- flat loops over arrays of any shape (numba compiles N-d array expressions slowly)
+@jit
+def fill_zero(out):
+    """out = 0, any shape."""
     flat = out.reshape(-1)
+    for k in range(flat.shape[0]):
+        flat[k] = 0.0
+
+
+@jit
+def copy_into(out, a):
+    """out = a, any shape (flat loops: numba compiles N-d array expressions slowly)."""
+    flat, source = out.reshape(-1), a.reshape(-1)
+    for k in range(flat.shape[0]):
+        flat[k] = source[k]
+
+
+@jit
+def add_into(out, a, b, scale):
+    """out = a + scale b, any shape."""
+    flat, fa, fb = out.reshape(-1), a.reshape(-1), b.reshape(-1)
+    for k in range(flat.shape[0]):
+        flat[k] = fa[k] + scale * fb[k]
+
+
+# ---- coefficient tables and per-block arrays
+@jit
+def scatter(factor, index, coefficient, which, out):
+    """out.flat[index[k]] = coefficient[k] * factor[which[k]] (per path) for the non-constant
+    entries (which >= 0); ``out`` is (..., PATHS), ``factor`` (n_factors, PATHS)."""
+    flat = out.reshape((-1, PATHS))
     for k in range(index.shape[0]):
-        if which[k] >= 0:
-            flat[index[k]] = coefficient[k] * factor[which[k]]
+        f = which[k]
+        if f >= 0:
+            row, c = index[k], coefficient[k]
+            for n in range(PATHS):
+                flat[row, n] = c * factor[f, n]
 
 
+@jit
 def dense_init(index, coefficient, which, out):
     """The constant entries (which < 0) of a coefficient array, set once; the others start at 0."""
-    flat = out.reshape(-1)
-    flat[:] = 0.0
+    flat = out.reshape((-1, PATHS))
+    fill_zero(flat)
     for k in range(index.shape[0]):
         if which[k] < 0:
-            flat[index[k]] = coefficient[k]
+            for n in range(PATHS):
+                flat[index[k], n] = coefficient[k]
 
 
+@jit
 def dense_state(x):
-    """The state at t = 0 from X_0 = ``x`` (w,): Y = Yi = I, every integral 0 (see the module docstring)."""
+    """The state at t = 0 from X_0 = ``x`` (w, PATHS): Y = Yi = I, every integral 0."""
     w = x.shape[0]
-    return (x, np.eye(w), np.eye(w), np.zeros(w), np.zeros((w, w)), np.zeros((w, w, w)), np.zeros((w, w, w)),
-            np.zeros((w, w, w)), np.zeros((w, w, w)))
+    eye = np.zeros((w, w, PATHS))
+    for i in range(w):
+        eye[i, i, :] = 1.0
+    cube = (w, w, w, PATHS)
+    return (x, eye, eye.copy(), np.zeros((w, PATHS)), np.zeros((w, w, PATHS)), np.zeros(cube), np.zeros(cube),
+            np.zeros(cube), np.zeros(cube))
 
 
+@jit
 def dense_scratch(w, e):
-    """The step's work arrays for width w and e noise columns, each allocated at its own shape
-    (contiguous, so the compiled loops need no strides) and made once per path, not sliced per step:
-    (A (w, e), S, Cn, E, E2, Ynew, Yinew, GY (w, w), HtP, HtT, Psi, T1, T2, dZh (w, w, w),
-    K (e, w, w), vectors (4, w))."""
-    return (np.empty((w, e)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w)),
-            np.empty((w, w)), np.empty((w, w)), np.empty((w, w)), np.empty((w, w, w)), np.empty((w, w, w)),
-            np.empty((w, w, w)), np.empty((w, w, w)), np.empty((w, w, w)), np.empty((w, w, w)),
-            np.empty((e, w, w)), np.empty((4, w)))
-
-
-def weight_scratch(w):
-    """The weight's work arrays (mats (3, w, w), vecs (4, w))."""
-    return np.empty((3, w, w)), np.empty((4, w))
+    """The step's work arrays for width w and e noise columns, allocated once per block of paths:
+    (A (w, e), S, Cn, E, E2, Ynew, Yinew, GY (w, w), HtP, F, Psi, T1, T2, dZh (w, w, w),
+    K (e, w, w), vectors (4, w)), each with the PATHS axis."""
+    mat, cube = (w, w, PATHS), (w, w, w, PATHS)
+    return (np.empty((w, e, PATHS)), np.empty(mat), np.empty(mat), np.empty(mat), np.empty(mat), np.empty(mat),
+            np.empty(mat), np.empty(mat), np.empty(cube), np.empty(cube), np.empty(cube), np.empty(cube),
+            np.empty(cube), np.empty(cube), np.empty((e, w, w, PATHS)), np.empty((4, w, PATHS)))
 
 
 # ---- one Euler step, one function per formula
+@jit
 def noise_terms(Yi, sigma, A, S):
     """A = Yi sigma (w, e) and S = A A^T (w, w): the noise seen through the inverse first variation."""
     w, e = A.shape[0], A.shape[1]
+    fill_zero(A)
     for i in range(w):
-        for l in range(e):
-            acc = 0.0
-            for p in range(w):
-                acc += Yi[i, p] * sigma[p, l]
-            A[i, l] = acc
+        for p in range(w):
+            for l in range(e):
+                for n in range(PATHS):
+                    A[i, l, n] += Yi[i, p, n] * sigma[p, l, n]
     for i in range(w):
         for j in range(i, w):
-            acc = 0.0
+            for n in range(PATHS):
+                S[i, j, n] = 0.0
             for l in range(e):
-                acc += A[i, l] * A[j, l]
-            S[i, j] = acc
-            S[j, i] = acc
+                for n in range(PATHS):
+                    S[i, j, n] += A[i, l, n] * A[j, l, n]
+            for n in range(PATHS):
+                S[j, i, n] = S[i, j, n]
 
 
+@jit
 def matmul_into(A, B, out):
-    """out = A B, each row accumulated as axpys over the rows of B (the last index is contiguous)."""
+    """out = A B per path: each row of out accumulated as axpys over the rows of B."""
+    fill_zero(out)
     for i in range(A.shape[0]):
-        for c in range(B.shape[1]):
-            out[i, c] = 0.0
         for a in range(A.shape[1]):
-            value = A[i, a]
             for c in range(B.shape[1]):
-                out[i, c] += value * B[a, c]
+                for n in range(PATHS):
+                    out[i, c, n] += A[i, a, n] * B[a, c, n]
 
 
+@jit
 def variation_of_noise(Yi, G, Y, GY, K):
     """K_l = Yi G_l Y (e, w, w) for sigma(t, x); ``GY`` (w, w) is scratch for G_l Y."""
     for l in range(K.shape[0]):
@@ -124,259 +179,263 @@ def variation_of_noise(Yi, G, Y, GY, K):
         matmul_into(Yi, GY, K[l])
 
 
+@jit
 def ht_plus_p(Ht, P, add_p, out):
     """out = Ht + P (``add_p``) or Ht: what R's increment contracts with S."""
-    w = Ht.shape[0]
-    for i in range(w):
-        for j in range(w):
-            for c in range(w):
-                out[i, j, c] = Ht[i, j, c] + P[i, j, c] if add_p else Ht[i, j, c]
+    if add_p:
+        add_into(out, Ht, P, 1.0)
+    else:
+        copy_into(out, Ht)
 
 
+@jit
 def psi_term(C, A, K, keep_psi, inner, out):
     """Psi[i; j, c] = sum_a C[i, a] inner[j; a, c] with inner = sum_l K_l[j, a] A[c, l] + A[j, l] K_l[c, a]
     (0 without ``keep_psi``); ``inner`` (w, w, w) is scratch."""
     w, e = A.shape[0], A.shape[1]
-    for j in range(w):
+    fill_zero(inner)
+    if keep_psi:
+        for j in range(w):
+            for a in range(w):
+                for c in range(w):
+                    for l in range(e):
+                        for n in range(PATHS):
+                            inner[j, a, c, n] += K[l, j, a, n] * A[c, l, n] + A[j, l, n] * K[l, c, a, n]
+    fill_zero(out)
+    for i in range(w):
         for a in range(w):
-            for c in range(w):
-                acc = 0.0
-                for l in range(e):
-                    acc += K[l, j, a] * A[c, l] + A[j, l] * K[l, c, a]
-                inner[j, a, c] = acc if keep_psi else 0.0
-    for j in range(w):
-        matmul_into(C, inner[j], out[:, j, :])
+            for j in range(w):
+                for c in range(w):
+                    for n in range(PATHS):
+                        out[i, j, c, n] += C[i, a, n] * inner[j, a, c, n]
 
 
-def r_increment(dt, HtP, S, Psi, state_dependent, HtT, R):
-    """R += (HtP S + S HtP^T (- Psi)) dt from the values at t_k, HtP = Ht (+ P); symmetric in its
-    last two indices, so only c >= j is summed. ``HtT`` (w, w, w) is scratch for HtP transposed."""
+@jit
+def r_increment(dt, HtP, S, Psi, state_dependent, F, R):
+    """R += (HtP S + S HtP^T (- Psi)) dt from the values at t_k, HtP = Ht (+ P).
+
+    S is symmetric, so (S HtP^T)[i; j, c] = (HtP S)[i; c, j]: one product F = HtP S per i
+    (w^4 multiply-adds over all i), then R[i; j, c] += (F[j, c] + F[c, j]) dt. The product runs
+    four rows of S at a time, so each load and store of F carries four multiply-adds.
+    ``F`` (w, w, w) is scratch (only F[0] is used)."""
     w = R.shape[0]
+    quads = w - w % 4
+    Fi = F[0]
     for i in range(w):
-        for c in range(w):
-            for a in range(w):
-                HtT[i, a, c] = HtP[i, c, a]
-    for i in range(w):
+        fill_zero(Fi)
         for j in range(w):
-            if state_dependent:
-                for c in range(j, w):
-                    R[i, j, c] -= Psi[i, j, c] * dt
-            for a in range(w):
-                h, s = HtP[i, j, a] * dt, S[j, a] * dt
-                for c in range(j, w):
-                    R[i, j, c] += h * S[a, c] + s * HtT[i, a, c]
+            for a in range(0, quads, 4):
+                for c in range(w):
+                    for n in range(PATHS):
+                        Fi[j, c, n] += (HtP[i, j, a, n] * S[a, c, n] + HtP[i, j, a + 1, n] * S[a + 1, c, n]
+                                        + HtP[i, j, a + 2, n] * S[a + 2, c, n] + HtP[i, j, a + 3, n] * S[a + 3, c, n])
+            for a in range(quads, w):
+                for c in range(w):
+                    for n in range(PATHS):
+                        Fi[j, c, n] += HtP[i, j, a, n] * S[a, c, n]
         for j in range(w):
-            for c in range(j + 1, w):
-                R[i, c, j] = R[i, j, c]
+            for c in range(j, w):
+                for n in range(PATHS):
+                    value = (Fi[j, c, n] + Fi[c, j, n]) * dt
+                    if state_dependent:
+                        value -= Psi[i, j, c, n] * dt
+                    R[i, j, c, n] += value
+                    if c != j:
+                        R[i, c, j, n] += value
 
 
+@jit
 def p_increment(dt, A, K, P):
     """P += sum_l A_l K_l dt (sigma(t, x))."""
     w, e = A.shape[0], A.shape[1]
     for i in range(w):
         for l in range(e):
-            a_il = A[i, l] * dt
             for j in range(w):
                 for bb in range(w):
-                    P[i, j, bb] += a_il * K[l, j, bb]
+                    for n in range(PATHS):
+                        P[i, j, bb, n] += A[i, l, n] * dt * K[l, j, bb, n]
 
 
-def next_c(dt, C, S, out):
-    """out = C_{k+1} = C + S dt, for Ht_{k+1} = Ht + C_{k+1} dZh."""
-    w = C.shape[0]
-    for i in range(w):
-        for j in range(w):
-            out[i, j] = C[i, j] + S[i, j] * dt
-
-
+@jit
 def rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, Zh, Ht):
     """Zh += dZh and Ht += C_{k+1} dZh for H = sum_k g_k U[k] (x) V[k] (x) V2[k] (sigma(t)):
     dZh = sum_k g_k (Yi u_k) (x) (Y^T v_k) (x) (Y^T v'_k) dt is a sum of outer products, O(K w^3).
     ``vectors`` (4, w) is scratch for those three vectors and C_{k+1} Y^T v_k."""
     factor, which, U, V, V2 = rank_one
     w = Zh.shape[0]
+    gu, yv, yv2, cyv = vectors[0], vectors[1], vectors[2], vectors[3]
     for k in range(which.shape[0]):
-        g = (1.0 if which[k] < 0 else factor[which[k]]) * dt
+        fill_zero(vectors)
         for i in range(w):
-            acc = 0.0
             for p in range(w):
-                acc += Yi[i, p] * U[k, p]
-            vectors[0, i] = g * acc
-        for a in range(w):
-            acc, acc2 = 0.0, 0.0
-            for q in range(w):
-                acc += V[k, q] * Y[q, a]
-                acc2 += V2[k, q] * Y[q, a]
-            vectors[1, a] = acc
-            vectors[2, a] = acc2
-        for i in range(w):
-            acc = 0.0
+                for n in range(PATHS):
+                    gu[i, n] += Yi[i, p, n] * U[k, p]
+            for n in range(PATHS):
+                gu[i, n] *= (1.0 if which[k] < 0 else factor[which[k], n]) * dt
+        for q in range(w):
             for a in range(w):
-                acc += Cn[i, a] * vectors[1, a]
-            vectors[3, i] = acc
+                for n in range(PATHS):
+                    yv[a, n] += V[k, q] * Y[q, a, n]
+                    yv2[a, n] += V2[k, q] * Y[q, a, n]
+        for i in range(w):
+            for a in range(w):
+                for n in range(PATHS):
+                    cyv[i, n] += Cn[i, a, n] * yv[a, n]
         for i in range(w):
             for j in range(w):
-                value = vectors[3, i] * vectors[0, j]
                 for c in range(w):
-                    Ht[i, j, c] += value * vectors[2, c]
+                    for n in range(PATHS):
+                        Ht[i, j, c, n] += cyv[i, n] * gu[j, n] * yv2[c, n]
         for i in range(w):
             for a in range(w):
-                value = vectors[0, i] * vectors[1, a]
                 for c in range(a, w):  # symmetric in (a, c): c >= a only
-                    Zh[i, a, c] += value * vectors[2, c]
+                    for n in range(PATHS):
+                        Zh[i, a, c, n] += gu[i, n] * yv[a, n] * yv2[c, n]
     symmetrize_last(Zh)
 
 
+@jit
 def symmetrize_last(cube):
     """cube[i, c, a] = cube[i, a, c] for c > a: the lower half from the upper one."""
     w = cube.shape[0]
     for i in range(w):
         for a in range(w):
             for c in range(a + 1, w):
-                cube[i, c, a] = cube[i, a, c]
+                for n in range(PATHS):
+                    cube[i, c, a, n] = cube[i, a, c, n]
 
 
+@jit
 def second_variation_tensor(term, H, G, Hs, state_dependent, out):
     """out = the tensor T of term ``term`` of dZh: H (- sum_l G_l Hs_l) for term 0 (the dt term),
     Hs_l for term l + 1 (the dW_l term, sigma(t, x))."""
     w, e = out.shape[0], G.shape[0]
-    for p in range(w):
-        for q in range(w):
-            for r in range(w):
-                if term == 0:
-                    value = H[p, q, r]
-                    if state_dependent:
-                        for l in range(e):
-                            for u in range(w):
-                                value -= G[l, p, u] * Hs[l, u, q, r]
-                else:
-                    value = Hs[term - 1, p, q, r]
-                out[p, q, r] = value
+    if term > 0:
+        copy_into(out, Hs[term - 1])
+        return
+    copy_into(out, H)
+    if state_dependent:
+        for p in range(w):
+            for l in range(e):
+                for u in range(w):
+                    for q in range(w):
+                        for r in range(w):
+                            for n in range(PATHS):
+                                out[p, q, r, n] -= G[l, p, u, n] * Hs[l, u, q, r, n]
 
 
+@jit
+def any_nonzero(row):
+    """Whether any path's entry of ``row`` (PATHS,) is non-zero: skips a structural zero."""
+    for n in range(PATHS):
+        if row[n] != 0.0:
+            return True
+    return False
+
+
+@jit
 def add_transported(scale, Yi, Y, T, T1, dZh):
     """dZh[i; a, c] += scale sum_p Yi[i, p] T[p; Y a, Y c] for c >= a, zero entries of T skipped.
-    T (w, w, w) is overwritten with T[p; Y a, Y c]; ``T1`` (w, w, w) is scratch for T[p; r, Y a]."""
+    T (w, w, w) is overwritten with T[p; Y a, Y c]; ``T1`` (w, w, w) is scratch for T[p; r, Y a];
+    ``scale`` is a number per path (PATHS,)."""
     w = T.shape[0]
+    fill_zero(T1)
     for p in range(w):
-        for r in range(w):
-            for a in range(w):
-                T1[p, r, a] = 0.0
         for q in range(w):
             for r in range(w):
-                value = T[p, q, r]
-                if value != 0.0:
+                if any_nonzero(T[p, q, r]):
                     for a in range(w):
-                        T1[p, r, a] += value * Y[q, a]
+                        for n in range(PATHS):
+                            T1[p, r, a, n] += T[p, q, r, n] * Y[q, a, n]
+    fill_zero(T)
     for p in range(w):  # symmetric in (a, c): c >= a only
-        for a in range(w):
-            for c in range(a, w):
-                T[p, a, c] = 0.0
         for r in range(w):
             for a in range(w):
-                value = T1[p, r, a]
-                if value != 0.0:
+                if any_nonzero(T1[p, r, a]):
                     for c in range(a, w):
-                        T[p, a, c] += value * Y[r, c]
+                        for n in range(PATHS):
+                            T[p, a, c, n] += T1[p, r, a, n] * Y[r, c, n]
     for i in range(w):
         for p in range(w):
-            y = Yi[i, p] * scale
-            if y != 0.0:
-                for a in range(w):
-                    for c in range(a, w):
-                        dZh[i, a, c] += y * T[p, a, c]
+            for a in range(w):
+                for c in range(a, w):
+                    for n in range(PATHS):
+                        dZh[i, a, c, n] += Yi[i, p, n] * scale[n] * T[p, a, c, n]
 
 
-def zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh):
+@jit
+def zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, scale):
     """dZh = Yi T[Y., Y.] dt (+ sum_l Yi Hs_l[Y., Y.] dW_l) with T = H (- sum_l G_l Hs_l), the
-    dense contraction; ``T1``, ``T2`` (w, w, w) are scratch."""
-    w, e = dZh.shape[0], dw.shape[0]
-    for i in range(w):
-        for a in range(w):
-            for c in range(w):
-                dZh[i, a, c] = 0.0
+    dense contraction; ``T1``, ``T2`` (w, w, w) and ``scale`` (PATHS,) are scratch."""
+    e = dw.shape[0]
+    fill_zero(dZh)
     for term in range(e + 1 if state_dependent else 1):
         second_variation_tensor(term, H, G, Hs, state_dependent, T2)
-        add_transported(dt if term == 0 else dw[term - 1], Yi, Y, T2, T1, dZh)
+        for n in range(PATHS):
+            scale[n] = dt if term == 0 else dw[term - 1, n]
+        add_transported(scale, Yi, Y, T2, T1, dZh)
     symmetrize_last(dZh)
 
 
+@jit
 def add_zh_ht(Cn, dZh, Zh, Ht):
     """Ht += C_{k+1} dZh, Zh += dZh."""
     w = Zh.shape[0]
     for i in range(w):
         for a in range(w):
-            c_ia = Cn[i, a]
-            if c_ia != 0.0:
-                for j in range(w):
-                    for c in range(w):
-                        Ht[i, j, c] += c_ia * dZh[j, a, c]
-    for i in range(w):
-        for a in range(w):
-            for c in range(w):
-                Zh[i, a, c] += dZh[i, a, c]
+            for j in range(w):
+                for c in range(w):
+                    for n in range(PATHS):
+                        Ht[i, j, c, n] += Cn[i, a, n] * dZh[j, a, c, n]
+    add_into(Zh, Zh, dZh, 1.0)
 
 
-def m_c_increment(dt, dw, A, S, M, C):
-    """M += A dW, C += S dt."""
-    w, e = A.shape[0], A.shape[1]
-    for i in range(w):
-        acc = 0.0
-        for l in range(e):
-            acc += A[i, l] * dw[l]
-        M[i] += acc
-        for j in range(w):
-            C[i, j] += S[i, j] * dt
-
-
+@jit
 def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, E, E2, Ynew, Yinew):
     """Y += E Y and Yi += Yi (-E + (G dW)^2) with E = J dt (+ sum_l G_l dW_l): Yi's step is the
     inverse of Y's to second order (sigma(t, x)). ``E``, ``E2``, ``Ynew``, ``Yinew`` (w, w) are scratch."""
     w, e = Y.shape[0], dw.shape[0]
     for i in range(w):
         for j in range(w):
-            value = J[i, j] * dt
-            if state_dependent:
-                for l in range(e):
-                    value += G[l, i, j] * dw[l]
-            E[i, j] = value
-    for i in range(w):
-        for j in range(w):
-            acc = 0.0
-            if state_dependent:
-                for u in range(w):
-                    g_iu = 0.0
-                    for l in range(e):
-                        g_iu += G[l, i, u] * dw[l]
-                    g_uj = 0.0
-                    for l in range(e):
-                        g_uj += G[l, u, j] * dw[l]
-                    acc += g_iu * g_uj
-            E2[i, j] = acc - E[i, j]  # -E + (G dW)^2
-    for i in range(w):
-        for j in range(w):
-            ey, ei = 0.0, 0.0
-            for u in range(w):
-                ey += E[i, u] * Y[u, j]
-                ei += Yi[i, u] * E2[u, j]
-            Ynew[i, j] = Y[i, j] + ey
-            Yinew[i, j] = Yi[i, j] + ei
-    for i in range(w):
-        for j in range(w):
-            Y[i, j] = Ynew[i, j]
-            Yi[i, j] = Yinew[i, j]
-
-
-def x_increment(dt, dw, b, sigma, x):
-    """X += b dt + sigma dW."""
-    w, e = x.shape[0], dw.shape[0]
-    for i in range(w):
-        acc = b[i] * dt
+            for n in range(PATHS):
+                E[i, j, n] = J[i, j, n] * dt
+    if state_dependent:
         for l in range(e):
-            acc += sigma[i, l] * dw[l]
-        x[i] += acc
+            for i in range(w):
+                for j in range(w):
+                    for n in range(PATHS):
+                        E[i, j, n] += G[l, i, j, n] * dw[l, n]
+    for i in range(w):
+        for j in range(w):
+            for n in range(PATHS):
+                E2[i, j, n] = -E[i, j, n]
+    if state_dependent:  # + (G dW)^2, with G dW = E - J dt
+        for i in range(w):
+            for u in range(w):
+                for j in range(w):
+                    for n in range(PATHS):
+                        E2[i, j, n] += (E[i, u, n] - J[i, u, n] * dt) * (E[u, j, n] - J[u, j, n] * dt)
+    matmul_into(E, Y, Ynew)
+    matmul_into(Yi, E2, Yinew)
+    add_into(Y, Y, Ynew, 1.0)
+    add_into(Yi, Yi, Yinew, 1.0)
 
 
+@jit
+def m_c_x_increment(dt, dw, A, S, b, sigma, M, C, x):
+    """M += A dW, C += S dt, X += b dt + sigma dW."""
+    w, e = A.shape[0], A.shape[1]
+    for i in range(w):
+        for l in range(e):
+            for n in range(PATHS):
+                M[i, n] += A[i, l, n] * dw[l, n]
+                x[i, n] += sigma[i, l, n] * dw[l, n]
+        for n in range(PATHS):
+            x[i, n] += b[i, n] * dt
+    add_into(C, C, S, dt)
+
+
+@jit
 def second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one):
     """The second-order part of a step: R, P (sigma(t, x)), Zh and Ht from the values at t_k.
 
@@ -386,40 +445,62 @@ def second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
     A and S (scratch 0 and 1) hold the step's noise terms."""
     H, G, Hs = coefficients[2], coefficients[4], coefficients[5]
     Y, Yi, C, Zh, Ht, R, P = state[1], state[2], state[4], state[5], state[6], state[7], state[8]
-    A, S, Cn, GY, HtP, HtT, Psi = scratch[0], scratch[1], scratch[2], scratch[7], scratch[8], scratch[9], scratch[10]
-    T1, T2, dZh, K = scratch[11], scratch[12], scratch[13], scratch[14]
-    state_dependent, keep_p, keep_psi = flags[1], flags[2], flags[3]
+    A, S, Cn, GY, HtP, F, Psi = scratch[0], scratch[1], scratch[2], scratch[7], scratch[8], scratch[9], scratch[10]
+    T1, T2, dZh, K, vectors = scratch[11], scratch[12], scratch[13], scratch[14], scratch[15]
+    state_dependent, keep_p, keep_psi = flags[1] != 0, flags[2] != 0, flags[3] != 0
     ht_plus_p(Ht, P, state_dependent and keep_p, HtP)
     if state_dependent:
         variation_of_noise(Yi, G, Y, GY, K)
         psi_term(C, A, K, keep_psi, dZh, Psi)  # dZh is scratch until it is computed below
-    r_increment(dt, HtP, S, Psi, state_dependent, HtT, R)
+    r_increment(dt, HtP, S, Psi, state_dependent, F, R)
     if state_dependent and keep_p:
         p_increment(dt, A, K, P)
-    next_c(dt, C, S, Cn)
+    add_into(Cn, C, S, dt)  # C_{k+1}, for Ht_{k+1} = Ht + C_{k+1} dZh
     if rank_one[1].shape[0] > 0:
-        rank_one_increment(dt, Yi, Y, Cn, rank_one, scratch[15], Zh, Ht)
+        rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, Zh, Ht)
     else:
-        zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh)
+        zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, vectors[0, 0])
         add_zh_ht(Cn, dZh, Zh, Ht)
 
 
+@jit
 def dense_step(dt, dw, coefficients, state, scratch, flags, rank_one):
-    """One left-point Euler step of X, Y, Yi, M, C and (second order) Zh, Ht, R, P in place.
-
-    Arguments are the tuples of the module docstring; dw (e,) holds the step's increments."""
+    """One left-point Euler step of X, Y, Yi, M, C and (second order) Zh, Ht, R, P in place, for
+    PATHS paths. Arguments are the tuples of the module docstring; dw (e, PATHS) holds the increments."""
     b, J, sigma, G = coefficients[0], coefficients[1], coefficients[3], coefficients[4]
     x, Y, Yi, M, C = state[0], state[1], state[2], state[3], state[4]
     A, S = scratch[0], scratch[1]
     noise_terms(Yi, sigma, A, S)
-    if flags[0]:
+    if flags[0] != 0:
         second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
-    m_c_increment(dt, dw, A, S, M, C)
-    first_variation_step(dt, dw, J, G, flags[1], Y, Yi, scratch[3], scratch[4], scratch[5], scratch[6])
-    x_increment(dt, dw, b, sigma, x)
+    m_c_x_increment(dt, dw, A, S, b, sigma, M, C, x)
+    first_variation_step(dt, dw, J, G, flags[1] != 0, Y, Yi, scratch[3], scratch[4], scratch[5], scratch[6])
 
 
-# ---- the weight at a record time
+@jit
+def dense_health(state, n) -> int:
+    """The bits (1 X, 2 Y/Yi, 4 C) of what is not finite on path ``n`` of the block (0: sound)."""
+    x, Y, Yi, C = state[0], state[1], state[2], state[4]
+    kind = 0
+    if not math.isfinite(np.sum(x[:, n])):
+        kind |= 1
+    if not math.isfinite(np.sum(Y[:, :, n]) + np.sum(Yi[:, :, n])):
+        kind |= 2
+    if not math.isfinite(np.sum(C[:, :, n])):
+        kind |= 4
+    return kind
+
+
+# ---- the weight at a record time, one path at a time (contiguous copies, no PATHS axis)
+@jit
+def weight_scratch(w):
+    """One path's copy of (Yi, M, C, Zh, Ht, R, P) and the weight's work arrays (mats (3, w, w), vecs (4, w))."""
+    cube = (w, w, w)
+    return ((np.empty((w, w)), np.empty(w), np.empty((w, w)), np.empty(cube), np.empty(cube), np.empty(cube),
+             np.empty(cube)), np.empty((3, w, w)), np.empty((4, w)))
+
+
+@jit
 def ldl_inverse(C, ridge, L, Li, piv, Cinv):
     """Cinv = Cr^-1, Cr = C + ridge I, by LDL^T (L unit lower triangular, D = ``piv``, Li = L^-1);
     returns (all pivots > 0, sum_a Cr_aa (Cr^-1)_aa)."""
@@ -456,6 +537,7 @@ def ldl_inverse(C, ridge, L, Li, piv, Cinv):
     return positive, condition
 
 
+@jit
 def add_second_order_terms(ridge, Cinv, Zh, Ht, R, P, keep_p, v, rho, g):
     """g += v - Cr^-1 rho with v = tr Zh - Cr^-1 : Q (+ Cr^-1 : P) and rho = Cr^-1 : R.
 
@@ -477,13 +559,12 @@ def add_second_order_terms(ridge, Cinv, Zh, Ht, R, P, keep_p, v, rho, g):
         g[i] += acc
 
 
-def dense_weight(ridge, state, flags, work, target):
-    """The target -Yi^T (Cr^-1 M + v - Cr^-1 rho) with Cr = C + ridge I into ``target`` (w,);
-    returns (all LDL^T pivots > 0, the condition estimate w sum_a Cr_aa (Cr^-1)_aa).
-
-    ``state`` and ``flags`` as for :func:`dense_step`; ``work`` = (mats, vecs) from :func:`weight_scratch`."""
-    Yi, M, C, Zh, Ht, R, P = state[2], state[3], state[4], state[5], state[6], state[7], state[8]
-    mats, vecs = work
+@jit
+def dense_weight(ridge, path_state, flags, mats, vecs, target):
+    """The target -Yi^T (Cr^-1 M + v - Cr^-1 rho) with Cr = C + ridge I into ``target`` (w,) for one
+    path's ``path_state`` (Yi, M, C, Zh, Ht, R, P) without the PATHS axis; returns (all LDL^T
+    pivots > 0, the condition estimate w sum_a Cr_aa (Cr^-1)_aa)."""
+    Yi, M, C, Zh, Ht, R, P = path_state
     w = M.shape[0]
     L, Cinv, Li = mats[0], mats[1], mats[2]
     piv, g = vecs[0], vecs[1]
@@ -493,8 +574,8 @@ def dense_weight(ridge, state, flags, work, target):
         for j in range(w):
             acc += Cinv[i, j] * M[j]
         g[i] = acc
-    if flags[0]:
-        add_second_order_terms(ridge, Cinv, Zh, Ht, R, P, flags[2], vecs[2], vecs[3], g)
+    if flags[0] != 0:
+        add_second_order_terms(ridge, Cinv, Zh, Ht, R, P, flags[2] != 0, vecs[2], vecs[3], g)
     for a in range(w):
         acc = 0.0
         for i in range(w):
@@ -503,22 +584,141 @@ def dense_weight(ridge, state, flags, work, target):
     return positive, w * condition
 
 
-def dense_health(state) -> int:
-    """The bits (1 X, 2 Y/Yi, 4 C) of what is not finite (0: the path is sound)."""
-    x, Y, Yi, C = state[0], state[1], state[2], state[4]
-    kind = 0
-    if not math.isfinite(np.sum(x)):
-        kind |= 1
-    if not math.isfinite(np.sum(Y) + np.sum(Yi)):
-        kind |= 2
-    if not math.isfinite(np.sum(C)):
-        kind |= 4
-    return kind
+@jit
+def path_weight(ridge, state, n, flags, work, target):
+    """:func:`dense_weight` of path ``n`` of the block: its state copied out of the PATHS axis
+    into ``work`` (from :func:`weight_scratch`) first."""
+    path_state, mats, vecs = work
+    Yi, M, C, Zh, Ht, R, P = path_state
+    Yi[:, :] = state[2][:, :, n]
+    M[:] = state[3][:, n]
+    C[:, :] = state[4][:, :, n]
+    Zh[:, :, :] = state[5][:, :, :, n]
+    Ht[:, :, :] = state[6][:, :, :, n]
+    R[:, :, :] = state[7][:, :, :, n]
+    P[:, :, :] = state[8][:, :, :, n]
+    return dense_weight(ridge, path_state, flags, mats, vecs, target)
 
 
-#: Every function above, for the numba template to register as jitable (each calls the others).
-LOOP_FORM_FUNCTIONS = (scatter, dense_init, dense_state, dense_scratch, weight_scratch, noise_terms, matmul_into,
-                       variation_of_noise, ht_plus_p, psi_term, r_increment, p_increment, next_c, rank_one_increment,
-                       symmetrize_last, second_variation_tensor, add_transported, zh_increment, add_zh_ht,
-                       m_c_increment, first_variation_step, x_increment, second_variation_step, dense_step,
-                       ldl_inverse, add_second_order_terms, dense_weight, dense_health)
+# ---- the kernel: blocks of PATHS paths in parallel, the time loop, the records
+#: The signature of a block's factors function, a numba ``cfunc`` of the generated module:
+#: factors(t, x, factor) with x (w, PATHS) and factor (n_factors, PATHS) passed as pointers. Passed
+#: to :func:`loop_kernel` as a first-class function, so one compiled kernel serves every SDE.
+FACTORS_SIGNATURE = numba.types.void(numba.types.float64, numba.types.CPointer(numba.types.float64),
+                                     numba.types.CPointer(numba.types.float64))
+
+
+@jit
+def coefficient_arrays(w, e, tables):
+    """The coefficient arrays (b, J, H, sigma, G, Hs) of width w and e noise columns, each with the
+    PATHS axis, their constant entries set from ``tables`` (see :func:`loop_kernel`)."""
+    index, coefficient, which, starts = tables
+    arrays = (np.empty((w, PATHS)), np.empty((w, w, PATHS)), np.empty((w, w, w, PATHS)), np.empty((w, e, PATHS)),
+              np.empty((e, w, w, PATHS)), np.empty((e, w, w, w, PATHS)))
+    dense_init(index[starts[0]:starts[1]], coefficient[starts[0]:starts[1]], which[starts[0]:starts[1]], arrays[0])
+    dense_init(index[starts[1]:starts[2]], coefficient[starts[1]:starts[2]], which[starts[1]:starts[2]], arrays[1])
+    dense_init(index[starts[2]:starts[3]], coefficient[starts[2]:starts[3]], which[starts[2]:starts[3]], arrays[2])
+    dense_init(index[starts[3]:starts[4]], coefficient[starts[3]:starts[4]], which[starts[3]:starts[4]], arrays[3])
+    dense_init(index[starts[4]:starts[5]], coefficient[starts[4]:starts[5]], which[starts[4]:starts[5]], arrays[4])
+    dense_init(index[starts[5]:starts[6]], coefficient[starts[5]:starts[6]], which[starts[5]:starts[6]], arrays[5])
+    return arrays
+
+
+@jit
+def scatter_all(factor, tables, arrays):
+    """Every coefficient array's non-constant entries at this step's factors."""
+    index, coefficient, which, starts = tables
+    scatter(factor, index[starts[0]:starts[1]], coefficient[starts[0]:starts[1]], which[starts[0]:starts[1]], arrays[0])
+    scatter(factor, index[starts[1]:starts[2]], coefficient[starts[1]:starts[2]], which[starts[1]:starts[2]], arrays[1])
+    scatter(factor, index[starts[2]:starts[3]], coefficient[starts[2]:starts[3]], which[starts[2]:starts[3]], arrays[2])
+    scatter(factor, index[starts[3]:starts[4]], coefficient[starts[3]:starts[4]], which[starts[3]:starts[4]], arrays[3])
+    scatter(factor, index[starts[4]:starts[5]], coefficient[starts[4]:starts[5]], which[starts[4]:starts[5]], arrays[4])
+    scatter(factor, index[starts[5]:starts[6]], coefficient[starts[5]:starts[6]], which[starts[5]:starts[6]], arrays[5])
+
+
+@jit
+def block_paths(factors, n_factors, tables, rank_one_terms, flags, lanes, noise, lane, first, count, x0, dt, n_steps,
+                record_steps, dW, seed, path_index, ridge, cond_max, out_x, out_target, fail_step, fail_kind, illcond,
+                step_checks):
+    """Paths first .. first + count - 1 (count <= PATHS) of lane ``lane`` of a loop-form block: the
+    slots past ``count`` repeat the last path and are never written. A path whose X, Y/Yi or C is
+    not finite at a check stops being written (its fail_step and fail_kind are set); the block
+    stops when none is left. Arguments as for :func:`loop_kernel`."""
+    w, e = lanes.shape[1], noise.shape[1]
+    n_records = record_steps.shape[0]
+    use_dw = dW.shape[0] > 0
+    sqrt_dt = math.sqrt(dt)
+    rows = np.empty(PATHS, dtype=np.int64)  # the path in each slot
+    alive = np.zeros(PATHS, dtype=np.bool_)
+    for n in range(PATHS):
+        rows[n] = first + min(n, count - 1)
+        alive[n] = n < count
+    n_alive = count
+    x = np.empty((w, PATHS))
+    for c in range(w):
+        for n in range(PATHS):
+            x[c, n] = x0[rows[n], lanes[lane, c]]
+    state = dense_state(x)  # (x, Y, Yi, M, C, Zh, Ht, R, P): Ht = C Zh - Q
+    coefficients = coefficient_arrays(w, e, tables)
+    factor = np.zeros((max(n_factors, 1), PATHS))
+    rank_one = (factor, rank_one_terms[0], rank_one_terms[1], rank_one_terms[2], rank_one_terms[3])
+    dw, z = np.empty((e, PATHS)), np.zeros((e, 4, PATHS))
+    scratch, work, target = dense_scratch(w, e), weight_scratch(w), np.empty(w)
+    rec = 0
+    for k in range(n_steps):
+        for n in range(PATHS):
+            p = rows[n]
+            for l in range(e):
+                if not use_dw and k % 4 == 0:  # one Philox call gives the normals of 4 steps
+                    z[l, 0, n], z[l, 1, n], z[l, 2, n], z[l, 3, n] = philox_normals4_jit(
+                        seed, np.uint64(path_index[p]), np.uint64(k // 4), np.uint64(noise[lane, l]))
+                dw[l, n] = dW[p, k, noise[lane, l]] if use_dw else z[l, k % 4, n] * sqrt_dt
+        factors(k * dt, x.ctypes, factor.ctypes)
+        scatter_all(factor, tables, coefficients)
+        dense_step(dt, dw, coefficients, state, scratch, flags, rank_one)
+        if step_checks or k + 1 == record_steps[rec]:
+            for n in range(count):
+                kind = dense_health(state, n) if alive[n] else 0
+                if kind:  # the failure check: the path stops being written here
+                    fail_step[rows[n]] = min(fail_step[rows[n]], k + 1)
+                    fail_kind[rows[n]] |= kind
+                    alive[n] = False
+                    n_alive -= 1
+            if n_alive == 0:
+                return
+        if k + 1 == record_steps[rec]:
+            for n in range(count):
+                if alive[n]:
+                    ok, condition = path_weight(ridge, state, n, flags, work, target)
+                    for c in range(w):
+                        out_x[rows[n], rec, lanes[lane, c]] = x[c, n]
+                        out_target[rows[n], rec, lanes[lane, c]] = target[c]
+                    if not (ok and condition < cond_max):
+                        illcond[rows[n], rec] = True
+            rec += 1
+            if rec == n_records:
+                return
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def loop_kernel(factors, n_factors, index, coefficient, which, starts, rank_one_which, rank_one_u, rank_one_v,
+                rank_one_v2, flags, lanes, noise, x0, dt, n_steps, record_steps, dW, seed, path_index, ridge, cond_max,
+                out_x, out_target, fail_step, fail_kind, illcond, step_checks):
+    """One Euler pass of a loop-form block over n paths, PATHS at a time in parallel.
+
+    The block: ``factors`` (a cfunc of :data:`FACTORS_SIGNATURE`) and ``n_factors``; the tables of
+    b, J, H, sigma, G, Hs concatenated in that order, entries starts[a] .. starts[a + 1] - 1 being
+    array a's (``index``, ``coefficient``, ``which``); H's rank-one terms (which, U, V, V2), empty
+    when it has none; (single arrays, not tuples: numba's parallel loop takes no tuples of arrays) ``flags`` (int64: second order, sigma(t, x), P, Psi);
+    ``lanes`` (n_lanes, w) and ``noise`` (n_lanes, e): the global coordinates and noise columns of
+    each lane. The rest as for the generated ``simulate_kernel`` (symscore/compiler/templates).
+    """
+    n = x0.shape[0]
+    for chunk in numba.prange((n + PATHS - 1) // PATHS):
+        first = chunk * PATHS
+        tables = (index, coefficient, which, starts)
+        rank_one_terms = (rank_one_which, rank_one_u, rank_one_v, rank_one_v2)
+        for lane in range(lanes.shape[0]):
+            block_paths(factors, n_factors, tables, rank_one_terms, flags, lanes, noise, lane, first,
+                        min(PATHS, n - first), x0, dt, n_steps, record_steps, dW, seed, path_index, ridge, cond_max,
+                        out_x, out_target, fail_step, fail_kind, illcond, step_checks)
