@@ -16,8 +16,10 @@ together: x (w, PATHS), Y (w, w, PATHS), Zh (w, w, w, PATHS). Each contraction i
 over index ranges whose innermost statement is the same update of PATHS contiguous numbers (one
 AVX-512 register of float64), which the compiler turns into vector instructions with no
 remainder loop; a per-path layout would vectorize over an index of length w (short, and with
-ragged triangular ranges). The cost per path-step is dominated by R's increment, a product of
-w^2 x w by w x w matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
+ragged triangular ranges). Every O(w^3) and O(w^4) contraction is a per-path matrix product
+(:func:`matmul_into`) whose sum runs in eight accumulators, one per path, packed into one vector
+register. The cost per path-step is dominated by R's increment, a product of w^2 x w by w x w
+matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
 
 One function per formula, as the unrolled form has one per formula; they pass small tuples:
 
@@ -55,10 +57,11 @@ import numpy as np
 
 from .philox_numba import philox_normals4_jit
 
-__all__ = ["PATHS", "FACTORS_SIGNATURE", "loop_kernel", "block_paths", "scatter", "dense_init", "dense_state",
+__all__ = ["PATHS", "FACTORS_SIGNATURE", "loop_kernel", "parallel_blocks", "block_paths", "scatter", "dense_init", "dense_state",
            "dense_scratch", "dense_step", "dense_health", "path_weight", "weight_scratch", "dense_weight"]
 
 #: Paths stepped together, the last axis of every array: 8 float64 fill one AVX-512 register.
+#: :func:`matmul_into` and :func:`matmul_t_into` are written out for exactly 8.
 PATHS = 8
 
 #: How every function here is compiled: cached on disk; 'contract' lets a multiply and an add fuse.
@@ -143,12 +146,7 @@ def dense_scratch(w, e):
 def noise_terms(Yi, sigma, A, S):
     """A = Yi sigma (w, e) and S = A A^T (w, w): the noise seen through the inverse first variation."""
     w, e = A.shape[0], A.shape[1]
-    fill_zero(A)
-    for i in range(w):
-        for p in range(w):
-            for l in range(e):
-                for n in range(PATHS):
-                    A[i, l, n] += Yi[i, p, n] * sigma[p, l, n]
+    matmul_into(Yi, sigma, A)
     for i in range(w):
         for j in range(i, w):
             for n in range(PATHS):
@@ -162,13 +160,45 @@ def noise_terms(Yi, sigma, A, S):
 
 @jit
 def matmul_into(A, B, out):
-    """out = A B per path: each row of out accumulated as axpys over the rows of B."""
-    fill_zero(out)
+    """out = A B per path: out[i, c] = sum_a A[i, a] B[a, c] for each of the 8 paths.
+
+    Written out for the 8 paths of a block (PATHS = 8): eight scalar accumulators, which LLVM's
+    SLP vectorizer packs into one register (:func:`loop_kernel` compiles with it on), so the sum
+    over a loads A and B and never loads or stores ``out``. Every O(w^4) contraction of the step
+    goes through this function or :func:`matmul_t_into`."""
     for i in range(A.shape[0]):
-        for a in range(A.shape[1]):
-            for c in range(B.shape[1]):
-                for n in range(PATHS):
-                    out[i, c, n] += A[i, a, n] * B[a, c, n]
+        for c in range(B.shape[1]):
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+            for a in range(A.shape[1]):
+                s0 += A[i, a, 0] * B[a, c, 0]
+                s1 += A[i, a, 1] * B[a, c, 1]
+                s2 += A[i, a, 2] * B[a, c, 2]
+                s3 += A[i, a, 3] * B[a, c, 3]
+                s4 += A[i, a, 4] * B[a, c, 4]
+                s5 += A[i, a, 5] * B[a, c, 5]
+                s6 += A[i, a, 6] * B[a, c, 6]
+                s7 += A[i, a, 7] * B[a, c, 7]
+            out[i, c, 0], out[i, c, 1], out[i, c, 2], out[i, c, 3] = s0, s1, s2, s3
+            out[i, c, 4], out[i, c, 5], out[i, c, 6], out[i, c, 7] = s4, s5, s6, s7
+
+
+@jit
+def matmul_t_into(A, B, out):
+    """out = A^T B per path: out[r, c] = sum_q A[q, r] B[q, c] (as :func:`matmul_into`)."""
+    for r in range(A.shape[1]):
+        for c in range(B.shape[1]):
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+            for q in range(A.shape[0]):
+                s0 += A[q, r, 0] * B[q, c, 0]
+                s1 += A[q, r, 1] * B[q, c, 1]
+                s2 += A[q, r, 2] * B[q, c, 2]
+                s3 += A[q, r, 3] * B[q, c, 3]
+                s4 += A[q, r, 4] * B[q, c, 4]
+                s5 += A[q, r, 5] * B[q, c, 5]
+                s6 += A[q, r, 6] * B[q, c, 6]
+                s7 += A[q, r, 7] * B[q, c, 7]
+            out[r, c, 0], out[r, c, 1], out[r, c, 2], out[r, c, 3] = s0, s1, s2, s3
+            out[r, c, 4], out[r, c, 5], out[r, c, 6], out[r, c, 7] = s4, s5, s6, s7
 
 
 @jit
@@ -180,18 +210,9 @@ def variation_of_noise(Yi, G, Y, GY, K):
 
 
 @jit
-def ht_plus_p(Ht, P, add_p, out):
-    """out = Ht + P (``add_p``) or Ht: what R's increment contracts with S."""
-    if add_p:
-        add_into(out, Ht, P, 1.0)
-    else:
-        copy_into(out, Ht)
-
-
-@jit
-def psi_term(C, A, K, keep_psi, inner, out):
+def psi_term(C, A, K, keep_psi, inner, product, out):
     """Psi[i; j, c] = sum_a C[i, a] inner[j; a, c] with inner = sum_l K_l[j, a] A[c, l] + A[j, l] K_l[c, a]
-    (0 without ``keep_psi``); ``inner`` (w, w, w) is scratch."""
+    (0 without ``keep_psi``); ``inner`` (w, w, w) and ``product`` (w, w) are scratch."""
     w, e = A.shape[0], A.shape[1]
     fill_zero(inner)
     if keep_psi:
@@ -201,13 +222,12 @@ def psi_term(C, A, K, keep_psi, inner, out):
                     for l in range(e):
                         for n in range(PATHS):
                             inner[j, a, c, n] += K[l, j, a, n] * A[c, l, n] + A[j, l, n] * K[l, c, a, n]
-    fill_zero(out)
-    for i in range(w):
-        for a in range(w):
-            for j in range(w):
-                for c in range(w):
-                    for n in range(PATHS):
-                        out[i, j, c, n] += C[i, a, n] * inner[j, a, c, n]
+    for j in range(w):  # out[:, j, :] = C inner[j]
+        matmul_into(C, inner[j], product)
+        for i in range(w):
+            for c in range(w):
+                for n in range(PATHS):
+                    out[i, j, c, n] = product[i, c, n]
 
 
 @jit
@@ -215,24 +235,12 @@ def r_increment(dt, HtP, S, Psi, state_dependent, F, R):
     """R += (HtP S + S HtP^T (- Psi)) dt from the values at t_k, HtP = Ht (+ P).
 
     S is symmetric, so (S HtP^T)[i; j, c] = (HtP S)[i; c, j]: one product F = HtP S per i
-    (w^4 multiply-adds over all i), then R[i; j, c] += (F[j, c] + F[c, j]) dt. The product runs
-    four rows of S at a time, so each load and store of F carries four multiply-adds.
+    (w^4 multiply-adds over all i), then R[i; j, c] += (F[j, c] + F[c, j]) dt.
     ``F`` (w, w, w) is scratch (only F[0] is used)."""
     w = R.shape[0]
-    quads = w - w % 4
     Fi = F[0]
     for i in range(w):
-        fill_zero(Fi)
-        for j in range(w):
-            for a in range(0, quads, 4):
-                for c in range(w):
-                    for n in range(PATHS):
-                        Fi[j, c, n] += (HtP[i, j, a, n] * S[a, c, n] + HtP[i, j, a + 1, n] * S[a + 1, c, n]
-                                        + HtP[i, j, a + 2, n] * S[a + 2, c, n] + HtP[i, j, a + 3, n] * S[a + 3, c, n])
-            for a in range(quads, w):
-                for c in range(w):
-                    for n in range(PATHS):
-                        Fi[j, c, n] += HtP[i, j, a, n] * S[a, c, n]
+        matmul_into(HtP[i], S, Fi)
         for j in range(w):
             for c in range(j, w):
                 for n in range(PATHS):
@@ -325,42 +333,21 @@ def second_variation_tensor(term, H, G, Hs, state_dependent, out):
 
 
 @jit
-def any_nonzero(row):
-    """Whether any path's entry of ``row`` (PATHS,) is non-zero: skips a structural zero."""
-    for n in range(PATHS):
-        if row[n] != 0.0:
-            return True
-    return False
-
-
-@jit
 def add_transported(scale, Yi, Y, T, T1, dZh):
-    """dZh[i; a, c] += scale sum_p Yi[i, p] T[p; Y a, Y c] for c >= a, zero entries of T skipped.
-    T (w, w, w) is overwritten with T[p; Y a, Y c]; ``T1`` (w, w, w) is scratch for T[p; r, Y a];
-    ``scale`` is a number per path (PATHS,)."""
+    """dZh[i; a, c] += scale sum_p Yi[i, p] T[p; Y a, Y c]: three matrix products per path,
+    T1[p] = T[p]^T Y (T1[p; r, a] = T[p; Y a, r]), T[p] = T1[p]^T Y, then Yi times T seen as
+    (w, w^2). T (w, w, w) is overwritten; ``T1`` (w, w, w) is scratch; ``scale`` (PATHS,)."""
     w = T.shape[0]
-    fill_zero(T1)
     for p in range(w):
-        for q in range(w):
-            for r in range(w):
-                if any_nonzero(T[p, q, r]):
-                    for a in range(w):
-                        for n in range(PATHS):
-                            T1[p, r, a, n] += T[p, q, r, n] * Y[q, a, n]
-    fill_zero(T)
-    for p in range(w):  # symmetric in (a, c): c >= a only
-        for r in range(w):
-            for a in range(w):
-                if any_nonzero(T1[p, r, a]):
-                    for c in range(a, w):
-                        for n in range(PATHS):
-                            T[p, a, c, n] += T1[p, r, a, n] * Y[r, c, n]
+        matmul_t_into(T[p], Y, T1[p])
+        matmul_t_into(T1[p], Y, T[p])
+    flat_t, flat_product = T.reshape((w, w * w, PATHS)), T1.reshape((w, w * w, PATHS))
+    matmul_into(Yi, flat_t, flat_product)
     for i in range(w):
-        for p in range(w):
-            for a in range(w):
-                for c in range(a, w):
-                    for n in range(PATHS):
-                        dZh[i, a, c, n] += Yi[i, p, n] * scale[n] * T[p, a, c, n]
+        for a in range(w):
+            for c in range(w):
+                for n in range(PATHS):
+                    dZh[i, a, c, n] += scale[n] * T1[i, a, c, n]
 
 
 @jit
@@ -378,15 +365,15 @@ def zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, scale):
 
 
 @jit
-def add_zh_ht(Cn, dZh, Zh, Ht):
-    """Ht += C_{k+1} dZh, Zh += dZh."""
+def add_zh_ht(Cn, dZh, product, Zh, Ht):
+    """Ht += C_{k+1} dZh (Ht[:, j, :] += C_{k+1} dZh[j]), Zh += dZh; ``product`` (w, w) is scratch."""
     w = Zh.shape[0]
-    for i in range(w):
-        for a in range(w):
-            for j in range(w):
-                for c in range(w):
-                    for n in range(PATHS):
-                        Ht[i, j, c, n] += Cn[i, a, n] * dZh[j, a, c, n]
+    for j in range(w):
+        matmul_into(Cn, dZh[j], product)
+        for i in range(w):
+            for c in range(w):
+                for n in range(PATHS):
+                    Ht[i, j, c, n] += product[i, c, n]
     add_into(Zh, Zh, dZh, 1.0)
 
 
@@ -448,10 +435,13 @@ def second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
     A, S, Cn, GY, HtP, F, Psi = scratch[0], scratch[1], scratch[2], scratch[7], scratch[8], scratch[9], scratch[10]
     T1, T2, dZh, K, vectors = scratch[11], scratch[12], scratch[13], scratch[14], scratch[15]
     state_dependent, keep_p, keep_psi = flags[1] != 0, flags[2] != 0, flags[3] != 0
-    ht_plus_p(Ht, P, state_dependent and keep_p, HtP)
+    if state_dependent and keep_p:  # R's increment contracts Ht + P with S
+        add_into(HtP, Ht, P, 1.0)
+    else:
+        HtP = Ht
     if state_dependent:
         variation_of_noise(Yi, G, Y, GY, K)
-        psi_term(C, A, K, keep_psi, dZh, Psi)  # dZh is scratch until it is computed below
+        psi_term(C, A, K, keep_psi, dZh, GY, Psi)  # dZh is scratch until it is computed below
     r_increment(dt, HtP, S, Psi, state_dependent, F, R)
     if state_dependent and keep_p:
         p_increment(dt, A, K, P)
@@ -460,7 +450,7 @@ def second_variation_step(dt, dw, coefficients, state, scratch, flags, rank_one)
         rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, Zh, Ht)
     else:
         zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, vectors[0, 0])
-        add_zh_ht(Cn, dZh, Zh, Ht)
+        add_zh_ht(Cn, dZh, GY, Zh, Ht)
 
 
 @jit
@@ -701,7 +691,7 @@ def block_paths(factors, n_factors, tables, rank_one_terms, flags, lanes, noise,
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def loop_kernel(factors, n_factors, index, coefficient, which, starts, rank_one_which, rank_one_u, rank_one_v,
+def parallel_blocks(factors, n_factors, index, coefficient, which, starts, rank_one_which, rank_one_u, rank_one_v,
                 rank_one_v2, flags, lanes, noise, x0, dt, n_steps, record_steps, dW, seed, path_index, ridge, cond_max,
                 out_x, out_target, fail_step, fail_kind, illcond, step_checks):
     """One Euler pass of a loop-form block over n paths, PATHS at a time in parallel.
@@ -722,3 +712,20 @@ def loop_kernel(factors, n_factors, index, coefficient, which, starts, rank_one_
             block_paths(factors, n_factors, tables, rank_one_terms, flags, lanes, noise, lane, first,
                         min(PATHS, n - first), x0, dt, n_steps, record_steps, dW, seed, path_index, ridge, cond_max,
                         out_x, out_target, fail_step, fail_kind, illcond, step_checks)
+
+
+def loop_kernel(*args):
+    """:func:`parallel_blocks` (same arguments), compiled with LLVM's SLP vectorizer switched on.
+
+    numba runs LLVM without it (``NUMBA_SLP_VECTORIZE=0``), and only the SLP vectorizer packs the
+    eight accumulators of :func:`matmul_into` into one register (about 3x on its products at
+    w = 16). The setting is read when code is compiled, so it is switched on for the first call
+    of a process only, which compiles this kernel or loads it from the cache, and then restored."""
+    if parallel_blocks.signatures:
+        return parallel_blocks(*args)
+    previous = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        return parallel_blocks(*args)
+    finally:
+        numba.config.SLP_VECTORIZE = previous

@@ -15,6 +15,8 @@ form of :mod:`symscore.compiler.dense` contracts over index ranges:
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import sympy as sp
 
@@ -56,17 +58,25 @@ def _number_times_factor(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     out too (SymPy distributes a number into a sum: 0.18 - 0.18 t is 0.18 (1 - t)), so that entries
     that differ by a constant factor share one factor."""
     number, rest = expr.as_coeff_Mul()
-    factors = []
-    for term in sp.Mul.make_args(rest):
+    scale, factor = _normalized(rest)
+    return number * scale, factor
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalized(product: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """(scale, factor) with product = scale * factor, each sum among the product's multiplicands
+    divided by the number of its term whose non-numeric part sorts first (the same for any
+    multiple of it). Cached: the m^3 Hessian entries of a wide block share a few products."""
+    scale, factors = sp.S.One, []
+    for term in sp.Mul.make_args(product):
         base, power = term.as_base_exp()
         if isinstance(base, sp.Add) and power.is_Integer:
-            # the number of the term whose non-numeric part sorts first: the same for any multiple of base
-            scale = min((a.as_coeff_Mul() for a in base.args), key=lambda cr: sp.default_sort_key(cr[1]))[0]
-            if scale != 0 and scale != 1:
-                base = sp.Add(*(c / scale * r for c, r in (a.as_coeff_Mul() for a in base.args)))
-                number *= scale**power
+            first = min((a.as_coeff_Mul() for a in base.args), key=lambda cr: sp.default_sort_key(cr[1]))[0]
+            if first != 0 and first != 1:
+                base = sp.Add(*(c / first * r for c, r in (a.as_coeff_Mul() for a in base.args)))
+                scale *= first**power
         factors.append(base**power)
-    return number, sp.Mul(*factors)
+    return scale, sp.Mul(*factors)
 
 
 def rank_one_hessian(index, coefficient, which, w: int, rtol: float = 1e-12) -> RankOneHessian | None:
@@ -112,27 +122,31 @@ def loop_block_of(system: LocalSystem, lanes, noise_lanes, description: str, *,
     tables: dict[str, tuple] = {}
     shapes = _table_shapes(system.width, system.n_noise)
 
-    def factor_index(rest, comment) -> int:
+    def factor_index(rest, source) -> int:
+        """The index of factor ``rest``, a new one if needed; ``source`` = (table name, index, entry)
+        becomes its comment (printed only here: printing every entry of a wide H took most of the build)."""
         if rest == 1:
             return -1
         if rest not in factor_of:
+            name, index, expr = source
             factor_of[rest] = len(factor_exprs)
             factor_exprs.append(rest)
-            factor_comments.append(comment)
+            factor_comments.append(f"{name}{list(index)} = {expr}")
         return factor_of[rest]
 
     entries = list(_entries(system, second_order))
     rank_one = None
     if second_order and not system.diffusion_gradient:
-        split = [(int(np.ravel_multi_index(index, shapes["H"])), *_number_times_factor(term), f"H{list(index)} = {expr}")
+        split = [(int(np.ravel_multi_index(index, shapes["H"])), *_number_times_factor(term), (name, index, expr))
                  for name, index, expr in entries if name == "H"
                  for term in sp.Add.make_args(sp.sympify(expr)) if term != 0]
-        groups = list(dict.fromkeys(rest for _, _, rest, _ in split))
+        group_of = {rest: k for k, rest in enumerate(dict.fromkeys(rest for _, _, rest, _ in split))}
+        groups = list(group_of)
         rank_one = rank_one_hessian([flat for flat, *_ in split], [float(number) for _, number, _, _ in split],
-                                    [groups.index(rest) for _, _, rest, _ in split], system.width)
+                                    [group_of[rest] for _, _, rest, _ in split], system.width)
         if rank_one is not None:  # the factors of H are those of its terms
-            comments = {rest: comment for _, _, rest, comment in reversed(split)}
-            which = tuple(factor_index(groups[k], comments[groups[k]]) for k in rank_one.which)
+            sources = {rest: source for _, _, rest, source in reversed(split)}
+            which = tuple(factor_index(groups[k], sources[groups[k]]) for k in rank_one.which)
             rank_one = RankOneHessian(which, rank_one.u, rank_one.v, rank_one.v2)
             entries = [entry for entry in entries if entry[0] != "H"]
     for name, index, expr in entries:
@@ -140,7 +154,7 @@ def loop_block_of(system: LocalSystem, lanes, noise_lanes, description: str, *,
         if expr == 0:
             continue
         coefficient, rest = _number_times_factor(expr)
-        which = factor_index(rest, f"{name}{list(index)} = {expr}")
+        which = factor_index(rest, (name, index, expr))
         table = tables.setdefault(name, ([], [], []))
         table[0].append(int(np.ravel_multi_index(index, shapes[name])))
         table[1].append(float(coefficient))
