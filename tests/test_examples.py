@@ -14,6 +14,7 @@ WRITES = {
     "04_teach_cubic.py": ["cubic.md", "cubic.tex"],
     "05_digits_64d.py": ["digits.png"],
     "06_fields_on_the_sphere.py": ["maps.png", "spectra.png"],
+    "07_particles.py": ["particles.png"],
 }
 
 
@@ -23,7 +24,7 @@ def test_every_example_is_listed():
 
 #: examples whose small mode still trains a model (20-25 s each, cold): the slow suite runs them; the
 #: training, sampling and field code they use is tested in the default suite
-TRAINING_EXAMPLES = {"03_nonlinear_vs_vp.py", "05_digits_64d.py", "06_fields_on_the_sphere.py"}
+TRAINING_EXAMPLES = {"03_nonlinear_vs_vp.py", "05_digits_64d.py", "06_fields_on_the_sphere.py", "07_particles.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(name, marks=pytest.mark.slow) if name in TRAINING_EXAMPLES else name
