@@ -128,13 +128,13 @@ class Derivation:
         for (p, l), entry in sorted(sde.diffusion.todok().items()):
             depends = sorted(index[s] for s in entry.free_symbols if s in index)
             for q in depends:
-                g = sp.diff(entry, x[q])
+                g = diff(entry, x[q])
                 _check_differentiable(entry, g, (p, l), x[q])
                 if g != 0:
                     self.diffusion_gradient[p, l, q] = g
                     for w in depends:
                         if w >= q:
-                            h = sp.diff(g, x[w])
+                            h = diff(g, x[w])
                             _check_differentiable(entry, h, (p, l), x[w])
                             if h != 0:
                                 self.diffusion_hessian[p, l, q, w] = h
