@@ -89,6 +89,38 @@ def test_numba_loop_form_matches_the_reference(name):
     _check(kernel, sde, name)
 
 
+# next to the numba reference test on purpose: the two then usually run in one xdist worker, which
+# compiles the loop-form kernel (about a minute on a cold cache) once for both
+def test_numba_loop_form_reports_failed_paths_as_torch_does():
+    """Paths are stepped PATHS at a time: a path that blows up must fail alone (its block-mates go
+    on and match the reference), with the same failed records and the same raised message (first
+    failing step, what was not finite) as the torch loop form, which tests every step; 13 paths
+    leave a partly filled last block."""
+    x = list(sp.symbols("x1:6"))
+    s = sum(x) / 5
+    sde = ss.SDE([xi**3 + sp.tanh(s) / 4 - xi for xi in x], sp.Rational(1, 10), x, t, name="blowup5")
+    n, n_steps = 13, 40
+    x0 = np.full((n, 5), 0.2)
+    x0[[2, 9, 12]] = 2.5  # these explode before t = 1 (x' ~ x^3 from 2.5: about t = 0.09)
+    dW = ss.brownian_increments(5, n, n_steps, 5, 1.0 / n_steps)
+    numba_kernel, torch_kernel = ss.compile(sde, form="loop"), ss.compile(sde, backend="torch", form="loop")
+    with pytest.warns(RuntimeWarning):
+        ours = numba_kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW, on_failure="keep")
+    with pytest.warns(RuntimeWarning):
+        theirs = torch_kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW, on_failure="keep", as_numpy=True)
+    assert np.array_equal(np.flatnonzero(ours.failed.any(axis=1)), [2, 9, 12])
+    assert np.array_equal(ours.failed, theirs.failed)
+    sound = ~ours.failed.any(axis=1)
+    ref_x, ref_target = reference_simulate(sde, x0[sound], [0.5, 1.0], n_steps, dW[sound])
+    assert max(relative_error(ours.x[sound], ref_x), relative_error(ours.target[sound], ref_target)) <= RTOL
+    messages = []
+    for kernel in (numba_kernel, torch_kernel):
+        with pytest.raises(FloatingPointError) as error:
+            kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "3 of 13 paths" in messages[0]
+
+
 @pytest.mark.parametrize("drop", [("P",), ("RPsi",)])
 def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
     sde = rect_wide()
@@ -197,32 +229,3 @@ def test_training_with_the_torch_backend_keeps_the_targets_as_tensors_on_the_dev
                      backend="torch", n_steps=20, progress=False, device="cpu")
     assert np.isfinite(model.loss_history).all()
 
-
-def test_numba_loop_form_reports_failed_paths_as_torch_does():
-    """Paths are stepped PATHS at a time: a path that blows up must fail alone (its block-mates go
-    on and match the reference), with the same failed records and the same raised message (first
-    failing step, what was not finite) as the torch loop form, which tests every step; 13 paths
-    leave a partly filled last block."""
-    x = list(sp.symbols("x1:6"))
-    s = sum(x) / 5
-    sde = ss.SDE([xi**3 + sp.tanh(s) / 4 - xi for xi in x], sp.Rational(1, 10), x, t, name="blowup5")
-    n, n_steps = 13, 40
-    x0 = np.full((n, 5), 0.2)
-    x0[[2, 9, 12]] = 2.5  # these explode before t = 1 (x' ~ x^3 from 2.5: about t = 0.09)
-    dW = ss.brownian_increments(5, n, n_steps, 5, 1.0 / n_steps)
-    numba_kernel, torch_kernel = ss.compile(sde, form="loop"), ss.compile(sde, backend="torch", form="loop")
-    with pytest.warns(RuntimeWarning):
-        ours = numba_kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW, on_failure="keep")
-    with pytest.warns(RuntimeWarning):
-        theirs = torch_kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW, on_failure="keep", as_numpy=True)
-    assert np.array_equal(np.flatnonzero(ours.failed.any(axis=1)), [2, 9, 12])
-    assert np.array_equal(ours.failed, theirs.failed)
-    sound = ~ours.failed.any(axis=1)
-    ref_x, ref_target = reference_simulate(sde, x0[sound], [0.5, 1.0], n_steps, dW[sound])
-    assert max(relative_error(ours.x[sound], ref_x), relative_error(ours.target[sound], ref_target)) <= RTOL
-    messages = []
-    for kernel in (numba_kernel, torch_kernel):
-        with pytest.raises(FloatingPointError) as error:
-            kernel.simulate(x0, [0.5, 1.0], n_steps, dW=dW)
-        messages.append(str(error.value))
-    assert messages[0] == messages[1] and "3 of 13 paths" in messages[0]
