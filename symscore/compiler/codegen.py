@@ -149,8 +149,8 @@ def _printed_loop_block(block, printer):
         "factors": factors,
         "rank_one": _rank_one_view(block.rank_one),
         "tables": [{"name": t.name, "shape": list(t.shape), "index": list(t.index),
-                    "coefficient": [repr(float(c)) for c in t.coefficient], "which": list(t.which),
-                    "variable": any(k >= 0 for k in t.which)} for t in block.tables],
+                    "coefficient": [repr(float(c)) for c in t.coefficient], "which": list(t.which)}
+                   for t in block.tables],
     }
 
 

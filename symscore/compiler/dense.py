@@ -17,9 +17,9 @@ over index ranges whose innermost statement is the same update of PATHS contiguo
 AVX-512 register of float64), which the compiler turns into vector instructions with no
 remainder loop; a per-path layout would vectorize over an index of length w (short, and with
 ragged triangular ranges). Every O(w^3) and O(w^4) contraction is a per-path matrix product
-(:func:`matmul_into`) whose sum runs in eight accumulators, one per path, packed into one vector
-register. The cost per path-step is dominated by R's increment, a product of w^2 x w by w x w
-matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
+(:func:`product`) whose sums run in scalar accumulators, one per path and output column,
+packed into vector registers. The cost per path-step is dominated by R's increment, a product
+of w^2 x w by w x w matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
 
 One function per formula, as the unrolled form has one per formula; they pass small tuples:
 
@@ -61,7 +61,7 @@ __all__ = ["PATHS", "FACTORS_SIGNATURE", "loop_kernel", "parallel_blocks", "bloc
            "dense_scratch", "dense_step", "dense_health", "path_weight", "weight_scratch", "dense_weight"]
 
 #: Paths stepped together, the last axis of every array: 8 float64 fill one AVX-512 register.
-#: :func:`matmul_into` and :func:`matmul_t_into` are written out for exactly 8.
+#: :func:`product` and :func:`add_outer` are written out for exactly 8.
 PATHS = 8
 
 #: How every function here is compiled: cached on disk; 'contract' lets a multiply and an add fuse.
@@ -146,7 +146,7 @@ def dense_scratch(w, e):
 def noise_terms(Yi, sigma, A, S):
     """A = Yi sigma (w, e) and S = A A^T (w, w): the noise seen through the inverse first variation."""
     w, e = A.shape[0], A.shape[1]
-    matmul_into(Yi, sigma, A)
+    product(Yi, sigma, A, False)
     for i in range(w):
         for j in range(i, w):
             for n in range(PATHS):
@@ -159,60 +159,98 @@ def noise_terms(Yi, sigma, A, S):
 
 
 @jit
-def matmul_into(A, B, out):
-    """out = A B per path: out[i, c] = sum_a A[i, a] B[a, c] for each of the 8 paths.
+def product(A, B, out, transpose):
+    """out = A B per path (out[i, c] = sum_a A[i, a] B[a, c]), or A^T B with ``transpose``
+    (out[i, c] = sum_a A[a, i] B[a, c]), for each of the 8 paths.
 
-    Written out for the 8 paths of a block (PATHS = 8): eight scalar accumulators, which LLVM's
-    SLP vectorizer packs into one register (:func:`loop_kernel` compiles with it on), so the sum
-    over a loads A and B and never loads or stores ``out``. Every O(w^4) contraction of the step
-    goes through this function or :func:`matmul_t_into`."""
-    for i in range(A.shape[0]):
-        for c in range(B.shape[1]):
+    Written out for the 8 paths of a block (PATHS = 8) and four output columns at a time: 32
+    scalar accumulators, which LLVM's SLP vectorizer packs into vector registers (:func:`loop_kernel`
+    compiles with it on). Each accumulator is a chain of dependent multiply-adds, so one column
+    at a time leaves the multiply-add units waiting on the chain's latency; four independent
+    columns keep them busy, and each row of A is loaded once for four columns (1.3-1.7x against
+    one column at w = 8-32). ``transpose`` is the same for the whole call, so the branch leaves
+    the loop. Every O(w^4) contraction of the step goes through this function."""
+    rows = A.shape[1] if transpose else A.shape[0]
+    inner, cols = B.shape[0], B.shape[1]
+    blocked = cols - cols % 4
+    for i in range(rows):
+        for c in range(0, blocked, 4):
+            s00 = s01 = s02 = s03 = s04 = s05 = s06 = s07 = 0.0
+            s10 = s11 = s12 = s13 = s14 = s15 = s16 = s17 = 0.0
+            s20 = s21 = s22 = s23 = s24 = s25 = s26 = s27 = 0.0
+            s30 = s31 = s32 = s33 = s34 = s35 = s36 = s37 = 0.0
+            for a in range(inner):
+                row = A[a, i] if transpose else A[i, a]
+                a0, a1, a2, a3, a4, a5, a6, a7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+                b0, b1, b2, b3 = B[a, c], B[a, c + 1], B[a, c + 2], B[a, c + 3]
+                s00 += a0 * b0[0]; s01 += a1 * b0[1]; s02 += a2 * b0[2]; s03 += a3 * b0[3]  # noqa: E702
+                s04 += a4 * b0[4]; s05 += a5 * b0[5]; s06 += a6 * b0[6]; s07 += a7 * b0[7]  # noqa: E702
+                s10 += a0 * b1[0]; s11 += a1 * b1[1]; s12 += a2 * b1[2]; s13 += a3 * b1[3]  # noqa: E702
+                s14 += a4 * b1[4]; s15 += a5 * b1[5]; s16 += a6 * b1[6]; s17 += a7 * b1[7]  # noqa: E702
+                s20 += a0 * b2[0]; s21 += a1 * b2[1]; s22 += a2 * b2[2]; s23 += a3 * b2[3]  # noqa: E702
+                s24 += a4 * b2[4]; s25 += a5 * b2[5]; s26 += a6 * b2[6]; s27 += a7 * b2[7]  # noqa: E702
+                s30 += a0 * b3[0]; s31 += a1 * b3[1]; s32 += a2 * b3[2]; s33 += a3 * b3[3]  # noqa: E702
+                s34 += a4 * b3[4]; s35 += a5 * b3[5]; s36 += a6 * b3[6]; s37 += a7 * b3[7]  # noqa: E702
+            store8(out[i, c], s00, s01, s02, s03, s04, s05, s06, s07)
+            store8(out[i, c + 1], s10, s11, s12, s13, s14, s15, s16, s17)
+            store8(out[i, c + 2], s20, s21, s22, s23, s24, s25, s26, s27)
+            store8(out[i, c + 3], s30, s31, s32, s33, s34, s35, s36, s37)
+        for c in range(blocked, cols):  # the last cols % 4 columns, one at a time
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-            for a in range(A.shape[1]):
-                s0 += A[i, a, 0] * B[a, c, 0]
-                s1 += A[i, a, 1] * B[a, c, 1]
-                s2 += A[i, a, 2] * B[a, c, 2]
-                s3 += A[i, a, 3] * B[a, c, 3]
-                s4 += A[i, a, 4] * B[a, c, 4]
-                s5 += A[i, a, 5] * B[a, c, 5]
-                s6 += A[i, a, 6] * B[a, c, 6]
-                s7 += A[i, a, 7] * B[a, c, 7]
-            out[i, c, 0], out[i, c, 1], out[i, c, 2], out[i, c, 3] = s0, s1, s2, s3
-            out[i, c, 4], out[i, c, 5], out[i, c, 6], out[i, c, 7] = s4, s5, s6, s7
+            for a in range(inner):
+                row, b0 = (A[a, i] if transpose else A[i, a]), B[a, c]
+                s0 += row[0] * b0[0]; s1 += row[1] * b0[1]; s2 += row[2] * b0[2]; s3 += row[3] * b0[3]  # noqa: E702
+                s4 += row[4] * b0[4]; s5 += row[5] * b0[5]; s6 += row[6] * b0[6]; s7 += row[7] * b0[7]  # noqa: E702
+            store8(out[i, c], s0, s1, s2, s3, s4, s5, s6, s7)
 
 
 @jit
-def matmul_t_into(A, B, out):
-    """out = A^T B per path: out[r, c] = sum_q A[q, r] B[q, c] (as :func:`matmul_into`)."""
-    for r in range(A.shape[1]):
-        for c in range(B.shape[1]):
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-            for q in range(A.shape[0]):
-                s0 += A[q, r, 0] * B[q, c, 0]
-                s1 += A[q, r, 1] * B[q, c, 1]
-                s2 += A[q, r, 2] * B[q, c, 2]
-                s3 += A[q, r, 3] * B[q, c, 3]
-                s4 += A[q, r, 4] * B[q, c, 4]
-                s5 += A[q, r, 5] * B[q, c, 5]
-                s6 += A[q, r, 6] * B[q, c, 6]
-                s7 += A[q, r, 7] * B[q, c, 7]
-            out[r, c, 0], out[r, c, 1], out[r, c, 2], out[r, c, 3] = s0, s1, s2, s3
-            out[r, c, 4], out[r, c, 5], out[r, c, 6], out[r, c, 7] = s4, s5, s6, s7
+def store8(out, v0, v1, v2, v3, v4, v5, v6, v7):
+    """out[0:8] = v0 .. v7 (one path block's values, kept in registers until here)."""
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7] = v0, v1, v2, v3, v4, v5, v6, v7
+
+
+@jit
+def add_outer(u, v, z, cube):
+    """cube[i, j, c] += u[i] v[j] z[c] per path, (w,) vectors into a (w, w, w) cube.
+
+    The product u[i] v[j] of each row is held in eight scalars (one per path) for the row's
+    loop over c: written as a loop over paths, the compiler checks the arrays for overlap before
+    every 8-long inner loop, which cost twice the arithmetic (measured at w = 16)."""
+    for i in range(cube.shape[0]):
+        for j in range(cube.shape[1]):
+            t0, t1, t2, t3 = u[i, 0] * v[j, 0], u[i, 1] * v[j, 1], u[i, 2] * v[j, 2], u[i, 3] * v[j, 3]
+            t4, t5, t6, t7 = u[i, 4] * v[j, 4], u[i, 5] * v[j, 5], u[i, 6] * v[j, 6], u[i, 7] * v[j, 7]
+            row = cube[i, j]
+            for c in range(cube.shape[2]):
+                zc, o = z[c], row[c]
+                o[0] += t0 * zc[0]; o[1] += t1 * zc[1]; o[2] += t2 * zc[2]; o[3] += t3 * zc[3]  # noqa: E702
+                o[4] += t4 * zc[4]; o[5] += t5 * zc[5]; o[6] += t6 * zc[6]; o[7] += t7 * zc[7]  # noqa: E702
+
+
+@jit
+def add_scaled_rows(out, a, scale):
+    """out[r] += scale * a[r] per path for (rows, PATHS) arrays, ``scale`` (PATHS,): the scale in
+    eight scalars and each row's update written out (see :func:`add_outer` for why)."""
+    s0, s1, s2, s3, s4, s5, s6, s7 = scale[0], scale[1], scale[2], scale[3], scale[4], scale[5], scale[6], scale[7]
+    for r in range(out.shape[0]):
+        o, v = out[r], a[r]
+        o[0] += s0 * v[0]; o[1] += s1 * v[1]; o[2] += s2 * v[2]; o[3] += s3 * v[3]  # noqa: E702
+        o[4] += s4 * v[4]; o[5] += s5 * v[5]; o[6] += s6 * v[6]; o[7] += s7 * v[7]  # noqa: E702
 
 
 @jit
 def variation_of_noise(Yi, G, Y, GY, K):
     """K_l = Yi G_l Y (e, w, w) for sigma(t, x); ``GY`` (w, w) is scratch for G_l Y."""
     for l in range(K.shape[0]):
-        matmul_into(G[l], Y, GY)
-        matmul_into(Yi, GY, K[l])
+        product(G[l], Y, GY, False)
+        product(Yi, GY, K[l], False)
 
 
 @jit
-def psi_term(C, A, K, keep_psi, inner, product, out):
+def psi_term(C, A, K, keep_psi, inner, c_inner, out):
     """Psi[i; j, c] = sum_a C[i, a] inner[j; a, c] with inner = sum_l K_l[j, a] A[c, l] + A[j, l] K_l[c, a]
-    (0 without ``keep_psi``); ``inner`` (w, w, w) and ``product`` (w, w) are scratch."""
+    (0 without ``keep_psi``); ``inner`` (w, w, w) and ``c_inner`` (w, w) are scratch."""
     w, e = A.shape[0], A.shape[1]
     fill_zero(inner)
     if keep_psi:
@@ -223,11 +261,11 @@ def psi_term(C, A, K, keep_psi, inner, product, out):
                         for n in range(PATHS):
                             inner[j, a, c, n] += K[l, j, a, n] * A[c, l, n] + A[j, l, n] * K[l, c, a, n]
     for j in range(w):  # out[:, j, :] = C inner[j]
-        matmul_into(C, inner[j], product)
+        product(C, inner[j], c_inner, False)
         for i in range(w):
             for c in range(w):
                 for n in range(PATHS):
-                    out[i, j, c, n] = product[i, c, n]
+                    out[i, j, c, n] = c_inner[i, c, n]
 
 
 @jit
@@ -235,21 +273,27 @@ def r_increment(dt, HtP, S, Psi, state_dependent, F, R):
     """R += (HtP S + S HtP^T (- Psi)) dt from the values at t_k, HtP = Ht (+ P).
 
     S is symmetric, so (S HtP^T)[i; j, c] = (HtP S)[i; c, j]: one product F = HtP S per i
-    (w^4 multiply-adds over all i), then R[i; j, c] += (F[j, c] + F[c, j]) dt.
-    ``F`` (w, w, w) is scratch (only F[0] is used)."""
+    (w^4 multiply-adds over all i), then R[i; j, c] += (F[j, c] + F[c, j]) dt, written to both
+    halves of R (symmetric in j, c). ``F`` (w, w, w) is scratch (only F[0] is used)."""
     w = R.shape[0]
     Fi = F[0]
     for i in range(w):
-        matmul_into(HtP[i], S, Fi)
+        product(HtP[i], S, Fi, False)
+        if state_dependent:  # F - Psi[i] / 2 on both halves gives the - Psi dt below
+            for j in range(w):
+                for c in range(w):
+                    for n in range(PATHS):
+                        Fi[j, c, n] -= 0.5 * Psi[i, j, c, n]
         for j in range(w):
             for c in range(j, w):
-                for n in range(PATHS):
-                    value = (Fi[j, c, n] + Fi[c, j, n]) * dt
-                    if state_dependent:
-                        value -= Psi[i, j, c, n] * dt
-                    R[i, j, c, n] += value
-                    if c != j:
-                        R[i, c, j, n] += value
+                f, g, upper, lower = Fi[j, c], Fi[c, j], R[i, j, c], R[i, c, j]
+                v0, v1, v2, v3 = (f[0] + g[0]) * dt, (f[1] + g[1]) * dt, (f[2] + g[2]) * dt, (f[3] + g[3]) * dt
+                v4, v5, v6, v7 = (f[4] + g[4]) * dt, (f[5] + g[5]) * dt, (f[6] + g[6]) * dt, (f[7] + g[7]) * dt
+                upper[0] += v0; upper[1] += v1; upper[2] += v2; upper[3] += v3  # noqa: E702
+                upper[4] += v4; upper[5] += v5; upper[6] += v6; upper[7] += v7  # noqa: E702
+                if c != j:
+                    lower[0] += v0; lower[1] += v1; lower[2] += v2; lower[3] += v3  # noqa: E702
+                    lower[4] += v4; lower[5] += v5; lower[6] += v6; lower[7] += v7  # noqa: E702
 
 
 @jit
@@ -289,17 +333,8 @@ def rank_one_increment(dt, Yi, Y, Cn, rank_one, vectors, Zh, Ht):
             for a in range(w):
                 for n in range(PATHS):
                     cyv[i, n] += Cn[i, a, n] * yv[a, n]
-        for i in range(w):
-            for j in range(w):
-                for c in range(w):
-                    for n in range(PATHS):
-                        Ht[i, j, c, n] += cyv[i, n] * gu[j, n] * yv2[c, n]
-        for i in range(w):
-            for a in range(w):
-                for c in range(a, w):  # symmetric in (a, c): c >= a only
-                    for n in range(PATHS):
-                        Zh[i, a, c, n] += gu[i, n] * yv[a, n] * yv2[c, n]
-    symmetrize_last(Zh)
+        add_outer(cyv, gu, yv2, Ht)
+        add_outer(gu, yv, yv2, Zh)
 
 
 @jit
@@ -339,15 +374,11 @@ def add_transported(scale, Yi, Y, T, T1, dZh):
     (w, w^2). T (w, w, w) is overwritten; ``T1`` (w, w, w) is scratch; ``scale`` (PATHS,)."""
     w = T.shape[0]
     for p in range(w):
-        matmul_t_into(T[p], Y, T1[p])
-        matmul_t_into(T1[p], Y, T[p])
+        product(T[p], Y, T1[p], True)
+        product(T1[p], Y, T[p], True)
     flat_t, flat_product = T.reshape((w, w * w, PATHS)), T1.reshape((w, w * w, PATHS))
-    matmul_into(Yi, flat_t, flat_product)
-    for i in range(w):
-        for a in range(w):
-            for c in range(w):
-                for n in range(PATHS):
-                    dZh[i, a, c, n] += scale[n] * T1[i, a, c, n]
+    product(Yi, flat_t, flat_product, False)
+    add_scaled_rows(dZh.reshape((-1, PATHS)), flat_product.reshape((-1, PATHS)), scale)
 
 
 @jit
@@ -365,15 +396,14 @@ def zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, scale):
 
 
 @jit
-def add_zh_ht(Cn, dZh, product, Zh, Ht):
-    """Ht += C_{k+1} dZh (Ht[:, j, :] += C_{k+1} dZh[j]), Zh += dZh; ``product`` (w, w) is scratch."""
+def add_zh_ht(Cn, dZh, c_dzh, Zh, Ht):
+    """Ht += C_{k+1} dZh (Ht[:, j, :] += C_{k+1} dZh[j]), Zh += dZh; ``c_dzh`` (w, w) is scratch."""
     w = Zh.shape[0]
+    ones = np.ones(PATHS)
     for j in range(w):
-        matmul_into(Cn, dZh[j], product)
+        product(Cn, dZh[j], c_dzh, False)
         for i in range(w):
-            for c in range(w):
-                for n in range(PATHS):
-                    Ht[i, j, c, n] += product[i, c, n]
+            add_scaled_rows(Ht[i, j], c_dzh[i], ones)
     add_into(Zh, Zh, dZh, 1.0)
 
 
@@ -402,8 +432,8 @@ def first_variation_step(dt, dw, J, G, state_dependent, Y, Yi, E, E2, Ynew, Yine
                 for j in range(w):
                     for n in range(PATHS):
                         E2[i, j, n] += (E[i, u, n] - J[i, u, n] * dt) * (E[u, j, n] - J[u, j, n] * dt)
-    matmul_into(E, Y, Ynew)
-    matmul_into(Yi, E2, Yinew)
+    product(E, Y, Ynew, False)
+    product(Yi, E2, Yinew, False)
     add_into(Y, Y, Ynew, 1.0)
     add_into(Yi, Yi, Yinew, 1.0)
 
@@ -718,7 +748,7 @@ def loop_kernel(*args):
     """:func:`parallel_blocks` (same arguments), compiled with LLVM's SLP vectorizer switched on.
 
     numba runs LLVM without it (``NUMBA_SLP_VECTORIZE=0``), and only the SLP vectorizer packs the
-    eight accumulators of :func:`matmul_into` into one register (about 3x on its products at
+    scalar accumulators of :func:`product` into vector registers (about 3x on its products at
     w = 16). The setting is read when code is compiled, so it is switched on for the first call
     of a process only, which compiles this kernel or loads it from the cache, and then restored."""
     if parallel_blocks.signatures:
