@@ -80,6 +80,7 @@ def test_torch_loop_form_matches_the_reference(name):
     _check(kernel, sde, name, OFFSET.get(name, 0.0))
 
 
+@pytest.mark.loop_kernel
 @pytest.mark.parametrize("name", ["rect_wide", pytest.param("rational3d", marks=pytest.mark.slow)])
 def test_numba_loop_form_matches_the_reference(name):
     """rect_wide: sigma(t, x) with d > m (G, Hs, K, P, Psi, Yi's second-order step); rational3d: sigma(t)."""
@@ -89,8 +90,7 @@ def test_numba_loop_form_matches_the_reference(name):
     _check(kernel, sde, name)
 
 
-# next to the numba reference test on purpose: the two then usually run in one xdist worker, which
-# compiles the loop-form kernel (about a minute on a cold cache) once for both
+@pytest.mark.loop_kernel
 def test_numba_loop_form_reports_failed_paths_as_torch_does():
     """Paths are stepped PATHS at a time: a path that blows up must fail alone (its block-mates go
     on and match the reference), with the same failed records and the same raised message (first
@@ -132,7 +132,7 @@ def test_the_wrong_variants_of_the_loop_form_match_theirs(drop):
     assert relative_error(wrong.target, right.target) > 1e-3  # the dropped terms matter
 
 
-@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=[pytest.mark.slow, pytest.mark.loop_kernel]), "torch"])
 def test_first_order_loop_form_matches_the_first_order_reference(backend):
     sde = rational_coupled_3d()
     kernel = ss.compile(sde, backend=backend, form="loop", variant=ss.Variant(first_order_only=True))
@@ -181,7 +181,7 @@ def test_rank_one_detection_keeps_the_dense_table_where_h_is_not_rank_one():
     assert rank_one_hessian(flat, tensor.flat[flat], [0] * flat.size, 3) is None
 
 
-@pytest.mark.parametrize("backend", [pytest.param("numba", marks=pytest.mark.slow), "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=[pytest.mark.slow, pytest.mark.loop_kernel]), "torch"])
 def test_rank_one_terms_match_the_reference(backend):
     """A sum of two ridge functions with a constant-coefficient linear part (two rank-one terms),
     both kernels against the dense reference per path."""
@@ -197,6 +197,7 @@ def test_rank_one_terms_match_the_reference(backend):
 
 
 @pytest.mark.slow  # two cold numba compiles of a loop-form module (about 75 s)
+@pytest.mark.loop_kernel
 def test_a_wide_block_compiles_through_numba_and_its_emitted_module_agrees(tmp_path):
     """m = 6 coupled (auto: loop form) against the reference, and the emitted numba module."""
     sde = wide_tanh(6)
