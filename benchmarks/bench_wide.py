@@ -154,10 +154,11 @@ def flops_per_path_step(w: int, e: int, terms: int) -> int:
     ``terms`` rank-one terms (a multiply-add counts 2), as symscore/compiler/dense.py performs them:
     A = Yi sigma and S = A A^T (w^2 e + w (w + 1) e / 2 multiply-adds); R's increment, the product
     F = Ht S (w^4) and R += (F + F^T) dt (3 w^2 (w + 1) / 2 operations); per rank-one term, its three
-    vectors and C_{k+1} Y^T v (4 w^2 multiply-adds) and the outer products into Ht and Zh (2 w^3 +
-    w^2 (w + 1) operations); Y and Yi (2 w^3 multiply-adds); M, X, C (2 w e + w^2 multiply-adds)."""
+    vectors and C_{k+1} Y^T v (4 w^2 multiply-adds) and the whole outer products into Ht and Zh
+    (2 w^3 multiply-adds and 2 w^2 products); Y and Yi (2 w^3 multiply-adds); M, X, C (2 w e + w^2
+    multiply-adds)."""
     multiply_adds = w * w * e + w * (w + 1) * e // 2 + w**4 + terms * 4 * w * w + 2 * w**3 + 2 * w * e + w * w
-    return 2 * multiply_adds + 3 * w * w * (w + 1) // 2 + terms * (2 * w**3 + w * w * (w + 1))
+    return 2 * multiply_adds + 3 * w * w * (w + 1) // 2 + terms * (4 * w**3 + 2 * w * w)
 
 
 def machine_peak() -> float:

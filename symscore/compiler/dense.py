@@ -16,10 +16,11 @@ together: x (w, PATHS), Y (w, w, PATHS), Zh (w, w, w, PATHS). Each contraction i
 over index ranges whose innermost statement is the same update of PATHS contiguous numbers (one
 AVX-512 register of float64), which the compiler turns into vector instructions with no
 remainder loop; a per-path layout would vectorize over an index of length w (short, and with
-ragged triangular ranges). Every O(w^3) and O(w^4) contraction is a per-path matrix product
-(:func:`product`) whose sums run in scalar accumulators, one per path and output column,
-packed into vector registers. The cost per path-step is dominated by R's increment, a product
-of w^2 x w by w x w matrices (w^4 multiply-adds; ``benchmarks/bench_wide.py`` counts the rest).
+ragged triangular ranges). Every O(w^4) contraction but the G_l Hs_l sum of a state-dependent
+sigma is a per-path matrix product (:func:`product`) whose sums run in scalar accumulators, one
+per path and output column, packed into vector registers. The cost per path-step is dominated
+by R's increment, a product of w^2 x w by w x w matrices (w^4 multiply-adds;
+``benchmarks/bench_wide.py`` counts the rest).
 
 One function per formula, as the unrolled form has one per formula; they pass small tuples:
 
@@ -61,7 +62,8 @@ __all__ = ["PATHS", "FACTORS_SIGNATURE", "loop_kernel", "parallel_blocks", "bloc
            "dense_scratch", "dense_step", "dense_health", "path_weight", "weight_scratch", "dense_weight"]
 
 #: Paths stepped together, the last axis of every array: 8 float64 fill one AVX-512 register.
-#: :func:`product` and :func:`add_outer` are written out for exactly 8.
+#: :func:`product`, :func:`store8`, :func:`add_outer`, :func:`add_scaled_rows` and
+#: :func:`r_increment` are written out for exactly 8 (nothing checks indices at run time).
 PATHS = 8
 
 #: How every function here is compiled: cached on disk; 'contract' lets a multiply and an add fuse.
@@ -169,7 +171,8 @@ def product(A, B, out, transpose):
     at a time leaves the multiply-add units waiting on the chain's latency; four independent
     columns keep them busy, and each row of A is loaded once for four columns (1.3-1.7x against
     one column at w = 8-32). ``transpose`` is the same for the whole call, so the branch leaves
-    the loop. Every O(w^4) contraction of the step goes through this function."""
+    the loop. Every O(w^4) contraction of the step but the G_l Hs_l sum of a state-dependent sigma
+    (:func:`second_variation_tensor`) goes through this function."""
     rows = A.shape[1] if transpose else A.shape[0]
     inner, cols = B.shape[0], B.shape[1]
     blocked = cols - cols % 4
@@ -212,7 +215,7 @@ def store8(out, v0, v1, v2, v3, v4, v5, v6, v7):
 
 @jit
 def add_outer(u, v, z, cube):
-    """cube[i, j, c] += u[i] v[j] z[c] per path, (w,) vectors into a (w, w, w) cube.
+    """cube[i, j, c] += u[i] v[j] z[c] per path: u, v, z (w, PATHS), cube (w, w, w, PATHS).
 
     The product u[i] v[j] of each row is held in eight scalars (one per path) for the row's
     loop over c: written as a loop over paths, the compiler checks the arrays for overlap before
