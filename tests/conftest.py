@@ -75,10 +75,11 @@ FACTORIES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``loop_kernel`` go first. pytest-xdist's worksteal scheduler hands each worker a
-    contiguous share of the collection and steals from the end of a share, so these all run at the
-    start of one worker: the loop-form kernel compiles (about a minute on a cold cache) once, while
-    the other worker runs other tests, instead of in both at the same time."""
+    """Tests marked ``loop_kernel`` go first. pytest-xdist's worksteal scheduler (``make test``) hands
+    each worker a contiguous share of the collection and steals from the end of a share, so these
+    all run at the start of one worker: the loop-form kernel compiles (about a minute on a cold
+    cache) once, while the other worker runs other tests, instead of in both at the same time.
+    The load scheduler (``make test-slow``) also sends each worker a contiguous first chunk."""
     items.sort(key=lambda item: item.get_closest_marker("loop_kernel") is None)  # stable
 
 

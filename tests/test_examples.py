@@ -27,8 +27,15 @@ def test_every_example_is_listed():
 TRAINING_EXAMPLES = {"03_nonlinear_vs_vp.py", "05_digits_64d.py", "06_fields_on_the_sphere.py", "07_particles.py"}
 
 
-@pytest.mark.parametrize("script", [pytest.param(name, marks=pytest.mark.slow) if name in TRAINING_EXAMPLES else name
-                                    for name in sorted(WRITES)])
+#: examples whose SDE is built in the loop form (tests/conftest.py runs those first)
+LOOP_FORM_EXAMPLES = {"07_particles.py"}
+
+
+def _marks(name):
+    return [pytest.mark.slow] * (name in TRAINING_EXAMPLES) + [pytest.mark.loop_kernel] * (name in LOOP_FORM_EXAMPLES)
+
+
+@pytest.mark.parametrize("script", [pytest.param(name, marks=_marks(name)) for name in sorted(WRITES)])
 def test_example_small_mode(tmp_path, script):
     env = os.environ | {"SYMSCORE_SMALL": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run([sys.executable, str(EXAMPLES / script), str(tmp_path)], capture_output=True, text=True,

@@ -413,7 +413,8 @@ def test_the_field_recipe_learns_the_pixel_statistic_at_l16(recipe_reports, kind
 
 
 SPECTRUM_GAP = pytest.mark.xfail(strict=True, reason="known gap: degree 0 about 28% low (both families), lognormal "
-                                                     "degrees 1-16 5-12% low (the score's linear part at large t)")
+                                                     "degrees 1-16 5-12% low (the score's small non-Gaussian part "
+                                                     "on t in [1, 3], docs/results/fields.md)")
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_the_normals_have_the_law_and_independence_of_brownian_increments():
 
 
 @pytest.mark.parametrize("backend, form", [("numba", "auto"), ("torch", "auto"), ("torch", "loop"),
-                                           pytest.param("numba", "loop", marks=pytest.mark.slow)])
+                                           pytest.param("numba", "loop", marks=[pytest.mark.slow, pytest.mark.loop_kernel])])
 def test_a_seed_gives_the_same_increments_on_every_backend_form_and_chunking(backend, form):
     sde = ss.library.benes(m=2)
     n, n_steps = 60, 38  # not a multiple of 4: the last Philox group is partial
