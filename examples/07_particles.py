@@ -13,7 +13,7 @@ jitter), each configuration one point in R^16. The prior is the forward SDE's ow
 long run from a standard normal (no data involved), the reverse SDE brings it back; the figures
 compare configurations and pair distances of data, samples and prior. The reverse SDE stops at
 the model's t_min, so the samples are compared with the data carried forward to t_min as well as
-with the clean data. The script prints the training time per step (about 6 minutes on 2 cores;
+with the clean data. The script prints the training time per step (about 10 minutes on 2 cores;
 docs/results/demo.md has the figures).
 
     python examples/07_particles.py [OUT]   (SYMSCORE_SMALL=1 for a smoke run)
@@ -66,7 +66,7 @@ print(f"{sde.derive().structure} drift, m = {sde.m}: built in {time.perf_counter
 prior = np.random.default_rng(1).normal(size=(size(4000, 64), sde.m))
 for lap in range(4):
     prior = kernel.simulate(prior, [sde.T], size(100, 10), seed=lap).x[:, -1]
-steps = size(500, 3)
+steps = size(1000, 3)
 started = time.perf_counter()
 model = ss.train(sde, data, steps=steps, batch_size=size(256, 16), n_steps=size(50, 10), width=size(256, 32),
                  depth=3, lr=2e-3, progress=not SMALL)
