@@ -402,11 +402,10 @@ def zh_increment(dt, dw, H, G, Hs, Yi, Y, state_dependent, T1, T2, dZh, scale):
 def add_zh_ht(Cn, dZh, c_dzh, Zh, Ht):
     """Ht += C_{k+1} dZh (Ht[:, j, :] += C_{k+1} dZh[j]), Zh += dZh; ``c_dzh`` (w, w) is scratch."""
     w = Zh.shape[0]
-    ones = np.ones(PATHS)
     for j in range(w):
         product(Cn, dZh[j], c_dzh, False)
-        for i in range(w):
-            add_scaled_rows(Ht[i, j], c_dzh[i], ones)
+        for i in range(w):  # Ht[i, j] and c_dzh[i] are contiguous (w, PATHS): one flat loop each
+            add_into(Ht[i, j], Ht[i, j], c_dzh[i], 1.0)
     add_into(Zh, Zh, dZh, 1.0)
 
 
