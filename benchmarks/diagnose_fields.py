@@ -16,10 +16,15 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
    The target is the score plus noise of mean zero given X_t, so if s_theta = skip + k (s - skip) the
    slope is 1 / k: above 1, the learned residual is too weak on average at t; 1 is calibrated.
    Then the same in pixel space by bins of the state's pixel value: where along the pixel
-   distribution the residual is too weak (> 1) or too strong (< 1).
+   distribution the residual is too weak (> 1) or too strong (< 1). Then per degree, where the
+   pooled slope hides a single coefficient such as degree 0.
+6. With ``--samples`` (the samples of the full recipe, e.g. ``demo_fields/samples.npy``): the
+   distribution of the degree-0 coefficient, the field's sphere mean, in samples and held-out data:
+   quantiles in units of the data's standard deviation, skewness, and the share of C_0 that the
+   largest 1% of fields carry. It says whether a low C_0 is a narrower bulk or a missing tail.
 
     python benchmarks/diagnose_fields.py MODEL.pt DATA.npy [--L 16] [--n 1000] [--t-end 0.02]
-        [--sections 1 2 4 5] [--n-steps 300]
+        [--sections 1 2 4 5] [--n-steps 300] [--samples SAMPLES.npy]
 
 DATA.npy holds held-out fields (n', (L + 1)^2); the first n start the stretches, the next 2n are the
 reference. Measured figures are in the README (Random fields on the sphere).
@@ -85,6 +90,22 @@ def _slope(pairs) -> tuple[float, float]:
     return slope, np.sqrt(np.var(a - slope * b, ddof=1) / len(a)) / b.mean()
 
 
+def _residuals(sde, model, fields, times, n_steps, seed, chunk):
+    """Per chunk of ``fields`` and record time: (k, states x, target y, skip, residual s_theta - skip),
+    the targets the Malliavin kernel's (float64 numpy)."""
+    source = make_target_source("malliavin", sde, n_steps)
+    record_steps = np.round(np.asarray(times) / source.dt).astype(int)
+    rng = np.random.default_rng(seed)
+    for start in range(0, len(fields), chunk):
+        x, y = (np.asarray(a) for a in source.batch(fields[start:start + chunk], record_steps, int(rng.integers(2**31))))
+        for k, t in enumerate(times):
+            states = torch.as_tensor(x[k], dtype=torch.float32)
+            with torch.no_grad():
+                skip = model.baseline(states, t).double().numpy()
+                residual = model(states, t).double().numpy() - skip
+            yield k, x[k], y[k], skip, residual
+
+
 def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048):
     """The calibration slope of s_theta - skip against the Malliavin target minus the skip at each t
     (section 5 of the module docstring): pooled over coefficients, then in pixel space (both
@@ -96,30 +117,36 @@ def residual_slopes(sde, model, fields, times, n_steps, L, seed=7, chunk=2048):
     and then one column per bin, and E r . Q r per t.
     """
     harmonics = SphericalHarmonics(L)
-    source = make_target_source("malliavin", sde, n_steps)
-    record_steps = np.round(np.asarray(times) / source.dt).astype(int)
     metric = model.metric.cpu().numpy()
-    rng = np.random.default_rng(seed)
     rows = [[[] for _ in PIXEL_BINS] for _ in times]  # per t: pooled, then one list per bin
-    for start in range(0, len(fields), chunk):
-        x, y = (np.asarray(a) for a in source.batch(fields[start:start + chunk], record_steps, int(rng.integers(2**31))))
-        for k, t in enumerate(times):
-            states = torch.as_tensor(x[k], dtype=torch.float32)
-            with torch.no_grad():
-                skip = model.baseline(states, t).double().numpy()
-                residual = model(states, t).double().numpy() - skip
-            rows[k][0].append(np.stack([(metric * (y[k] - skip) * residual).sum(1),
-                                        (metric * residual**2).sum(1)], axis=1))
-            pixels = harmonics.synthesis(x[k]).reshape(len(x[k]), -1)
-            bins = np.digitize((pixels - pixels.mean()) / pixels.std(), PIXEL_BINS[1:-1])
-            drift = harmonics.synthesis(metric * residual).reshape(bins.shape)
-            noisy = harmonics.synthesis(metric * (y[k] - skip)).reshape(bins.shape)
-            for j in range(len(PIXEL_BINS) - 1):
-                inside = bins == j
-                rows[k][1 + j].append(np.stack([(noisy * drift * inside).sum(1), (drift**2 * inside).sum(1)], axis=1))
+    for k, x, y, skip, residual in _residuals(sde, model, fields, times, n_steps, seed, chunk):
+        rows[k][0].append(np.stack([(metric * (y - skip) * residual).sum(1), (metric * residual**2).sum(1)], axis=1))
+        pixels = harmonics.synthesis(x).reshape(len(x), -1)
+        bins = np.digitize((pixels - pixels.mean()) / pixels.std(), PIXEL_BINS[1:-1])
+        drift = harmonics.synthesis(metric * residual).reshape(bins.shape)
+        noisy = harmonics.synthesis(metric * (y - skip)).reshape(bins.shape)
+        for j in range(len(PIXEL_BINS) - 1):
+            inside = bins == j
+            rows[k][1 + j].append(np.stack([(noisy * drift * inside).sum(1), (drift**2 * inside).sum(1)], axis=1))
     estimates = np.array([[_slope(column) for column in per_t] for per_t in rows])  # (K, 1 + bins, 2)
     size = np.array([np.concatenate(per_t[0])[:, 1].mean() for per_t in rows])
     return estimates[..., 0], estimates[..., 1], size
+
+
+def degree_slopes(sde, model, fields, times, n_steps, L, degrees, seed=7, chunk=2048):
+    """The same calibration slope per degree l in ``degrees`` (the pooled slope weighs degree l by its
+    2 l + 1 coefficients, so a single degree-0 coefficient can be off without showing there).
+
+    Returns (slopes, errors): (len(times), len(degrees)) arrays."""
+    of_degree = SphericalHarmonics(L).degrees
+    rows = [[[] for _ in degrees] for _ in times]
+    for k, _, y, skip, residual in _residuals(sde, model, fields, times, n_steps, seed, chunk):
+        for j, degree in enumerate(degrees):
+            inside = of_degree == degree
+            rows[k][j].append(np.stack([((y - skip) * residual)[:, inside].sum(1), (residual**2)[:, inside].sum(1)],
+                                       axis=1))
+    estimates = np.array([[_slope(column) for column in per_t] for per_t in rows])
+    return estimates[..., 0], estimates[..., 1]
 
 
 def slopes_table(times, slopes, errors, size) -> str:
@@ -133,6 +160,24 @@ def slopes_table(times, slopes, errors, size) -> str:
     return "\n".join(lines)
 
 
+QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+
+
+def sphere_mean_table(held, samples) -> str:
+    """Section 6: the degree-0 coefficient of held-out data and samples (module docstring)."""
+    scale = held[:, 0].std()
+    lines = ["| fields | C_0 | skewness | C_0 share of the top 1% | " + " | ".join(f"q {q:g}" for q in QUANTILES) + " |",
+             "|---|---|---|---|" + "---|" * len(QUANTILES)]
+    for name, fields in (("held-out data", held), ("samples", samples)):
+        a = fields[:, 0]
+        power = np.sort(a**2)[::-1]
+        skewness = np.mean((a - a.mean()) ** 3) / a.std() ** 3
+        top = power[:max(1, len(a) // 100)].sum() / power.sum()
+        lines.append(f"| {name} | {power.mean():.3e} | {skewness:.2f} | {top:.3f} | "
+                     + " | ".join(f"{v:.2f}" for v in np.quantile(a, QUANTILES) / scale) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -142,11 +187,15 @@ def main():
     parser.add_argument("--t-end", type=float, default=0.02)
     parser.add_argument("--starts", type=float, nargs="+", default=[2.0, 1.0, 0.5])
     parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 4, 5],
-                        help="1 Stein, 2 stretches (with 3), 4 full path and pixels, 5 residual slopes")
+                        help="1 Stein, 2 stretches (with 3), 4 full path and pixels, 5 residual slopes, 6 the sphere mean "
+                             "(with --samples)")
     parser.add_argument("--n-steps", type=int, default=300, help="Euler steps of the targets over [0, T] (section 5)")
+    parser.add_argument("--samples", default=None, help="samples of the full recipe (.npy): adds section 6")
     args = parser.parse_args()
     L, n, t_end = args.L, args.n, args.t_end
-    sde, model = whittle_matern_sde(L), ss.ScoreModel.load(args.model)
+    sde = whittle_matern_sde(L)
+    # section 6 reads only the samples and the data (a variant's model need not load here)
+    model = ss.ScoreModel.load(args.model) if set(args.sections) - {6} else None
     held = np.load(args.data)
     if held.shape[0] < 3 * n:
         raise SystemExit(f"data: need at least 3 n = {3 * n} held-out fields, got {held.shape[0]}")
@@ -170,7 +219,16 @@ def main():
     elif 5 in args.sections:
         print("\n## 5. Calibration slope of the learned non-Gaussian part (1 is calibrated; > 1 too weak)\n")
         times = (0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-        print(slopes_table(times, *residual_slopes(sde, model, held[:max(n, 8192)], times, args.n_steps, L)))
+        fields = held[:max(n, 8192)]
+        print(slopes_table(times, *residual_slopes(sde, model, fields, times, args.n_steps, L)))
+        degrees = (0, 1, 2, 4, 8, L)
+        slopes, errors = degree_slopes(sde, model, fields, times, args.n_steps, L, degrees)
+        print("\n| t | " + " | ".join(f"degree {l}" for l in degrees) + " |\n|---|" + "---|" * len(degrees))
+        for k, t in enumerate(times):
+            print(f"| {t:g} | " + " | ".join(f"{slopes[k, j]:.3f} +- {errors[k, j]:.3f}" for j in range(len(degrees))) + " |")
+    if args.samples is not None:
+        print("\n## 6. The sphere mean (degree 0): samples against held-out data (quantiles in data standard deviations)\n")
+        print(sphere_mean_table(held, np.load(args.samples)))
 
 
 def stretches_and_full_path(args, sde, model, starts, reference):
