@@ -444,6 +444,33 @@ def _benchmark(name):
     return import_file(Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
 
 
+def test_the_scale_mixture_score_is_the_gradient_of_its_log_density():
+    """benchmarks/bench_field_brightness.py's exact score against central differences of
+    log p_t(x) = log sum_s N(x; 0, v_s(t) Q) / 2 at L = 2 (nine coefficients) and several t, to
+    1e-6 relative; the score with the prior's weights in place of the posterior's is off by more
+    than 1%."""
+    mixture = _benchmark("bench_field_brightness").ScaleMixture(2)
+    rng = np.random.default_rng(0)
+
+    def log_density(x, t):
+        v = mixture.s**2 * np.exp(-2 * t) + 1 - np.exp(-2 * t)
+        quadratic = (x**2 / mixture.q).sum(-1, keepdims=True)
+        return scipy.special.logsumexp(-quadratic / (2 * v) - 0.5 * x.shape[-1] * np.log(v), axis=-1)
+
+    for t in (0.05, 0.5, 2.0):
+        x = mixture.sample(5, t, rng)
+        step = 1e-6 * np.sqrt(mixture.q)
+        numeric = np.stack([(log_density(x + e, t) - log_density(x - e, t)) / (2 * h)
+                            for e, h in ((np.eye(x.shape[1])[i] * step[i], step[i]) for i in range(x.shape[1]))], axis=1)
+        exact = mixture.score(x, t)
+        scale = np.abs(numeric).max()
+        assert np.abs(exact - numeric).max() < 1e-6 * scale, (t, exact, numeric)
+    t = 0.05  # the wrong variant: the prior weights 1/2 in place of the posterior ones
+    v = mixture.s**2 * np.exp(-2 * t) + 1 - np.exp(-2 * t)
+    unweighted = -np.mean(1 / v) * x / mixture.q
+    assert np.abs(unweighted - mixture.score(x, t)).max() > 1e-2 * np.abs(mixture.score(x, t)).max()
+
+
 @pytest.mark.parametrize("k", [1.0, 0.7])
 def test_residual_slopes_recover_the_weakening_of_an_exact_score(k):
     """benchmarks/diagnose_fields.py section 5 on the exact score of a bimodal mixture of fields
