@@ -8,10 +8,11 @@ sphere mean misses its upper tail (docs/results/fields.md, where the answer is: 
 sphere mean's kurtosis is 3 E s^4 / (E s^2)^2 = 4.9 with the default amplitudes (the lognormal
 family's: 4.6), but it is symmetric where the lognormal's is skewed.
 
-Under the forward SDE dX = -X dt + sqrt(2) dW^Q, X_t given s is N(0, v_s(t) Q) with
-v_s(t) = s^2 e^-2t + 1 - e^-2t, so the score is exact:
+Under the forward SDE dX = -X dt + sqrt(2) dW^Q, X_t given s is N(e^-t mu_s Y_00, v_s(t) Q) with
+v_s(t) = s^2 e^-2t + 1 - e^-2t (mu_s = 0 unless ``--shift``), so the score is exact:
 
-    grad log p_t(x) = -sum_s w_s(x) Q^-1 x / v_s(t),   w_s proportional to exp(-x.Q^-1 x / (2 v_s) - m log(v_s) / 2).
+    grad log p_t(x) = -sum_s w_s(x) Q^-1 (x - e^-t mu_s Y_00) / v_s(t),
+    w_s proportional to p_s exp(-(x - e^-t mu_s Y_00).Q^-1 (x - e^-t mu_s Y_00) / (2 v_s) - m log(v_s) / 2).
 
 The script trains the field recipe (:func:`symscore.experiments.fields.train_fields`) on 20 000
 exact draws for ``--steps`` steps, samples 1000 fields with the recipe's ODE and with the same ODE
@@ -22,6 +23,11 @@ on the exact score (the sampler's own error), and prints
    coefficients (Cameron-Martin norm), and what the Gaussian skip alone would make of it.
 
     python benchmarks/bench_field_brightness.py [--L 16] [--steps 500] [--amplitudes 0.5 1.5]
+        [--weights 0.5 0.5] [--shift 0]
+
+With ``--shift`` the bright component's fields are also brighter on average (module class), so
+the sphere mean is skewed as a lognormal field's is; the score stays exact (a two-component
+Gaussian mixture with different means and covariances).
 """
 from __future__ import annotations
 
@@ -39,27 +45,38 @@ TIMES = (0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 2.5)
 
 
 class ScaleMixture:
-    """x0 = s g, g ~ N(0, Q), s in ``amplitudes`` (equally likely, rescaled to E s^2 = 1)."""
+    """x0 = s g + mu_s Y_00, g ~ N(0, Q): amplitude s in ``amplitudes`` with probabilities
+    ``weights`` (rescaled to E s^2 = 1), and with ``shift`` a mean along the sphere mean tied to the
+    amplitude, mu_s = shift (s^2 - 1) sqrt(Q_00) (zero on average): bright fields are also brighter
+    on average, which skews the sphere mean (shift 0: symmetric)."""
 
-    def __init__(self, L: int, amplitudes=(0.5, 1.5)):
+    def __init__(self, L: int, amplitudes=(0.5, 1.5), weights=(0.5, 0.5), shift: float = 0.0):
         self.L = L
         self.q = whittle_matern_spectrum(L)[SphericalHarmonics(L).degrees]
+        self.p = np.asarray(weights, dtype=np.float64) / np.sum(weights)
         amplitudes = np.asarray(amplitudes, dtype=np.float64)
-        self.s = amplitudes / np.sqrt(np.mean(amplitudes**2))
+        self.s = amplitudes / np.sqrt(np.sum(self.p * amplitudes**2))
+        self.mu = float(shift) * (self.s**2 - 1) * np.sqrt(self.q[0])  # (S,) mean of coefficient 0
+
+    def _variance(self, t: float) -> np.ndarray:
+        return self.s**2 * np.exp(-2 * t) + 1 - np.exp(-2 * t)  # v_s(t): X_t given s is N(e^-t mu_s, v_s Q)
 
     def sample(self, n: int, t: float, rng) -> np.ndarray:
-        s = rng.choice(self.s, size=(n, 1))
-        v = s**2 * np.exp(-2 * t) + 1 - np.exp(-2 * t)
-        return rng.standard_normal((n, self.q.size)) * np.sqrt(v * self.q)
+        k = rng.choice(len(self.s), size=n, p=self.p)
+        out = rng.standard_normal((n, self.q.size)) * np.sqrt(self._variance(t)[k, None] * self.q)
+        out[:, 0] += np.exp(-t) * self.mu[k]
+        return out
 
     def score(self, x, t: float) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        v = self.s**2 * np.exp(-2 * t) + 1 - np.exp(-2 * t)  # (S,)
-        quadratic = (x**2 / self.q).sum(1, keepdims=True)  # x . Q^-1 x, (n, 1)
-        log_weight = -quadratic / (2 * v) - 0.5 * self.q.size * np.log(v)
+        v = self._variance(t)  # (S,)
+        centred = x[:, None, :].repeat(len(v), axis=1)  # (n, S, m)
+        centred[:, :, 0] -= np.exp(-t) * self.mu
+        quadratic = (centred**2 / self.q).sum(-1)  # (n, S)
+        log_weight = np.log(self.p) - quadratic / (2 * v) - 0.5 * self.q.size * np.log(v)
         weight = np.exp(log_weight - log_weight.max(1, keepdims=True))
         weight /= weight.sum(1, keepdims=True)
-        return -(weight / v).sum(1, keepdims=True) * x / self.q
+        return -np.einsum("ns,nsm->nm", weight / v, centred) / self.q
 
 
 def score_errors(model, mixture: ScaleMixture, n: int = 2000, seed: int = 1):
@@ -82,11 +99,13 @@ def main():
     parser.add_argument("--L", type=int, default=16)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--amplitudes", type=float, nargs=2, default=[0.5, 1.5])
+    parser.add_argument("--weights", type=float, nargs=2, default=[0.5, 0.5])
+    parser.add_argument("--shift", type=float, default=0.0, help="the sphere mean's shift with the amplitude")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     L, sde = args.L, whittle_matern_sde(args.L)
-    mixture = ScaleMixture(L, args.amplitudes)
+    mixture = ScaleMixture(L, args.amplitudes, args.weights, args.shift)
     data = mixture.sample(20_000, 0.0, np.random.default_rng(args.seed))
     held_out = mixture.sample(10_000, 0.0, np.random.default_rng(args.seed + 1))
     start = time.perf_counter()
@@ -94,8 +113,10 @@ def main():
     seconds = time.perf_counter() - start
     exact = ss.sample(sde, mixture.score, args.samples, 25, method="ode", seed=args.seed + 2, spacing="log",
                       data=data, t_end=model.t_min)
-    print(f"scale mixture of fields, L = {L}, amplitudes {mixture.s.round(3).tolist()}; {args.steps} steps in "
-          f"{seconds:.0f} s\n")
+    a = held_out[:, 0]
+    print(f"scale mixture of fields, L = {L}, amplitudes {mixture.s.round(3).tolist()} with probabilities "
+          f"{mixture.p.round(3).tolist()}, sphere-mean shifts {mixture.mu.round(4).tolist()} (held-out sphere mean: "
+          f"skewness {np.mean((a - a.mean())**3) / a.std()**3:.2f}); {args.steps} steps in {seconds:.0f} s\n")
     print("| sampler | ratio l = 0 (SE) | l = 1-L mean (range) | fraction above sigma_Q: data / samples (SE) |")
     print("|---|---|---|---|")
     for name, samples in (("learned score, ODE", sample_fields(sde, model, args.samples, seed=args.seed + 2)),
