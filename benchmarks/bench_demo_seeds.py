@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per model and seed")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads (default 2, as for the README's figures): a clock budget "
+                        help="torch threads (default 2, as for the figures in docs/results/demo.md): a clock budget "
                              "buys steps by the thread count")
     parser.add_argument("--out", default="bench_demo_seeds")
     parser.add_argument("--width", type=int, default=128,

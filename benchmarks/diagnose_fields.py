@@ -27,7 +27,7 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
         [--sections 1 2 4 5] [--n-steps 300] [--samples SAMPLES.npy]
 
 DATA.npy holds held-out fields (n', (L + 1)^2); the first n start the stretches, the next 2n are the
-reference. Measured figures are in the README (Random fields on the sphere).
+reference. Measured figures are in docs/results/fields.md.
 """
 from __future__ import annotations
 
@@ -192,6 +192,8 @@ def main():
     parser.add_argument("--n-steps", type=int, default=300, help="Euler steps of the targets over [0, T] (section 5)")
     parser.add_argument("--samples", default=None, help="samples of the full recipe (.npy): adds section 6")
     args = parser.parse_args()
+    if args.samples is None and 6 in args.sections:
+        parser.error("--sections 6: needs --samples, the samples whose sphere mean it compares")
     L, n, t_end = args.L, args.n, args.t_end
     sde = whittle_matern_sde(L)
     # section 6 reads only the samples and the data (a variant's model need not load here)
