@@ -18,6 +18,10 @@ applied here, for the length of one run, so the figures on the results page can 
 
     python benchmarks/ablate_field_network.py --variants base context --steps 500 [--kind threshold]
 
+A variant lives only inside its run: a saved ``grid1.5`` model reloads on the exact grid (the
+transforms are not part of its state) and a ``context`` model does not load at all, so read their
+samples and metrics.json, not their model.pt.
+
 Prints one row per variant: the spectrum ratio at degree 0 with its standard error, the ratios at
 degrees 1-L, the pixel statistic and the seconds. ``--threads 1`` lets two runs share the machine.
 """
@@ -82,7 +86,7 @@ def _balanced_loss(L: int):
         baseline = model.baseline(x, t)
         if baseline is not None:
             target = target - baseline
-        return (weight * (raw - target / scale) ** 2).sum(dim=1).mean()
+        return (weight.to(raw.device) * (raw - target / scale) ** 2).sum(dim=1).mean()
 
     return loss
 
