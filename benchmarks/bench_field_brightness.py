@@ -123,9 +123,10 @@ class BlobMixture:
         return -(x - weight @ centres) / self.q
 
 
-def score_errors(model, mixture: ScaleMixture, n: int = 2000, seed: int = 1):
-    """Per t: relative squared errors in the Cameron-Martin norm, sum q (s - exact)^2 / sum q exact^2,
-    of the learned score at degree 0 and over all coefficients, then of the Gaussian skip alone."""
+def score_errors(model, mixture, n: int = 2000, seed: int = 1):
+    """For a :class:`ScaleMixture` or :class:`BlobMixture`, per t: relative squared errors in the
+    Cameron-Martin norm, sum q (s - exact)^2 / sum q exact^2, of the learned score at degree 0 and
+    over all coefficients, then of the Gaussian skip alone."""
     rng, rows = np.random.default_rng(seed), []
     for t in TIMES:
         x = mixture.sample(n, t, rng)

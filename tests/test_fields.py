@@ -444,6 +444,33 @@ def _benchmark(name):
     return import_file(Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
 
 
+class _WeakenedMixtureScore:
+    """A model-like exact score of bench_fields.Mixture with its non-Gaussian part scaled by k (a
+    number, or one per coefficient): skip + k (score - skip), the skip being the Gaussian score of
+    the mixture's per-coefficient moments. With the skip, calibration slopes read 1 / k."""
+
+    def __init__(self, mixture, k):
+        self.mixture, self.k = mixture, k
+        self.metric = torch.as_tensor(mixture.q)
+
+    def baseline(self, x, t):
+        x, mixture = np.asarray(x, dtype=np.float64), self.mixture
+        return torch.as_tensor(-x / (mixture.variance(t) + np.exp(-2 * t) * mixture.mu**2))
+
+    def __call__(self, x, t):
+        skip = self.baseline(x, t).numpy()
+        return torch.as_tensor(skip + self.k * (self.mixture.score(np.asarray(x, dtype=np.float64), t) - skip))
+
+
+def _central_gradient(log_density, x, t, step):
+    """(n, m) central differences of log_density(x, t) (n,) with one step per coefficient."""
+    columns = []
+    for i, h in enumerate(step):
+        shift = np.eye(x.shape[1])[i] * h
+        columns.append((log_density(x + shift, t) - log_density(x - shift, t)) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
 def test_degree_slopes_tell_the_one_weakened_degree():
     """benchmarks/diagnose_fields.py's per-degree slopes on the exact mixture score with the
     non-Gaussian part weakened by 0.7 at degree 8 only: degree 8 reads 1 / 0.7 = 1.43 and degrees 1
@@ -454,19 +481,8 @@ def test_degree_slopes_tell_the_one_weakened_degree():
     L, sde = 8, whittle_matern_sde(8)
     k = np.where(SphericalHarmonics(L).degrees == 8, 0.7, 1.0)
 
-    class Scaled:
-        metric = torch.as_tensor(mixture.q)
-
-        def baseline(self, x, t):
-            x = np.asarray(x, dtype=np.float64)
-            return torch.as_tensor(-x / (mixture.variance(t) + np.exp(-2 * t) * mixture.mu**2))
-
-        def __call__(self, x, t):
-            skip = self.baseline(x, t).numpy()
-            return torch.as_tensor(skip + k * (mixture.score(np.asarray(x, dtype=np.float64), t) - skip))
-
     fields = mixture.sample(2048, 0.0, np.random.default_rng(0))
-    slopes, errors = diagnose.degree_slopes(sde, Scaled(), fields, (0.5, 1.0), 300, L, degrees=(0, 1, 4, 8))
+    slopes, errors = diagnose.degree_slopes(sde, _WeakenedMixtureScore(mixture, k), fields, (0.5, 1.0), 300, L, degrees=(0, 1, 4, 8))
     assert slopes.shape == errors.shape == (2, 4)
     expected = np.array([1.0, 1.0, 1.0 / 0.7])
     assert np.all(np.abs(slopes[:, 1:] - expected) < 4 * errors[:, 1:] + 0.02 * expected), (slopes, errors)
@@ -490,9 +506,7 @@ def test_the_scale_mixture_score_is_the_gradient_of_its_log_density(options):
 
     for t in (0.05, 0.5, 2.0):
         x = mixture.sample(5, t, rng)
-        step = 1e-6 * np.sqrt(mixture.q)
-        numeric = np.stack([(log_density(x + e, t) - log_density(x - e, t)) / (2 * h)
-                            for e, h in ((np.eye(x.shape[1])[i] * step[i], step[i]) for i in range(x.shape[1]))], axis=1)
+        numeric = _central_gradient(log_density, x, t, 1e-6 * np.sqrt(mixture.q))
         exact = mixture.score(x, t)
         scale = np.abs(numeric).max()
         assert np.abs(exact - numeric).max() < 1e-6 * scale, (t, exact, numeric)
@@ -516,10 +530,7 @@ def test_the_blob_mixture_score_is_the_gradient_of_its_log_density():
 
     for t in (0.05, 0.5, 2.0):
         x = mixture.sample(5, t, rng)
-        step = 1e-6 * np.sqrt(mixture.q)
-        numeric = np.stack([(log_density(x + np.eye(x.shape[1])[i] * step[i], t)
-                             - log_density(x - np.eye(x.shape[1])[i] * step[i], t)) / (2 * step[i])
-                            for i in range(x.shape[1])], axis=1)
+        numeric = _central_gradient(log_density, x, t, 1e-6 * np.sqrt(mixture.q))
         assert np.abs(mixture.score(x, t) - numeric).max() < 1e-6 * np.abs(numeric).max(), t
     t = 0.05
     unweighted = -(x - np.exp(-t) * mixture.p @ mixture.means) / mixture.q
@@ -536,19 +547,8 @@ def test_residual_slopes_recover_the_weakening_of_an_exact_score(k):
     diagnose, mixture = _benchmark("diagnose_fields"), _benchmark("bench_fields").Mixture(8)
     L, sde = 8, whittle_matern_sde(8)
 
-    class Scaled:
-        metric = torch.as_tensor(mixture.q)
-
-        def baseline(self, x, t):  # the Gaussian score of the mixture's per-coefficient moments
-            x = np.asarray(x, dtype=np.float64)
-            return torch.as_tensor(-x / (mixture.variance(t) + np.exp(-2 * t) * mixture.mu**2))
-
-        def __call__(self, x, t):
-            skip = self.baseline(x, t).numpy()
-            return torch.as_tensor(skip + k * (mixture.score(np.asarray(x, dtype=np.float64), t) - skip))
-
     fields = mixture.sample(2048, 0.0, np.random.default_rng(0))
-    slopes, errors, _ = diagnose.residual_slopes(sde, Scaled(), fields, (0.5, 1.0), 300, L)
+    slopes, errors, _ = diagnose.residual_slopes(sde, _WeakenedMixtureScore(mixture, k), fields, (0.5, 1.0), 300, L)
     assert slopes.shape == errors.shape == (2, len(diagnose.PIXEL_BINS))  # pooled, then one per bin
     enough = errors < 0.05  # the bright bins of a Gaussian-like mixture hold few pixels
     assert enough[:, :4].all(), errors
