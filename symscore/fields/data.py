@@ -28,7 +28,7 @@ from .._errors import SymscoreError
 from .harmonics import SphericalHarmonics, power_spectrum
 from .sde import whittle_matern_spectrum
 
-__all__ = ["FIELD_KINDS", "field_data", "pixel_statistic", "pixel_std", "gaussian_counterpart"]
+__all__ = ["FIELD_KINDS", "field_data", "pixel_statistic", "pixel_std", "gaussian_counterpart", "amplitude_spread"]
 
 FIELD_KINDS = ("gaussian", "lognormal", "threshold", "blobs")
 
@@ -138,6 +138,24 @@ def pixel_statistic(coeffs, L: int, threshold: float) -> np.ndarray:
     sh = SphericalHarmonics(positive_int(L, "L"), nlat=2 * (L + 1), nlon=4 * (L + 1))
     pixels = sh.synthesis(np.asarray(coeffs, dtype=np.float64))
     return sh.integrate((pixels > threshold).astype(np.float64)) / (4 * np.pi)
+
+
+def amplitude_spread(coeffs) -> float:
+    """How much fields differ in overall brightness: the coefficient of variation over fields of
+    each field's RMS pixel value above degree 0, sqrt(sum_{l >= 1} a_lm^2 / 4 pi) (Parseval: no grid).
+
+    A Gaussian field's is small, about sqrt(sum q^2 / 2) / sum q over its coefficients' variances
+    q (0.11 for the Whittle-Matern noise at L = 16); a lognormal field's is large (0.42 at L = 16),
+    because a field's brightness there is multiplicative. A sampler that keeps every degree's mean
+    power but loses the field-to-field heterogeneity shows it here and not in the spectrum.
+    """
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    if coeffs.ndim != 2 or coeffs.shape[0] < 2 or coeffs.shape[1] < 2:
+        raise SymscoreError(f"coeffs: expected (n, (L + 1)^2) coefficients of n >= 2 fields, got shape {coeffs.shape}")
+    rms = np.sqrt(np.sum(coeffs[:, 1:] ** 2, axis=1) / (4 * np.pi))
+    if not np.all(np.isfinite(rms)) or rms.mean() == 0:
+        raise SymscoreError("coeffs: expected finite fields, not all constant")
+    return float(rms.std() / rms.mean())
 
 
 def gaussian_counterpart(coeffs, L: int, n: int, seed: int = 0) -> np.ndarray:
