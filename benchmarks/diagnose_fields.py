@@ -6,8 +6,10 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
 1. Stein's identity E[(X_i - mu_i) s_i(X_t)] = -1 per degree on the *forward marginal* at several t
    (data forward-simulated to t; a score whose average is off makes the ODE's variance drift).
 2. Stretches: the ODE started from forward-simulated states of X_t0 (``sample(start=, t_start=)``)
-   and stopped at t_end, its spectrum against the forward-simulated data at t_end. With a perfect
-   score every ratio is 1; a stretch that starts late and still ends near 1 is learned well.
+   and stopped at t_end, its spectrum against the forward-simulated data at t_end, and its amplitude
+   spread (:func:`symscore.fields.amplitude_spread`, how much fields differ in overall brightness,
+   which the spectrum does not see). With a perfect score every ratio is 1 and the spread is the
+   data's; a stretch that starts late and still ends near both is learned well.
 3. The same from the *Gaussian counterpart* of the states at t0 (Gaussian fields with their spectrum
    per degree): how much the score below t0 depends on the states' non-Gaussian structure.
 4. The full path from T: spectrum ratio and pixel quantiles (right tail) against forward data at t.
@@ -21,7 +23,8 @@ Given a trained ScoreModel of a field SDE and held-out data, it prints:
 6. With ``--samples`` (the samples of the full recipe, e.g. ``demo_fields/samples.npy``): the
    distribution of the degree-0 coefficient, the field's sphere mean, in samples and held-out data:
    quantiles in units of the data's standard deviation, skewness, and the share of C_0 that the
-   largest 1% of fields carry. It says whether a low C_0 is a narrower bulk or a missing tail.
+   largest 1% of fields carry, and the amplitude spread. It says whether a low C_0 is a narrower
+   bulk or a missing tail.
 
     python benchmarks/diagnose_fields.py MODEL.pt DATA.npy [--L 16] [--n 1000] [--t-end 0.02]
         [--sections 1 2 4 5] [--n-steps 300] [--samples SAMPLES.npy]
@@ -37,7 +40,8 @@ import numpy as np
 import torch
 
 import symscore as ss
-from symscore.fields import SphericalHarmonics, gaussian_counterpart, power_spectrum, whittle_matern_sde
+from symscore.fields import (SphericalHarmonics, amplitude_spread, gaussian_counterpart, power_spectrum,
+                             whittle_matern_sde)
 from symscore.learn.targets import make_target_source
 from symscore.learn.numeric_sde import NumericSDE
 
@@ -59,10 +63,12 @@ def spectrum_ratio(samples, reference, L):
     return power_spectrum(samples, L).mean(0) / power_spectrum(reference, L).mean(0)
 
 
-def row(name, per_degree, mean=None, shown=(0, 1, 2, 4, 8, 12, 16)):
-    """A Markdown row: the mean (over degrees unless given) and the values at a few degrees."""
+def row(name, per_degree, mean=None, shown=(0, 1, 2, 4, 8, 12, 16), extra=None):
+    """A Markdown row: the mean (over degrees unless given), the values at a few degrees and, if
+    given, one more cell."""
     mean = per_degree.mean() if mean is None else mean
-    return f"| {name} | {mean:.3f} | " + " ".join(f"{per_degree[l]:.2f}" for l in shown if l < len(per_degree)) + " |"
+    cells = f"| {name} | {mean:.3f} | " + " ".join(f"{per_degree[l]:.2f}" for l in shown if l < len(per_degree)) + " |"
+    return cells if extra is None else f"{cells} {extra} |"
 
 
 def pixel_tails(sde, model, reference, times, n, L, sampled=None, q=(0.01, 0.5, 0.99, 0.999, 0.9999)) -> str:
@@ -166,15 +172,16 @@ QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 def sphere_mean_table(held, samples) -> str:
     """Section 6: the degree-0 coefficient of held-out data and samples (module docstring)."""
     scale = held[:, 0].std()
-    lines = ["| fields | C_0 | skewness | C_0 share of the top 1% | " + " | ".join(f"q {q:g}" for q in QUANTILES) + " |",
-             "|---|---|---|---|" + "---|" * len(QUANTILES)]
+    lines = ["| fields | C_0 | skewness | C_0 share of the top 1% | " + " | ".join(f"q {q:g}" for q in QUANTILES)
+             + " | amplitude spread |", "|---|---|---|---|" + "---|" * len(QUANTILES) + "---|"]
     for name, fields in (("held-out data", held), ("samples", samples)):
         a = fields[:, 0]
         power = np.sort(a**2)[::-1]
         skewness = np.mean((a - a.mean()) ** 3) / a.std() ** 3
         top = power[:max(1, len(a) // 100)].sum() / power.sum()
         lines.append(f"| {name} | {power.mean():.3e} | {skewness:.2f} | {top:.3f} | "
-                     + " | ".join(f"{v:.2f}" for v in np.quantile(a, QUANTILES) / scale) + " |")
+                     + " | ".join(f"{v:.2f}" for v in np.quantile(a, QUANTILES) / scale)
+                     + f" | {amplitude_spread(fields):.3f} |")
     return "\n".join(lines)
 
 
@@ -238,16 +245,21 @@ def stretches_and_full_path(args, sde, model, starts, reference):
     L, n, t_end = args.L, args.n, args.t_end
     target = forward(sde, reference, t_end, seed=2)
     print(f"\n## 2-3. The ODE from states of X_t0 to t_end = {t_end:g}: spectrum ratio to forward data\n")
-    print("| start | mean | degrees 0 1 2 4 8 12 16 |\n|---|---|---|")
+    print(f"| start | mean | degrees 0 1 2 4 8 12 16 | amplitude spread (forward data: {amplitude_spread(target):.3f}) |\n"
+          "|---|---|---|---|")
+
+    def judged(name, ended):
+        return row(name, spectrum_ratio(ended, target, L), extra=f"{amplitude_spread(ended):.3f}")
+
     if 2 in args.sections:
         for t0 in args.starts:
             states = forward(sde, starts, t0, seed=3)
-            print(row(f"forward data at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+            print(judged(f"forward data at t0 = {t0:g}", ode(sde, model, states, t0, t_end)))
         t0 = args.starts[len(args.starts) // 2]
         states = gaussian_counterpart(forward(sde, reference, t0, seed=4), L, n, seed=5)
-        print(row(f"Gaussian counterpart at t0 = {t0:g}", spectrum_ratio(ode(sde, model, states, t0, t_end), target, L)))
+        print(judged(f"Gaussian counterpart at t0 = {t0:g}", ode(sde, model, states, t0, t_end)))
     full = ss.sample(sde, model, n, int(round((sde.T - t_end) / STEP)), method="ode", seed=2, t_end=t_end)
-    print(row(f"prior at T = {sde.T:g} (the full path)", spectrum_ratio(full, target, L)))
+    print(judged(f"prior at T = {sde.T:g} (the full path)", full))
 
     if 4 in args.sections:
         print("\n## 4. Pixel quantiles (the right tail carries the lognormal's variance)\n")
