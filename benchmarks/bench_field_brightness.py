@@ -165,16 +165,22 @@ def main():
                         help="scale: the scale mixture; blobs: a Gaussian field plus a bump at one of --places places")
     parser.add_argument("--heights", type=float, nargs="+", default=[2.0, 5.0], help="blobs: bump heights / sigma_Q")
     parser.add_argument("--height-weights", type=float, nargs="+", default=[0.7, 0.3], help="blobs: their weights")
-    parser.add_argument("--width", type=float, default=0.6, help="blobs: the bump's width (radians, about)")
-    parser.add_argument("--places", type=int, default=12, help="blobs: the fixed places a bump can be at")
+    parser.add_argument("--width", type=float, default=0.6, help="blobs: the bump's angular standard deviation (rad)")
+    parser.add_argument("--places", type=int, default=12, help="blobs: the fixed places a bump can be at (random ones are seed 0's)")
     parser.add_argument("--lattice", action="store_true",
-                        help="blobs: the places on a Fibonacci lattice (near-uniform: with many, a stationary law)")
+                        help="blobs: the places on a Fibonacci lattice (near-uniform: with many, a nearly stationary law)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     for values, weights in (("amplitudes", "weights"), ("heights", "height_weights")):
         if len(getattr(args, values)) != len(getattr(args, weights)):
             parser.error(f"--{weights.replace('_', '-')}: expected one weight per entry of --{values}")
+        if min(getattr(args, values)) <= 0 or min(getattr(args, weights)) < 0 or sum(getattr(args, weights)) <= 0:
+            parser.error(f"--{values}, --{weights.replace('_', '-')}: expected positive values and non-negative "
+                         "weights that do not all vanish")
+    if args.places < 1 or args.width <= 0:
+        parser.error(f"--places, --width: expected at least 1 place and a positive width, got {args.places} and "
+                     f"{args.width}")
     L, sde = args.L, whittle_matern_sde(args.L)
     mixture = (ScaleMixture(L, args.amplitudes, args.weights, args.shift) if args.family == "scale"
                else BlobMixture(L, args.places, args.heights, args.height_weights, width=args.width,

@@ -19,6 +19,7 @@ rings a little at the truncation). The generator is numpy's, seeded, and the pro
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import scipy.special
@@ -144,17 +145,21 @@ def amplitude_spread(coeffs) -> float:
     """How much fields differ in overall brightness: the coefficient of variation over fields of
     each field's RMS pixel value above degree 0, sqrt(sum_{l >= 1} a_lm^2 / 4 pi) (Parseval: no grid).
 
-    A Gaussian field's is small, about sqrt(sum q^2 / 2) / sum q over its coefficients' variances
-    q (0.11 for the Whittle-Matern noise at L = 16); a lognormal field's is large (0.42 at L = 16),
+    A Gaussian field's is small, about sqrt(sum q^2 / 2) / sum q over the variances q of its
+    coefficients above degree 0 (0.11 for the Whittle-Matern noise at L = 16); a lognormal field's is large (0.42 at L = 16),
     because a field's brightness there is multiplicative. A sampler that keeps every degree's mean
     power but loses the field-to-field heterogeneity shows it here and not in the spectrum.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
-    if coeffs.ndim != 2 or coeffs.shape[0] < 2 or coeffs.shape[1] < 2:
-        raise SymscoreError(f"coeffs: expected (n, (L + 1)^2) coefficients of n >= 2 fields, got shape {coeffs.shape}")
+    m = coeffs.shape[-1] if coeffs.ndim else 0
+    if coeffs.ndim != 2 or coeffs.shape[0] < 2 or m < 4 or math.isqrt(m) ** 2 != m:
+        raise SymscoreError(f"coeffs: expected (n, (L + 1)^2) coefficients of n >= 2 fields with L >= 1, got shape "
+                            f"{coeffs.shape}")
+    if not np.all(np.isfinite(coeffs)):
+        raise SymscoreError("coeffs: expected finite coefficients, got NaN or infinity")
     rms = np.sqrt(np.sum(coeffs[:, 1:] ** 2, axis=1) / (4 * np.pi))
-    if not np.all(np.isfinite(rms)) or rms.mean() == 0:
-        raise SymscoreError("coeffs: expected finite fields, not all constant")
+    if rms.mean() == 0:
+        raise SymscoreError("coeffs: every field is constant (no power above degree 0), so the spread is undefined")
     return float(rms.std() / rms.mean())
 
 
