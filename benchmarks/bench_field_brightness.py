@@ -48,7 +48,8 @@ import torch
 
 import symscore as ss
 from symscore.experiments.fields import compare_fields, sample_fields, train_fields
-from symscore.fields import SphericalHarmonics, amplitude_spread, whittle_matern_sde, whittle_matern_spectrum
+from symscore.fields import (SphericalHarmonics, amplitude_spread, pixel_std, whittle_matern_sde,
+                             whittle_matern_spectrum)
 
 TIMES = (0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 2.5)
 
@@ -104,7 +105,6 @@ class BlobMixture:
         harmonics = SphericalHarmonics(L, nlat=4 * (L + 1), nlon=8 * (L + 1))
         self.L = L
         self.q = whittle_matern_spectrum(L)[SphericalHarmonics(L).degrees]
-        sigma_q = np.sqrt(np.sum((2 * np.arange(L + 1) + 1) * whittle_matern_spectrum(L)) / (4 * np.pi))
         lat, lon = np.radians(harmonics.lat)[:, None], np.radians(harmonics.lon)[None, :]
         grid = np.stack(np.broadcast_arrays(np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)), -1)
         if lattice:  # a Fibonacci lattice: near-uniform, so with many places the law is nearly stationary
@@ -116,8 +116,7 @@ class BlobMixture:
             points = np.random.default_rng(seed).standard_normal((places, 3))
             points /= np.linalg.norm(points, axis=1, keepdims=True)
         bumps = harmonics.analysis(np.exp((np.einsum("abk,ck->cab", grid, points) - 1) / width**2))  # (places, m)
-        peak = SphericalHarmonics(L, nlat=harmonics.nlat, nlon=harmonics.nlon).synthesis(bumps[:1]).max()
-        bumps *= sigma_q / peak  # a bump of height 1 reaches sigma_Q
+        bumps *= pixel_std(L) / harmonics.synthesis(bumps[:1]).max()  # a bump of height 1 reaches sigma_Q
         heights, height_weights = np.asarray(heights, float), np.asarray(height_weights, float) / np.sum(height_weights)
         self.means = np.concatenate([np.zeros((1, bumps.shape[1]))] + [h * bumps for h in heights])  # (K, m)
         self.p = np.concatenate([[p_none]] + [np.full(places, (1 - p_none) * w / places) for w in height_weights])

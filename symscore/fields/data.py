@@ -146,8 +146,8 @@ def amplitude_spread(coeffs) -> float:
     each field's RMS pixel value above degree 0, sqrt(sum_{l >= 1} a_lm^2 / 4 pi) (Parseval: no grid).
 
     A Gaussian field's is small, about sqrt(sum q^2 / 2) / sum q over the variances q of its
-    coefficients above degree 0 (0.11 for the Whittle-Matern noise at L = 16); a lognormal field's is large (0.42 at L = 16),
-    because a field's brightness there is multiplicative. A sampler that keeps every degree's mean
+    coefficients above degree 0 (0.11 for the Whittle-Matern noise at L = 16); a lognormal field's
+    is large (0.42 at L = 16), because a field's brightness there is multiplicative. A sampler that keeps every degree's mean
     power but loses the field-to-field heterogeneity shows it here and not in the spectrum.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
